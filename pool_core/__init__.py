@@ -1,0 +1,41 @@
+"""pool_core: a small, fast green-thread core on greenlet, with eventlet's pool API.
+
+`import pool_core as eventlet` runs eventlet's pool examples unchanged. One hub per OS thread schedules
+green threads cooperatively; GreenPool bounds concurrency; GreenPile yields results as they finish.
+"""
+
+from queue import Empty, Full
+
+from .event import Event
+from .greenthread import GreenletExit, GreenThread, getcurrent, kill, sleep, spawn, spawn_after, spawn_n
+from .hub import Hub, LoopExit, get_hub
+from .pile import GreenPile
+from .pool import GreenPool
+from .queue import LightQueue, Queue
+from .semaphore import BoundedSemaphore, Semaphore
+from .timeout import Timeout, with_timeout
+
+__all__ = [
+    "BoundedSemaphore",
+    "Empty",
+    "Event",
+    "Full",
+    "GreenPile",
+    "GreenPool",
+    "GreenThread",
+    "GreenletExit",
+    "Hub",
+    "LightQueue",
+    "LoopExit",
+    "Queue",
+    "Semaphore",
+    "Timeout",
+    "getcurrent",
+    "get_hub",
+    "kill",
+    "sleep",
+    "spawn",
+    "spawn_after",
+    "spawn_n",
+    "with_timeout",
+]

@@ -1,0 +1,187 @@
+"""`GreenPool`: at most `size` calls running at once, resizable at any time (eventlet's API).
+
+The pool only bounds concurrency; it does not own results (see `pile` for that). Guarantees:
+  * `spawn` parks while the pool is full — except from one of the pool's own green threads, where it
+    runs the call inline instead of deadlocking. Parked spawners are woken FIFO, one per freed slot.
+  * `resize(n)` works at any time: running calls continue; shrinking lets `free()` go negative until
+    work drains; `resize(0)` pauses new starts; growing wakes parked spawners at once.
+  * `waitall()` returns only when nothing runs and no spawner is parked or about to start, so work
+    started by spawners that were blocked when it was called is waited for too.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+import greenlet
+
+from .greenthread import GreenThread, _start, spawn
+from .hub import get_hub
+from .waitqueue import WaitQueue
+
+__all__ = ["GreenPool"]
+
+_getcurrent = greenlet.getcurrent
+
+
+def _check_size(size: Any) -> int:
+    if not isinstance(size, int) or isinstance(size, bool):
+        raise TypeError(f"GreenPool size must be an int, not {type(size).__name__}")
+    if size < 0:
+        raise ValueError(f"GreenPool size must be >= 0, got {size}")
+    return size
+
+
+class _PooledThread(GreenThread):
+    """A GreenThread that gives its pool slot back when its call ends."""
+
+    __slots__ = ("_pool",)
+
+    def _finish(self) -> None:
+        super()._finish()
+        self._pool._release(self)
+
+
+class GreenPool:
+    """A bound on concurrency: at most `size` green threads spawned through it run at once."""
+
+    def __init__(self, size: int = 1000) -> None:
+        self.size = _check_size(size)
+        self._running: set[GreenThread] = set()
+        self._spawners = WaitQueue()
+        self._blocked = 0  # spawners parked, or woken and not yet started
+        self._idle = WaitQueue()  # green threads parked in waitall()
+
+    def __repr__(self) -> str:
+        return f"<GreenPool size={self.size} running={len(self._running)} waiting={self._blocked}>"
+
+    def running(self) -> int:
+        """Calls running now."""
+        return len(self._running)
+
+    def free(self) -> int:
+        """`size - running()`: negative after a shrink until enough calls end."""
+        return self.size - len(self._running)
+
+    def waiting(self) -> int:
+        """Green threads parked in `spawn`/`spawn_n` waiting for a free slot."""
+        return self._blocked
+
+    def resize(self, new_size: int) -> None:
+        """Change the bound now; growing starts parked spawners at once (see the module docstring)."""
+        self.size = _check_size(new_size)
+        for _ in range(min(self.free(), len(self._spawners))):
+            self._spawners.wake_one()
+
+    def spawn(self, func: Callable[..., Any], *args: Any, **kwargs: Any) -> GreenThread:
+        """Run `func(*args, **kwargs)` in the pool, parking while it is full; return its GreenThread."""
+        running = self._running
+        if len(running) >= self.size or self._blocked:
+            if getattr(_getcurrent(), "job", None) in running and len(running) >= self.size:
+                gt = GreenThread(func, args, kwargs)
+                gt._run()
+                return gt
+            self._wait_for_slot()
+        gt = _PooledThread(func, args, kwargs)
+        gt._pool = self
+        running.add(gt)
+        _start(get_hub(), gt)
+        return gt
+
+    def spawn_n(self, func: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+        """Like `spawn` without returning the handle."""
+        self.spawn(func, *args, **kwargs)
+
+    def _wait_for_slot(self) -> None:
+        self._blocked += 1
+        try:
+            while len(self._running) >= self.size:
+                self._spawners.park()
+        finally:
+            self._blocked -= 1
+        if not self._blocked and not self._running:
+            self._idle.wake_all()
+
+    def _release(self, gt: GreenThread) -> None:
+        running = self._running
+        running.discard(gt)
+        if self._blocked:
+            if len(running) < self.size:
+                self._spawners.wake_one()
+        elif not running:
+            self._idle.wake_all()
+
+    def waitall(self) -> None:
+        """Park until every call spawned (or about to be spawned) through the pool has ended."""
+        if getattr(_getcurrent(), "job", None) in self._running:
+            raise RuntimeError(
+                "Calling waitall() from within one of the GreenPool's green threads would never return"
+            )
+        while self._running or self._blocked:
+            self._idle.park()
+
+    def imap(self, func: Callable[..., Any], *iterables: Iterable[Any]) -> Iterator[Any]:
+        """`map` through the pool: results in input order, lazily, stopping at the shortest iterable."""
+        return _IMap(self, func, zip(*iterables))
+
+    def starmap(self, func: Callable[..., Any], iterable: Iterable[Iterable[Any]]) -> Iterator[Any]:
+        """`itertools.starmap` through the pool: `func(*args)` for each tuple, results in input order."""
+        return _IMap(self, func, iterable)
+
+
+class _IMap:
+    """The iterator of `imap`/`starmap`: a producer green thread spawns calls through the pool while at
+    most `pool.size` results are outstanding (constant memory); iteration yields them in input order
+    and re-raises a call's exception at its position. Dropping the iterator stops the producer."""
+
+    def __init__(self, pool: GreenPool, func: Callable[..., Any], arg_tuples: Iterable[Any]) -> None:
+        self._pool = pool
+        self._func = func
+        self._pending: deque[GreenThread] = deque()
+        self._results = WaitQueue()  # the consumer, waiting for the next result
+        self._space = WaitQueue()  # the producer, waiting for room in the window
+        self._finished = False
+        self._error: BaseException | None = None
+        self._producer = spawn(self._produce, iter(arg_tuples))
+
+    def _produce(self, arg_tuples: Iterator[Any]) -> None:
+        pool, func, pending = self._pool, self._func, self._pending
+        try:
+            for args in arg_tuples:
+                while len(pending) >= max(pool.size, 1):
+                    self._space.park()
+                pending.append(pool.spawn(func, *args))
+                self._results.wake_one()
+        except greenlet.GreenletExit:
+            pass
+        except BaseException as exc:  # the input iterable itself failed: raise it in the consumer
+            self._error = exc
+        finally:
+            self._finished = True
+            self._results.wake_one()
+
+    def __iter__(self) -> _IMap:
+        return self
+
+    def __next__(self) -> Any:
+        pending = self._pending
+        while not pending:
+            if self._finished:
+                if self._error is not None:
+                    error, self._error = self._error, None
+                    raise error
+                raise StopIteration
+            self._results.park()
+        gt = pending.popleft()
+        self._space.wake_one()
+        return gt.wait()
+
+    def close(self) -> None:
+        """Stop spawning further calls (those already spawned run to their end)."""
+        if not self._producer.dead:
+            self._producer._kill_soon()
+
+    def __del__(self) -> None:
+        self.close()
