@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from contextlib import suppress
 from typing import Any
 
 import greenlet
@@ -59,10 +60,8 @@ def _worker_main() -> None:
             return
         idle.append(worker)
         while worker.job is None:
-            try:
+            with suppress(BaseException):  # a stray kill or timeout for a call that already ended
                 switch_to_hub()
-            except BaseException:  # a stray kill or timeout for a call that already ended
-                pass
 
 
 def _start(hub: Hub, job: GreenThread | tuple) -> None:

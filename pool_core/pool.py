@@ -124,7 +124,7 @@ class GreenPool:
 
     def imap(self, func: Callable[..., Any], *iterables: Iterable[Any]) -> Iterator[Any]:
         """`map` through the pool: results in input order, lazily, stopping at the shortest iterable."""
-        return _IMap(self, func, zip(*iterables))
+        return _IMap(self, func, zip(*iterables, strict=False))
 
     def starmap(self, func: Callable[..., Any], iterable: Iterable[Iterable[Any]]) -> Iterator[Any]:
         """`itertools.starmap` through the pool: `func(*args)` for each tuple, results in input order."""
