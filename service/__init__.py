@@ -1,0 +1,1 @@
+"""greenpool service: the HTTP layer (gunicorn worker, falcon app), the job engine and tasks."""
