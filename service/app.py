@@ -1,0 +1,76 @@
+"""The falcon application: config → registry → engine → resources → routes, and nothing else.
+
+`create_app(config)` builds it; `service.app:app` (what gunicorn loads) builds it from the environment
+on first access, inside the worker process, so the engine lives on that worker's hub.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import falcon
+
+from . import logs
+from .config import Config
+from .engine import Engine
+from .errors import PROBLEM_JSON, Problem
+from .resources import (
+    HealthResource,
+    JobResource,
+    JobsResource,
+    OpenAPIResource,
+    PoolResource,
+    ReadyResource,
+    TasksResource,
+)
+from .tasks import Registry
+
+log = logging.getLogger("greenpool.http")
+
+
+def create_app(config: Config | None = None) -> falcon.App:
+    """Build the WSGI app and its engine from `config` (default: the environment)."""
+    config = config or Config.from_env()
+    logs.configure(config.log_level)
+    registry = Registry.with_builtins(http_allow=list(config.http_allow), plugins=list(config.plugins))
+    engine = Engine(config, registry)
+
+    app = falcon.App(media_type=falcon.MEDIA_JSON)
+    app.req_options.strip_url_path_trailing_slash = True
+    app.add_error_handler(Problem, _render_problem)
+    app.set_error_serializer(_serialize_http_error)
+    app.add_route("/v1/tasks", TasksResource(registry))
+    app.add_route("/v1/jobs", JobsResource(engine))
+    app.add_route("/v1/jobs/{job_id}", JobResource(engine))
+    app.add_route("/v1/pool", PoolResource(engine))
+    app.add_route("/healthz", HealthResource())
+    app.add_route("/readyz", ReadyResource(engine))
+    app.add_route("/openapi.yaml", OpenAPIResource())
+    app.engine = engine  # type: ignore[attr-defined]
+    return app
+
+
+def _render_problem(req: falcon.Request, resp: falcon.Response, ex: Problem, params: dict[str, Any]) -> None:
+    resp.status = ex.status
+    resp.content_type = PROBLEM_JSON
+    resp.text = json.dumps(ex.to_dict())
+    for name, value in ex.headers.items():
+        resp.set_header(name, value)
+
+
+def _serialize_http_error(req: falcon.Request, resp: falcon.Response, ex: falcon.HTTPError) -> None:
+    body = {"type": "about:blank", "title": ex.title, "status": ex.status_code}
+    if ex.description:
+        body["detail"] = ex.description
+    resp.content_type = PROBLEM_JSON
+    resp.text = json.dumps(body)
+
+
+def __getattr__(name: str) -> Any:
+    """`service.app.app`: built lazily from the environment (what `gunicorn service.app:app` loads)."""
+    if name == "app":
+        globals()["app"] = application = create_app()
+        return application
+    raise AttributeError(name)

@@ -1,0 +1,96 @@
+"""The `greenpool` command: `greenpool serve` runs gunicorn with one GreenWorker process.
+
+Flags override `GREENPOOL_*` variables, which override defaults; the resulting config is handed to the
+worker through the environment so that `create_app()` there sees exactly what was asked for.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from .config import Config, ConfigError
+
+log = logging.getLogger("greenpool")
+
+
+def _serve_parser(sub: Any) -> None:
+    p = sub.add_parser("serve", help="run the HTTP service (gunicorn + one GreenWorker process)")
+    p.add_argument("--bind", help="host:port to listen on (GREENPOOL_BIND, default 127.0.0.1:8000)")
+    p.add_argument("--pool-size", type=int, help="jobs running at once (GREENPOOL_POOL_SIZE)")
+    p.add_argument("--max-queued", type=int, help="queued jobs before 429 (GREENPOOL_MAX_QUEUED)")
+    p.add_argument("--result-ttl", type=float, help="seconds finished jobs are kept (GREENPOOL_RESULT_TTL)")
+    p.add_argument("--max-records", type=int, help="finished jobs kept at most (GREENPOOL_MAX_RECORDS)")
+    p.add_argument("--http-allow", help="comma-separated CIDRs the http task may reach besides public addresses")
+    p.add_argument("--plugins", help="comma-separated modules whose @task functions to register")
+    p.add_argument("--graceful-timeout", type=float, help="seconds to drain on SIGTERM")
+    p.add_argument("--keepalive", type=float, help="seconds an idle keep-alive connection stays open")
+    p.add_argument("--worker-connections", type=int, help="concurrent connections at most")
+    p.add_argument("--log-level", help="debug, info, warning or error")
+    p.set_defaults(func=serve)
+
+
+def serve(args: argparse.Namespace) -> int:
+    """Validate the config, export it to the environment, and run gunicorn until it exits."""
+    overrides = {
+        "bind": args.bind,
+        "pool_size": args.pool_size,
+        "max_queued": args.max_queued,
+        "result_ttl": args.result_ttl,
+        "max_records": args.max_records,
+        "http_allow": _split(args.http_allow),
+        "plugins": _split(args.plugins),
+        "graceful_timeout": args.graceful_timeout,
+        "keepalive": args.keepalive,
+        "worker_connections": args.worker_connections,
+        "log_level": args.log_level,
+    }
+    try:
+        config = Config.from_env(**overrides)
+    except ConfigError as exc:
+        print(f"greenpool: {exc}", file=sys.stderr)
+        return 2
+    if not _is_loopback(config.bind):
+        print(
+            f"greenpool: refusing to bind {config.bind}: without tokens only loopback addresses are allowed",
+            file=sys.stderr,
+        )
+        return 2
+    os.environ.update(config.to_env())
+    from .gunicorn_app import run
+
+    return run(config)
+
+
+def _split(value: str | None) -> tuple[str, ...] | None:
+    return None if value is None else tuple(v.strip() for v in value.split(",") if v.strip())
+
+
+def _is_loopback(bind: str) -> bool:
+    if bind.startswith("unix:"):
+        return True
+    host = bind.rsplit(":", 1)[0].strip("[]") if ":" in bind else bind
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `greenpool` console script."""
+    parser = argparse.ArgumentParser(prog="greenpool", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    _serve_parser(sub)
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

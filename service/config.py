@@ -1,0 +1,107 @@
+"""Configuration: one `Config`, defaults as named constants, `GREENPOOL_*` environment overrides in one place.
+
+`greenpool serve` flags override the environment (see `service.cli`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+DEFAULT_BIND = "127.0.0.1:8000"
+DEFAULT_POOL_SIZE = 100
+DEFAULT_MAX_QUEUED = 10_000
+DEFAULT_RESULT_TTL = 3600.0
+DEFAULT_MAX_RECORDS = 100_000
+DEFAULT_MAX_BODY_BYTES = 1 << 20
+DEFAULT_MAX_WAIT = 60.0
+DEFAULT_MAX_JOB_TIMEOUT = 86_400.0
+DEFAULT_MAX_POOL_SIZE = 100_000
+DEFAULT_GRACEFUL_TIMEOUT = 30.0
+DEFAULT_KEEPALIVE = 5.0
+DEFAULT_WORKER_CONNECTIONS = 10_000
+DEFAULT_LOG_LEVEL = "info"
+
+ENV_PREFIX = "GREENPOOL_"
+
+
+class ConfigError(ValueError):
+    """A configuration value that cannot be used; the message names the variable."""
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything the service can be told; immutable once built."""
+
+    bind: str = DEFAULT_BIND
+    pool_size: int = DEFAULT_POOL_SIZE
+    max_queued: int = DEFAULT_MAX_QUEUED
+    result_ttl: float = DEFAULT_RESULT_TTL
+    max_records: int = DEFAULT_MAX_RECORDS
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    max_wait: float = DEFAULT_MAX_WAIT
+    max_job_timeout: float = DEFAULT_MAX_JOB_TIMEOUT
+    max_pool_size: int = DEFAULT_MAX_POOL_SIZE
+    graceful_timeout: float = DEFAULT_GRACEFUL_TIMEOUT
+    keepalive: float = DEFAULT_KEEPALIVE
+    worker_connections: int = DEFAULT_WORKER_CONNECTIONS
+    http_allow: tuple[str, ...] = ()
+    plugins: tuple[str, ...] = ()
+    log_level: str = DEFAULT_LOG_LEVEL
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Config:
+        """Defaults, then `GREENPOOL_<FIELD>` variables, then `overrides` (CLI flags) on top."""
+        environ = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            if f.name == "extra":
+                continue
+            raw = environ.get(ENV_PREFIX + f.name.upper())
+            if raw is not None and raw != "":
+                values[f.name] = _parse(f.name, f.type, raw)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        config = cls(**values)
+        config.check()
+        return config
+
+    def check(self) -> None:
+        """Refuse values the service cannot run with, naming the variable."""
+        positive = ("max_body_bytes", "max_wait", "max_job_timeout", "max_pool_size", "worker_connections")
+        for name in positive:
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{ENV_PREFIX}{name.upper()} must be > 0")
+        for name in ("pool_size", "max_queued", "result_ttl", "max_records", "graceful_timeout", "keepalive"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{ENV_PREFIX}{name.upper()} must be >= 0")
+        if self.pool_size > self.max_pool_size:
+            raise ConfigError(f"{ENV_PREFIX}POOL_SIZE must be <= {ENV_PREFIX}MAX_POOL_SIZE")
+
+    def to_env(self) -> dict[str, str]:
+        """The `GREENPOOL_*` variables that reproduce this config (how `serve` hands it to the worker)."""
+        env = {}
+        for f in dataclasses.fields(self):
+            if f.name == "extra":
+                continue
+            value = getattr(self, f.name)
+            env[ENV_PREFIX + f.name.upper()] = ",".join(value) if isinstance(value, tuple) else str(value)
+        return env
+
+
+def _parse(name: str, kind: Any, raw: str) -> Any:
+    var = ENV_PREFIX + name.upper()
+    kind = str(kind)
+    try:
+        if kind == "int":
+            return int(raw)
+        if kind == "float":
+            return float(raw)
+        if kind.startswith("tuple"):
+            return tuple(part.strip() for part in raw.split(",") if part.strip())
+        return raw
+    except ValueError:
+        raise ConfigError(f"{var}={raw!r} is not a valid {kind}") from None

@@ -1,0 +1,61 @@
+"""Running gunicorn in-process with greenpool's settings: one GreenWorker, JSON logs, drain timing."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gunicorn.app.base import BaseApplication
+
+from .config import Config
+
+WORKER_CLASS = "service.worker.GreenWorker"
+
+
+def gunicorn_options(config: Config) -> dict[str, Any]:
+    """gunicorn settings derived from `config` (one worker process: one process is one pool)."""
+    return {
+        "bind": [config.bind],
+        "workers": 1,
+        "worker_class": WORKER_CLASS,
+        "worker_connections": config.worker_connections,
+        "keepalive": config.keepalive,
+        "graceful_timeout": config.graceful_timeout,
+        "timeout": 30,
+        "loglevel": config.log_level,
+        "logconfig_dict": {
+            "version": 1,
+            "disable_existing_loggers": False,
+            "formatters": {"json": {"()": "service.logs.JsonFormatter"}},
+            "handlers": {
+                "stderr": {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stderr"}
+            },
+            "root": {"level": config.log_level.upper(), "handlers": ["stderr"]},
+            "loggers": {
+                "gunicorn.error": {"level": config.log_level.upper(), "handlers": [], "propagate": True},
+                "gunicorn.access": {"level": "INFO", "handlers": [], "propagate": True},
+            },
+        },
+    }
+
+
+class GreenpoolApplication(BaseApplication):
+    """gunicorn's application object for `service.app:app`, configured from a Config."""
+
+    def __init__(self, config: Config) -> None:
+        self.config_obj = config
+        super().__init__()
+
+    def load_config(self) -> None:
+        for key, value in gunicorn_options(self.config_obj).items():
+            self.cfg.set(key, value)
+
+    def load(self) -> Any:
+        from .app import create_app
+
+        return create_app(self.config_obj)
+
+
+def run(config: Config) -> int:
+    """Serve until gunicorn exits; returns its exit status."""
+    GreenpoolApplication(config).run()
+    return 0

@@ -1,0 +1,57 @@
+"""Reading request input: JSON bodies within a size limit, and typed query parameters."""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+import falcon
+
+from ..errors import BadRequest, PayloadTooLarge, UnsupportedMediaType, ValidationFailed
+
+
+def read_json_object(req: falcon.Request, max_bytes: int) -> dict[str, Any]:
+    """The body as a JSON object: 415 unless JSON, 413 over `max_bytes`, 400 if malformed, 422 if not an object."""
+    media_type = (req.content_type or "").split(";", 1)[0].strip().lower()
+    if media_type != "application/json" and not media_type.endswith("+json"):
+        raise UnsupportedMediaType(
+            f"send the body as application/json (got {req.content_type or 'no Content-Type'})"
+        )
+    length = req.content_length
+    if length is not None and length > max_bytes:
+        raise PayloadTooLarge(f"the body is {length} bytes; the limit is {max_bytes}", limit=max_bytes)
+    raw = req.bounded_stream.read(max_bytes + 1)
+    if len(raw) > max_bytes:
+        raise PayloadTooLarge(f"the body exceeds the limit of {max_bytes} bytes", limit=max_bytes)
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadRequest(f"the body is not valid JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise ValidationFailed("the body must be a JSON object", [{"field": "", "message": "expected an object"}])
+    return body
+
+
+def query_float(req: falcon.Request, name: str, low: float, high: float) -> float | None:
+    """An optional number parameter within [low, high]; 400 naming it otherwise."""
+    raw = req.get_param(name)
+    if raw is None:
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not low <= value <= high:
+        raise BadRequest(f"query parameter {name!r} must be a number from {low:g} to {high:g}", parameter=name)
+    return value
+
+
+def query_int(req: falcon.Request, name: str, low: int, high: int, default: int) -> int:
+    """An integer parameter within [low, high] (default when absent); 400 naming it otherwise."""
+    raw = req.get_param(name)
+    if raw is None:
+        return default
+    if not raw.lstrip("-").isdigit() or not low <= int(raw) <= high:
+        raise BadRequest(f"query parameter {name!r} must be an integer from {low} to {high}", parameter=name)
+    return int(raw)

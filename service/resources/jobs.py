@@ -1,0 +1,81 @@
+"""`/v1/jobs` and `/v1/jobs/{id}`: submit, long-poll, cancel, list."""
+
+from __future__ import annotations
+
+import falcon
+
+from ..engine import Engine
+from ..errors import BadRequest, ValidationFailed
+from ..jobs import STATUSES
+from .body import query_float, query_int, read_json_object
+
+_SUBMIT_FIELDS = {"task", "args", "timeout"}
+
+
+def parse_job_spec(body: dict, engine: Engine, prefix: str = "") -> tuple[str, dict, float | None]:
+    """`{task, args?, timeout?}` checked for shape: the task name, its args object, its timeout."""
+    errors = [{"field": prefix + k, "message": "unknown field"} for k in body if k not in _SUBMIT_FIELDS]
+    task = body.get("task")
+    if not isinstance(task, str) or not task:
+        errors.append({"field": prefix + "task", "message": "required: the name of a registered task"})
+    args = body.get("args", {})
+    if not isinstance(args, dict):
+        errors.append({"field": prefix + "args", "message": "must be a JSON object"})
+    timeout = body.get("timeout")
+    limit = engine.config.max_job_timeout
+    if timeout is not None and (
+        isinstance(timeout, bool) or not isinstance(timeout, int | float) or not 0 < timeout <= limit
+    ):
+        errors.append({"field": prefix + "timeout", "message": f"must be a number of seconds in (0, {limit:g}]"})
+    if errors:
+        raise ValidationFailed("the job is not valid: " + ", ".join(e["field"] for e in errors), errors)
+    return task, args, None if timeout is None else float(timeout)
+
+
+class JobsResource:
+    """POST submits a job (optionally waiting for its end); GET lists recent jobs."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        engine = self.engine
+        wait = query_float(req, "wait", 0, engine.config.max_wait)
+        body = read_json_object(req, engine.config.max_body_bytes)
+        task, args, timeout = parse_job_spec(body, engine)
+        job = engine.submit(task, args, timeout)
+        ended = wait is not None and job.wait(wait)
+        resp.status = falcon.HTTP_200 if ended else falcon.HTTP_202
+        resp.location = f"/v1/jobs/{job.id}"
+        resp.media = job.to_dict()
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        status = req.get_param("status")
+        if status is not None and status not in STATUSES:
+            raise BadRequest(f"query parameter 'status' must be one of {', '.join(STATUSES)}", parameter="status")
+        limit = query_int(req, "limit", 1, 1000, 100)
+        cursor = req.get_param("cursor")
+        if cursor is not None and not cursor.isdigit():
+            raise BadRequest("query parameter 'cursor' must be a value returned as next_cursor", parameter="cursor")
+        jobs, next_seq = self.engine.list(status, limit, None if cursor is None else int(cursor))
+        resp.media = {
+            "jobs": [job.to_dict() for job in jobs],
+            "next_cursor": None if next_seq is None else str(next_seq),
+        }
+
+
+class JobResource:
+    """GET reads one job (`?wait=S` long-polls until it ends); DELETE cancels it."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response, job_id: str) -> None:
+        wait = query_float(req, "wait", 0, self.engine.config.max_wait)
+        job = self.engine.get(job_id)
+        if wait:
+            job.wait(wait)
+        resp.media = job.to_dict()
+
+    def on_delete(self, req: falcon.Request, resp: falcon.Response, job_id: str) -> None:
+        resp.media = self.engine.cancel(job_id).to_dict()
