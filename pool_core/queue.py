@@ -117,7 +117,9 @@ class Queue(LightQueue):
 
     def join(self, timeout: float | None = None) -> bool:
         """Park until every item put has been marked done; False if `timeout` expired first."""
+        deadline = None if timeout is None else time.monotonic() + timeout
         while self.unfinished_tasks:
-            if not self._joiners.park(timeout):
+            left = None if deadline is None else deadline - time.monotonic()
+            if (left is not None and left <= 0) or not self._joiners.park(left):
                 return False
         return True

@@ -7,6 +7,7 @@ then waits again, at the back of the queue).
 
 from __future__ import annotations
 
+from time import monotonic as _monotonic
 from typing import Any
 
 from .waitqueue import WaitQueue
@@ -50,9 +51,15 @@ class Semaphore:
             return True
         if not blocking:
             return False
-        while self.counter <= 0:
-            if not self._waiters.park(timeout):
-                return False
+        if timeout is None:
+            while self.counter <= 0:
+                self._waiters.park()
+        else:  # a deadline: a wake taken by someone else must not restart the timeout
+            deadline = _monotonic() + timeout
+            while self.counter <= 0:
+                left = deadline - _monotonic()
+                if left <= 0 or not self._waiters.park(left):
+                    return False
         self.counter -= 1
         if self.counter > 0:  # several released at once: let the next waiter look too
             self._waiters.wake_one()
