@@ -1,0 +1,343 @@
+"""GreenWorker: a gunicorn worker whose listeners, accept loops and connections are pool_core green threads.
+
+Usage: ``gunicorn -k service.worker.GreenWorker service.app:app``. The falcon app, the job pool and every
+open connection share one pool_core hub: one worker process is one pool.
+
+How it works (built on gunicorn's ``AsyncWorker``, which supplies the HTTP/1.1 parsing, keep-alive loop,
+``max_requests`` counting, and streaming of iterator responses — chunked when no length is known):
+
+* ``init_process`` gives the forked process a fresh hub before the app is loaded.
+* ``run`` spawns one accept loop per listener. Each loop takes a slot of a ``Semaphore(worker_connections)``
+  before it accepts, so with every slot taken it stops accepting until a connection ends. Every accepted
+  connection is served by its own green thread (``pool_core.spawn``, never the job pool).
+* The process's main greenlet is the supervisor: every tick (at most 1 s, at most ``timeout/4``) it calls
+  ``notify()`` (gunicorn's heartbeat), checks ``alive``, the parent pid and signal flags. It waits on
+  gunicorn's signal wake-up pipe, so a signal is acted on at once. A tick that comes late means the hub
+  was blocked (a green thread called something blocking): that is logged; if the block outlasts
+  ``timeout`` the arbiter aborts the worker and the abort logs the stack of the blocking code.
+* Signal handlers only set flags (they interrupt arbitrary green threads, so they must not switch or
+  raise); the supervisor does the work.
+* Drain — on SIGTERM, SIGQUIT, SIGINT, ``max_requests`` reached, or the parent gone: close the listeners
+  (stop accepting), start ``service.lifecycle``'s drain callbacks, close connections idle between
+  requests at once (their keep-alive wait ends early), let requests and streams in flight finish — until
+  the grace period (``graceful_timeout``, minus a small margin to clean up before the arbiter's SIGKILL)
+  ends; then kill what is left (``GreenletExit``: iterator ``close()`` and ``finally`` blocks still run)
+  and return, so the process exits 0. A second SIGQUIT/SIGINT during a drain ends the grace period now.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import sys
+import time
+import traceback
+from collections.abc import Iterable
+from types import FrameType
+from typing import Any
+
+import greenlet
+from gunicorn.workers.base_async import AsyncWorker
+
+import pool_core
+from pool_core import hub as _hub_module
+from pool_core.sockets import GreenSocket
+from service import lifecycle
+
+__all__ = ["GreenWorker"]
+
+#: accept() errors that concern one connection only: try the next one at once.
+_ACCEPT_RETRY = {errno.EAGAIN, errno.EWOULDBLOCK, errno.ECONNABORTED, errno.EPROTO, errno.EINTR}
+#: accept() errors from resource exhaustion: back off a little, then try again.
+_ACCEPT_BACKOFF = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
+
+
+def _fresh_hub() -> pool_core.Hub:
+    """Give this forked process its own hub; one created in the arbiter would share the arbiter's epoll fd."""
+    old = getattr(_hub_module._local, "hub", None)
+    if old is None:
+        return pool_core.get_hub()
+    hub = _hub_module._local.hub = pool_core.Hub()
+    if old.ready or old._timers or old._fds:
+        print(
+            "greenpool: green threads were started in the arbiter before fork (preload_app?); they do not run "
+            "in the worker: start them when the app is loaded in the worker instead",
+            file=sys.stderr,
+        )
+    old._selector.close()
+    return hub
+
+
+class _ListenerName:
+    """What `AsyncWorker.handle` needs of a listener: its address, kept after the listener is closed."""
+
+    __slots__ = ("_name",)
+
+    def __init__(self, name: Any) -> None:
+        self._name = name
+
+    def getsockname(self) -> Any:
+        """The listener's address."""
+        return self._name
+
+
+class _IdleWait(pool_core.Timeout):
+    """The keep-alive wait for a connection's next request; a drain ends it early with `fire()`."""
+
+    def __init__(self, worker: GreenWorker, seconds: float | None) -> None:
+        self._worker = worker
+        self._greenlet = greenlet.getcurrent()
+        super().__init__(seconds, False)
+
+    def __enter__(self) -> _IdleWait:
+        super().__enter__()
+        self._worker._idle.add(self)
+        return self
+
+    def __exit__(self, typ: Any, value: Any, tb: Any) -> bool:
+        self._worker._idle.discard(self)
+        return super().__exit__(typ, value, tb)
+
+    def fire(self) -> None:
+        """Expire now, from another green thread: the connection closes as after a keep-alive timeout."""
+        if self.pending:
+            self.cancel()
+            pool_core.get_hub().throw(self._greenlet, self)
+
+
+class _Connection(GreenSocket):
+    """An accepted connection: a GreenSocket plus a cooperative `sendfile` (for `wsgi.file_wrapper`)."""
+
+    def sendfile(self, file: Any, offset: int = 0, count: int | None = None) -> int:
+        """Send `count` bytes of `file` (to its end if None) from `offset`, parking while the socket is full."""
+        in_fd = file.fileno()
+        total = os.fstat(in_fd).st_size - offset if count is None else count
+        out_fd = self.fileno()
+        sent = 0
+        while sent < total:
+            try:
+                n = os.sendfile(out_fd, in_fd, offset + sent, total - sent)
+            except BlockingIOError:
+                pool_core.get_hub().wait_write(out_fd)
+                continue
+            if n == 0:
+                break
+            sent += n
+        file.seek(offset + sent)
+        return sent
+
+
+class GreenWorker(AsyncWorker):
+    """A gunicorn worker running listeners, accept loops and connections as pool_core green threads."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._connections: set[pool_core.GreenThread] = set()
+        self._idle: set[_IdleWait] = set()
+        self._slots = pool_core.Semaphore(max(1, self.worker_connections))  # creating it needs no hub
+        self._draining = False
+        self._quit_signals = 0
+        self._reopen_logs = False
+
+    # -- process setup and signals ---------------------------------------------------------------
+    def init_process(self) -> None:
+        """Refuse TLS, set up this process's hub, then let gunicorn load the app and call `run`."""
+        if self.cfg.is_ssl:
+            raise RuntimeError("GreenWorker does not terminate TLS: put a TLS-terminating proxy in front of it")
+        _fresh_hub()
+        super().init_process()
+
+    def handle_quit(self, sig: int, frame: FrameType | None) -> None:
+        """SIGQUIT/SIGINT: drain like SIGTERM (a second one during the drain ends it now); flags only."""
+        self._quit_signals += 1
+        self.alive = False
+
+    def handle_usr1(self, sig: int, frame: FrameType | None) -> None:
+        """SIGUSR1: reopen log files, from the supervisor (a handler may interrupt a green thread anywhere)."""
+        self._reopen_logs = True
+
+    def handle_abort(self, sig: int, frame: FrameType | None) -> None:
+        """SIGABRT (the arbiter saw no heartbeat for `timeout`): log where the hub is blocked, then exit."""
+        self.alive = False
+        stack = "".join(traceback.format_stack(frame)) if frame is not None else "(unknown)\n"
+        self.log.critical(
+            "Worker aborted: no heartbeat for %ss, the pool_core hub was blocked by a green thread "
+            "calling blocking code. It was running:\n%s",
+            self.cfg.timeout,
+            stack,
+        )
+        try:
+            self.cfg.worker_abort(self)
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(1)  # SystemExit would be caught by the green thread that the signal interrupted
+
+    # -- the main loop ---------------------------------------------------------------------------
+    def run(self) -> None:
+        """Start an accept loop per listener, supervise until told to stop, then drain and return."""
+        listeners = [GreenSocket(s.sock) for s in self.sockets]
+        acceptors = [
+            pool_core.spawn(self._accept_loop, listener, _ListenerName(listener.getsockname()))
+            for listener in listeners
+        ]
+        self.log.info(
+            "GreenWorker serving on %s (worker_connections=%s, keepalive=%ss)",
+            ", ".join(str(s) for s in self.sockets),
+            self.worker_connections,
+            self.cfg.keepalive,
+        )
+        self._supervise()
+        self._drain(acceptors, listeners)
+
+    def _tick(self) -> float:
+        """Seconds between heartbeats: well within the arbiter's timeout, at most one second."""
+        timeout = self.cfg.timeout
+        return max(0.05, min(1.0, timeout / 4)) if timeout else 1.0
+
+    def _supervise(self) -> None:
+        """Heartbeat, parent check and signal flags, until `alive` turns False."""
+        tick = self._tick()
+        last = time.monotonic()
+        while self.alive:
+            self.notify()
+            if self.ppid != os.getppid():
+                self.log.info("Parent changed, shutting down: %s", self)
+                self.alive = False
+                break
+            self._handle_flags()
+            self._wait_signal(tick)
+            now = time.monotonic()
+            if now - last > tick + max(1.0, tick):
+                self.log.warning(
+                    "pool_core hub was blocked for about %.1fs (heartbeat late): a green thread is calling "
+                    "blocking code; the arbiter kills the worker after %ss",
+                    now - last - tick,
+                    self.cfg.timeout,
+                )
+            last = now
+
+    def _handle_flags(self) -> None:
+        """Act on what the signal handlers recorded."""
+        if self._reopen_logs:
+            self._reopen_logs = False
+            self.log.reopen_files()
+
+    def _wait_signal(self, timeout: float) -> None:
+        """Park until a signal arrives (gunicorn's wake-up pipe) or `timeout` seconds pass."""
+        fd = self.PIPE[0]
+        try:
+            pool_core.get_hub().wait_read(fd, timeout)
+        except TimeoutError:
+            return
+        try:
+            while os.read(fd, 256):
+                pass
+        except BlockingIOError:
+            pass
+
+    # -- accepting and serving connections -------------------------------------------------------
+    def _accept_loop(self, listener: GreenSocket, name: _ListenerName) -> None:
+        """Accept connections while alive, each served by its own green thread, at most
+        `worker_connections` at once (with none free, stop accepting until one ends)."""
+        slots = self._slots
+        while self.alive:
+            slots.acquire()
+            try:
+                client, addr = listener.accept()
+            except OSError as exc:
+                slots.release()
+                if not self.alive:
+                    return
+                if exc.errno in _ACCEPT_RETRY:
+                    continue
+                if exc.errno in _ACCEPT_BACKOFF:
+                    self.log.error("accept() failed (%s): backing off", exc)
+                    pool_core.sleep(0.1)
+                    continue
+                self.log.exception("accept() failed")
+                pool_core.sleep(0.1)
+                continue
+            except BaseException:
+                slots.release()
+                raise
+            conn = pool_core.spawn(self.handle, name, _Connection(client), addr)
+            self._connections.add(conn)
+            conn.link(self._connection_ended)
+
+    def _connection_ended(self, conn: pool_core.GreenThread) -> None:
+        """Free the connection's slot (a link: runs in the connection's green thread as it ends)."""
+        self._connections.discard(conn)
+        self._slots.release()
+
+    def timeout_ctx(self) -> _IdleWait:
+        """Bound the wait for the next request by `keepalive` (0 once draining: only what already arrived)."""
+        return _IdleWait(self, 0 if self._draining else (self.cfg.keepalive or None))
+
+    def handle_error(self, req: Any, client: Any, addr: Any, exc: BaseException) -> None:
+        """Like gunicorn's, except that a connection killed at the end of a drain is closed quietly."""
+        if isinstance(exc, pool_core.GreenletExit):
+            self.log.debug("Connection from %s closed at the end of the grace period", addr)
+            return
+        super().handle_error(req, client, addr, exc)
+
+    # -- draining --------------------------------------------------------------------------------
+    def _grace(self) -> float:
+        """The drain's length: `graceful_timeout`, less a margin to clean up before the arbiter's SIGKILL."""
+        grace = float(self.cfg.graceful_timeout)
+        return max(0.0, grace - min(1.0, grace * 0.1))
+
+    def _drain(self, acceptors: Iterable[pool_core.GreenThread], listeners: Iterable[GreenSocket]) -> None:
+        """Stop accepting, let connections and drain callbacks finish within the grace period, kill the rest."""
+        grace = self._grace()
+        deadline = time.monotonic() + grace
+        self._draining = True
+        if self._quit_signals:
+            self.cfg.worker_int(self)
+        for acceptor in acceptors:
+            acceptor.kill()
+        for listener in listeners:
+            with contextlib.suppress(OSError):
+                listener.close()
+        hooks = lifecycle.drain(grace)
+        for wait in list(self._idle):
+            wait.fire()
+        self.log.info(
+            "Draining (pid: %s): %d connection(s), %d drain callback(s), up to %.1fs",
+            self.pid,
+            len(self._connections),
+            len(hooks),
+            grace,
+        )
+        quits = self._quit_signals
+        while True:
+            self.notify()
+            hooks = lifecycle.drain(grace)
+            if not self._connections and all(hook.dead for hook in hooks):
+                self.log.info("Drained (pid: %s)", self.pid)
+                return
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                self.log.warning(
+                    "Worker graceful timeout (pid: %s): killing %d connection(s), %d drain callback(s)",
+                    self.pid,
+                    len(self._connections),
+                    sum(not hook.dead for hook in hooks),
+                )
+                break
+            if self._quit_signals > quits:
+                self.log.info("Quit signal during the drain: stopping now (pid: %s)", self.pid)
+                break
+            self._handle_flags()
+            self._wait_signal(min(0.1, remaining))
+        self._kill_all([*self._connections, *hooks])
+
+    def _kill_all(self, threads: list[pool_core.GreenThread]) -> None:
+        """Kill `threads`, then give their cleanup (iterator close(), finally blocks) up to a second."""
+        for thread in threads:
+            if not thread.dead:
+                thread.kill()
+        end = time.monotonic() + 1.0
+        while any(not thread.dead for thread in threads) and time.monotonic() < end:
+            pool_core.sleep(0.01)
