@@ -79,8 +79,9 @@ class GreenPool:
         """Run `func(*args, **kwargs)` in the pool, parking while it is full; return its GreenThread."""
         running = self._running
         if len(running) >= self.size or self._blocked:
-            if getattr(_getcurrent(), "job", None) in running and len(running) >= self.size:
+            if len(running) >= self.size and self._in_own_call():
                 gt = GreenThread(func, args, kwargs)
+                gt._worker = _getcurrent()
                 gt._run()
                 return gt
             self._wait_for_slot()
@@ -94,15 +95,22 @@ class GreenPool:
         """Like `spawn` without returning the handle."""
         self.spawn(func, *args, **kwargs)
 
+    def _in_own_call(self) -> bool:
+        """True when the caller is one of this pool's running calls (a spawn_n job is a plain tuple)."""
+        job = getattr(_getcurrent(), "job", None)
+        return isinstance(job, GreenThread) and job in self._running
+
     def _wait_for_slot(self) -> None:
         self._blocked += 1
         try:
             while len(self._running) >= self.size:
                 self._spawners.park()
-        finally:
+        except BaseException:  # killed while parked: it will never start, so waitall() may be done
             self._blocked -= 1
-        if not self._blocked and not self._running:
-            self._idle.wake_all()
+            if not self._blocked and not self._running:
+                self._idle.wake_all()
+            raise
+        self._blocked -= 1  # the caller starts its call before anyone else runs: no waitall() to wake
 
     def _release(self, gt: GreenThread) -> None:
         running = self._running
@@ -115,7 +123,7 @@ class GreenPool:
 
     def waitall(self) -> None:
         """Park until every call spawned (or about to be spawned) through the pool has ended."""
-        if getattr(_getcurrent(), "job", None) in self._running:
+        if self._in_own_call():
             raise RuntimeError(
                 "Calling waitall() from within one of the GreenPool's green threads would never return"
             )
