@@ -13,6 +13,7 @@ from .pile import GreenPile
 from .pool import GreenPool
 from .queue import LightQueue, Queue
 from .semaphore import BoundedSemaphore, Semaphore
+from .sockets import GreenSocket, create_connection, listen, wrap_ssl
 from .timeout import Timeout, with_timeout
 
 __all__ = [
@@ -22,6 +23,7 @@ __all__ = [
     "Full",
     "GreenPile",
     "GreenPool",
+    "GreenSocket",
     "GreenThread",
     "GreenletExit",
     "Hub",
@@ -30,12 +32,15 @@ __all__ = [
     "Queue",
     "Semaphore",
     "Timeout",
+    "create_connection",
     "getcurrent",
     "get_hub",
     "kill",
+    "listen",
     "sleep",
     "spawn",
     "spawn_after",
     "spawn_n",
     "with_timeout",
+    "wrap_ssl",
 ]
