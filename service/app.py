@@ -20,7 +20,13 @@ from .resources import (
     HealthResource,
     JobResource,
     JobsResource,
+    MapResource,
     OpenAPIResource,
+    PileCloseResource,
+    PileJobsResource,
+    PileResource,
+    PileResultsResource,
+    PilesResource,
     PoolResource,
     ReadyResource,
     TasksResource,
@@ -44,6 +50,12 @@ def create_app(config: Config | None = None) -> falcon.App:
     app.add_route("/v1/tasks", TasksResource(registry))
     app.add_route("/v1/jobs", JobsResource(engine))
     app.add_route("/v1/jobs/{job_id}", JobResource(engine))
+    app.add_route("/v1/piles", PilesResource(engine))
+    app.add_route("/v1/piles/{pile_id}", PileResource(engine))
+    app.add_route("/v1/piles/{pile_id}/jobs", PileJobsResource(engine))
+    app.add_route("/v1/piles/{pile_id}/close", PileCloseResource(engine))
+    app.add_route("/v1/piles/{pile_id}/results", PileResultsResource(engine))
+    app.add_route("/v1/map", MapResource(engine))
     app.add_route("/v1/pool", PoolResource(engine))
     app.add_route("/healthz", HealthResource())
     app.add_route("/readyz", ReadyResource(engine))

@@ -24,6 +24,7 @@ DEFAULT_GRACEFUL_TIMEOUT = 30.0
 DEFAULT_KEEPALIVE = 5.0
 DEFAULT_WORKER_CONNECTIONS = 10_000
 DEFAULT_LOG_LEVEL = "info"
+DEFAULT_STREAM_HEARTBEAT = 15.0
 
 ENV_PREFIX = "GREENPOOL_"
 
@@ -51,6 +52,7 @@ class Config:
     http_allow: tuple[str, ...] = ()
     plugins: tuple[str, ...] = ()
     log_level: str = DEFAULT_LOG_LEVEL
+    stream_heartbeat: float = DEFAULT_STREAM_HEARTBEAT
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -71,7 +73,9 @@ class Config:
 
     def check(self) -> None:
         """Refuse values the service cannot run with, naming the variable."""
-        positive = ("max_body_bytes", "max_wait", "max_job_timeout", "max_pool_size", "worker_connections")
+        positive = (
+            "max_body_bytes", "max_wait", "max_job_timeout", "max_pool_size", "worker_connections", "stream_heartbeat"
+        )  # fmt: skip
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{ENV_PREFIX}{name.upper()} must be > 0")

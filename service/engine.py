@@ -23,17 +23,22 @@ from .errors import (
     Draining,
     JobAlreadyEnded,
     JobNotFound,
+    PileClosed,
+    PileNotFound,
     QueueFull,
     UnknownTaskProblem,
     ValidationFailed,
 )
 from .jobs import CANCELLED, FAILED, QUEUED, RUNNING, SUCCEEDED, TIMED_OUT, Job
+from .piles import Pile
 from .tasks import InvalidArguments, Registry, UnknownTask
 
 __all__ = ["Engine"]
 
 log = logging.getLogger("greenpool.jobs")
 _SWEEP_INTERVAL = 1.0
+_MAX_ERRORS_SHOWN = 50
+JobSpec = tuple[str, Any, float | None]  # (task, args, timeout)
 
 
 class Engine:
@@ -48,6 +53,7 @@ class Engine:
         self._queued = 0
         self._jobs: dict[str, Job] = {}
         self._finished: deque[Job] = deque()
+        self._piles: dict[str, Pile] = {}
         self._seq = 0
         self._counts = {"submitted": 0, SUCCEEDED: 0, FAILED: 0, CANCELLED: 0, TIMED_OUT: 0}
         self._started = time.monotonic()
@@ -56,42 +62,101 @@ class Engine:
         self._threads = [spawn(self._dispatch), spawn(self._sweep)]
 
     # -- submitting and reading jobs ------------------------------------------------------------
-    def submit(self, task: str, args: dict, timeout: float | None = None, pile: str | None = None,
-               owner: str | None = None) -> Job:  # fmt: skip
-        """Validate and enqueue a job; raises Draining, UnknownTaskProblem, ValidationFailed, QueueFull."""
-        if self.draining:
-            raise Draining()
-        args = self.validate(task, args)
-        if self._queued >= self.config.max_queued:
-            raise QueueFull(
-                f"{self._queued} jobs are queued (the limit is {self.config.max_queued}); retry later",
-                retry_after=self.retry_after(),
-            )
-        self._seq += 1
-        job = Job(uuid.uuid4().hex, self._seq, task, args, timeout, pile, owner)
-        self._jobs[job.id] = job
-        self._queued += 1
-        self._counts["submitted"] += 1
-        self._queue.put(job)
-        log.info("job queued", extra={"job_id": job.id, "task": task, "status": QUEUED, "pile": pile})
-        return job
+    def submit(self, task: str, args: dict, timeout: float | None = None, owner: str | None = None) -> Job:
+        """Validate and enqueue a job; raises Draining, QueueFull, UnknownTaskProblem or ValidationFailed."""
+        self._admit(1)
+        return self._enqueue(task, self.validate(task, args), timeout, None, owner)
 
-    def validate(self, task: str, args: Any) -> dict:
-        """The task's normalised arguments, or a 422 problem naming the field."""
+    def validate(self, task: str, args: Any, field: str = "") -> dict:
+        """The task's normalised arguments, or a 422 problem naming the field (prefixed with `field`)."""
         try:
             spec = self.registry.get(task)
         except UnknownTask:
             known = ", ".join(t["name"] for t in self.registry.describe())
             raise UnknownTaskProblem(
                 f"no task named {task!r} is registered (known: {known})",
-                errors=[{"field": "task", "message": f"unknown task {task!r}"}],
+                errors=[{"field": _join(field, "task"), "message": f"unknown task {task!r}"}],
             ) from None
         try:
             return spec.validate(args)
         except InvalidArguments as exc:
-            errors = [{"field": _args_field(e["field"]), "message": e["message"]} for e in exc.errors]
+            errors = [{"field": _join(_join(field, "args"), e["field"]), "message": e["message"]} for e in exc.errors]
             fields = ", ".join(e["field"] for e in errors)
             raise ValidationFailed(f"invalid arguments for task {task!r}: {fields}", errors) from None
+
+    def _admit(self, count: int) -> None:
+        if self.draining:
+            raise Draining()
+        if self._queued + count > self.config.max_queued:
+            raise QueueFull(
+                f"{self._queued} jobs are queued and {count} more would pass the limit of "
+                f"{self.config.max_queued}; retry later",
+                retry_after=self.retry_after(count),
+            )
+
+    def _enqueue(self, task: str, args: dict, timeout: float | None, pile: Pile | None, owner: str | None) -> Job:
+        self._seq += 1
+        job = Job(uuid.uuid4().hex, self._seq, task, args, timeout, pile and pile.id, owner)
+        self._jobs[job.id] = job
+        if pile is not None:
+            pile.add(job)
+        self._queued += 1
+        self._counts["submitted"] += 1
+        self._queue.put(job)
+        log.info("job queued", extra={"job_id": job.id, "task": task, "status": QUEUED, "pile": job.pile})
+        return job
+
+    # -- piles ----------------------------------------------------------------------------------
+    def create_pile(
+        self, specs: list[JobSpec], fields: list[str], open: bool = False, owner: str | None = None
+    ) -> Pile:
+        """A new pile of jobs (all accepted or none); closed unless `open`. `fields` name each spec in errors."""
+        self._admit(len(specs))
+        checked = self._validate_all(specs, fields)
+        pile = Pile(uuid.uuid4().hex, owner)
+        self._piles[pile.id] = pile
+        for task, args, timeout in checked:
+            self._enqueue(task, args, timeout, pile, owner)
+        if not open:
+            pile.close()
+        log.info("pile created", extra={"pile": pile.id, "size": len(specs), "open": open})
+        return pile
+
+    def add_to_pile(self, pile_id: str, specs: list[JobSpec], fields: list[str]) -> list[Job]:
+        """Append jobs to an open pile (all or none); PileClosed if it is closed."""
+        pile = self.get_pile(pile_id)
+        if pile.closed:
+            raise PileClosed(f"pile {pile_id} is closed; create a new pile or open one with \"open\": true")
+        self._admit(len(specs))
+        checked = self._validate_all(specs, fields)
+        return [self._enqueue(task, args, timeout, pile, pile.owner) for task, args, timeout in checked]
+
+    def close_pile(self, pile_id: str) -> Pile:
+        """Close a pile: its streams end once every job it has has ended (closing twice is harmless)."""
+        pile = self.get_pile(pile_id)
+        pile.close()
+        return pile
+
+    def get_pile(self, pile_id: str) -> Pile:
+        """The pile with this id; PileNotFound if unknown or expired."""
+        pile = self._piles.get(pile_id)
+        if pile is None:
+            raise PileNotFound(f"no pile with id {pile_id!r} (unknown, or its records have expired)")
+        return pile
+
+    def _validate_all(self, specs: list[JobSpec], fields: list[str]) -> list[JobSpec]:
+        checked, errors = [], []
+        for (task, args, timeout), field in zip(specs, fields, strict=True):
+            try:
+                checked.append((task, self.validate(task, args, field), timeout))
+            except ValidationFailed as exc:
+                errors.extend(exc.extra["errors"])
+        if errors:
+            shown = errors[:_MAX_ERRORS_SHOWN]
+            raise ValidationFailed(
+                f"{len(errors)} invalid job(s): " + ", ".join(e["field"] for e in shown[:5]), shown
+            )
+        return checked
 
     def get(self, job_id: str) -> Job:
         """The job with this id; JobNotFound if unknown or already evicted."""
@@ -140,10 +205,10 @@ class Engine:
             "uptime_s": round(time.monotonic() - self._started, 3),
         }
 
-    def retry_after(self) -> int:
-        """Seconds until the queue has likely drained enough to accept a job again (1..60)."""
+    def retry_after(self, count: int = 1) -> int:
+        """Seconds until the queue has likely drained enough to accept `count` jobs (1..60)."""
         rate = max(self._finish_rate, 1e-3)
-        return int(min(60, max(1, math.ceil((self._queued - self.config.max_queued + 1) / rate))))
+        return int(min(60, max(1, math.ceil((self._queued + count - self.config.max_queued) / rate))))
 
     # -- shutdown -------------------------------------------------------------------------------
     def drain(self, grace: float) -> None:
@@ -208,6 +273,10 @@ class Engine:
         log.info("job " + status, extra={"job_id": job.id, "task": job.task, "status": status,
                                          "run_s": job.run_seconds(), "pile": job.pile,
                                          "error_type": error_type})  # fmt: skip
+        if job.pile is not None:
+            pile = self._piles.get(job.pile)
+            if pile is not None:
+                pile.job_ended(job)
         if thread is not None and status in (CANCELLED, TIMED_OUT):
             thread.kill()
         return True
@@ -221,6 +290,9 @@ class Engine:
         horizon = time.time() - self.config.result_ttl
         while finished and finished[0].finished_at <= horizon:
             jobs.pop(finished.popleft().id, None)
+        expired = [p.id for p in self._piles.values() if p.finished_at is not None and p.finished_at <= horizon]
+        for pile_id in expired:
+            del self._piles[pile_id]
 
     def _sweep(self) -> None:
         """Once a second: expire old records and update the finish rate behind Retry-After."""
@@ -231,5 +303,7 @@ class Engine:
             self._evict()
 
 
-def _args_field(field: str) -> str:
-    return "args" if not field else f"args.{field}"
+def _join(prefix: str, field: str) -> str:
+    if not prefix:
+        return field
+    return f"{prefix}.{field}" if field else prefix

@@ -41,6 +41,14 @@ class JobNotFound(Problem):
     status, title, slug = 404, "Job Not Found", "job-not-found"
 
 
+class PileNotFound(Problem):
+    status, title, slug = 404, "Pile Not Found", "pile-not-found"
+
+
+class PileClosed(Problem):
+    status, title, slug = 409, "Pile Closed", "pile-closed"
+
+
 class NotFound(Problem):
     status, title, slug = 404, "Not Found", "not-found"
 

@@ -2,6 +2,7 @@
 
 from .health import HealthResource, OpenAPIResource, ReadyResource
 from .jobs import JobResource, JobsResource
+from .piles import MapResource, PileCloseResource, PileJobsResource, PileResource, PileResultsResource, PilesResource
 from .pool import PoolResource
 from .tasks import TasksResource
 
@@ -9,6 +10,12 @@ __all__ = [
     "HealthResource",
     "JobResource",
     "JobsResource",
+    "MapResource",
+    "PileCloseResource",
+    "PileJobsResource",
+    "PileResource",
+    "PileResultsResource",
+    "PilesResource",
     "OpenAPIResource",
     "PoolResource",
     "ReadyResource",
