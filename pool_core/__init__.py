@@ -14,6 +14,7 @@ from .pool import GreenPool
 from .queue import LightQueue, Queue
 from .semaphore import BoundedSemaphore, Semaphore
 from .sockets import GreenSocket, create_connection, listen, wrap_ssl
+from .threads import execute
 from .timeout import Timeout, with_timeout
 
 __all__ = [
@@ -33,6 +34,7 @@ __all__ = [
     "Semaphore",
     "Timeout",
     "create_connection",
+    "execute",
     "getcurrent",
     "get_hub",
     "kill",
