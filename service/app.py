@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from typing import Any
 
 import falcon
 
-from . import logs
+from . import lifecycle, logs
 from .config import Config
 from .engine import Engine
 from .errors import PROBLEM_JSON, Problem
@@ -34,6 +35,7 @@ from .resources import (
 from .tasks import Registry
 
 log = logging.getLogger("greenpool.http")
+_DRAIN_MARGIN = 0.5
 
 
 def create_app(config: Config | None = None) -> falcon.App:
@@ -42,6 +44,7 @@ def create_app(config: Config | None = None) -> falcon.App:
     logs.configure(config.log_level)
     registry = Registry.with_builtins(http_allow=list(config.http_allow), plugins=list(config.plugins))
     engine = Engine(config, registry)
+    lifecycle.on_drain(lambda: engine.drain(_grace_left(config)))
 
     app = falcon.App(media_type=falcon.MEDIA_JSON)
     app.req_options.strip_url_path_trailing_slash = True
@@ -62,6 +65,14 @@ def create_app(config: Config | None = None) -> falcon.App:
     app.add_route("/openapi.yaml", OpenAPIResource())
     app.engine = engine  # type: ignore[attr-defined]
     return app
+
+
+def _grace_left(config: Config) -> float:
+    """Seconds the worker's drain leaves for running jobs (a margin before it kills what is left)."""
+    deadline = lifecycle.deadline()
+    if deadline is None:
+        return config.graceful_timeout
+    return max(0.0, deadline - time.monotonic() - _DRAIN_MARGIN)
 
 
 def _render_problem(req: falcon.Request, resp: falcon.Response, ex: Problem, params: dict[str, Any]) -> None:

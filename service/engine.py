@@ -217,11 +217,13 @@ class Engine:
         log.info("draining", extra={"grace_s": grace, "running": self.pool.running(), "queued": self._queued})
         for job in [j for j in self._jobs.values() if j.status == QUEUED]:
             self._end(job, CANCELLED, "Cancelled", "the server shut down before the job started")
-        with Timeout(grace, False):
-            self.pool.waitall()
-        for job in [j for j in self._jobs.values() if j.status == RUNNING]:
-            self._end(job, CANCELLED, "Cancelled", "the server shut down before the job ended")
-        log.info("drained", extra={**self._counts})
+        try:
+            with Timeout(grace, False):
+                self.pool.waitall()
+        finally:  # also when the worker's grace period ends first and kills this green thread
+            for job in [j for j in self._jobs.values() if j.status == RUNNING]:
+                self._end(job, CANCELLED, "Cancelled", "the server shut down before the job ended")
+            log.info("drained", extra={**self._counts})
 
     # -- internals ------------------------------------------------------------------------------
     def _dispatch(self) -> None:
