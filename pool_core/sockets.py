@@ -14,8 +14,9 @@ a time: a second concurrent reader (or writer) gets `RuntimeError` from the hub,
 returned before the green thread ever waits on the descriptor. `makefile` works on both kinds, so
 `http.client`, `http.server` handlers and line-oriented protocols run over them unchanged.
 
-Name resolution is the one blocking step left: `create_connection` resolves numeric hosts in place and
-names with a plain `getaddrinfo` (which blocks the hub while DNS answers); `connect()` expects an address.
+Name resolution: `getaddrinfo` here (and so `create_connection`) resolves a numeric host in place and a
+host name on an OS thread (`pool_core.threads`), so DNS never blocks the hub. `connect()` itself expects a
+numeric address (given a name, the stdlib would resolve it blocking).
 """
 
 from __future__ import annotations
@@ -29,13 +30,14 @@ from collections.abc import Callable
 from typing import Any
 
 from .hub import get_hub
+from .threads import execute
 
 try:
     import ssl
 except ImportError:  # pragma: no cover - Python built without OpenSSL
     ssl = None  # type: ignore[assignment]
 
-__all__ = ["GreenSSLSocket", "GreenSocket", "create_connection", "listen", "wrap_ssl"]
+__all__ = ["GreenSSLSocket", "GreenSocket", "create_connection", "getaddrinfo", "listen", "wrap_ssl"]
 
 if ssl is not None:
     _SSLWantRead: type[BaseException] = ssl.SSLWantReadError
@@ -451,13 +453,13 @@ def wrap_ssl(
     return GreenSSLSocket(sock, context, server_side, server_hostname, do_handshake_on_connect, suppress_ragged_eofs)
 
 
-def _resolve(host: Any, port: Any, family: int = 0, type: int = 0, flags: int = 0) -> list:
-    """`getaddrinfo`; a numeric host resolves in place without any DNS query."""
+def getaddrinfo(host: Any, port: Any, family: int = 0, type: int = 0, proto: int = 0, flags: int = 0) -> list:
+    """`socket.getaddrinfo` that never blocks the hub: numeric hosts in place, names on an OS thread."""
     try:
-        return socket.getaddrinfo(host, port, family, type, 0, flags | socket.AI_NUMERICHOST)
+        return socket.getaddrinfo(host, port, family, type, proto, flags | socket.AI_NUMERICHOST)
     except socket.gaierror:
         pass
-    return socket.getaddrinfo(host, port, family, type, 0, flags)
+    return execute(socket.getaddrinfo, host, port, family, type, proto, flags)
 
 
 def create_connection(
@@ -470,7 +472,7 @@ def create_connection(
         timeout = socket.getdefaulttimeout()
     host, port = address
     errors: list[OSError] = []
-    for family, type_, proto, _canonname, sockaddr in _resolve(host, port, 0, socket.SOCK_STREAM):
+    for family, type_, proto, _canonname, sockaddr in getaddrinfo(host, port, 0, socket.SOCK_STREAM):
         sock = GreenSocket(family, type_, proto)
         try:
             sock.settimeout(timeout)  # type: ignore[arg-type]

@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from pool_core import GreenSocket, Timeout, create_connection, listen, sleep, spawn, wrap_ssl
+from pool_core import GreenSocket, Timeout, create_connection, listen, sleep, sockets, spawn, wrap_ssl
 from pool_core.hub import get_hub
 
 pytestmark = pytest.mark.timeout(15)
@@ -123,6 +123,26 @@ def test_a_pool_core_timeout_interrupts_recv_and_leaves_the_socket_usable():
             a.recv(10)
         b.sendall(b"after")
         assert a.recv(10) == b"after"
+
+
+def test_create_connection_resolves_a_host_name_on_an_os_thread(monkeypatch):
+    resolved_on_threads = []
+    real_execute = sockets.execute
+
+    def recording_execute(fn, *args, **kwargs):
+        resolved_on_threads.append(args[0])
+        return real_execute(fn, *args, **kwargs)
+
+    monkeypatch.setattr(sockets, "execute", recording_execute)
+    with serving(echo) as (_ip, port):
+        with create_connection(("127.0.0.1", port)) as numeric:
+            numeric.sendall(b"1")
+            assert numeric.recv(1) == b"1"
+        assert resolved_on_threads == []  # a numeric address needs no lookup
+        with create_connection(("localhost", port)) as named:  # tries each address (::1 may be refused)
+            named.sendall(b"2")
+            assert named.recv(1) == b"2"
+        assert resolved_on_threads == ["localhost"]
 
 
 def test_connecting_to_a_closed_port_is_refused():
