@@ -1,0 +1,83 @@
+"""The `@task` decorator: marks a function as a task; registries collect marked functions from modules.
+
+Marking rather than registering keeps the decorator free of global state: a plugin module can be loaded
+into any number of registries (one per engine, one per test), and only the registry that loads it sees
+its tasks. See `Registry.load_module`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from .errors import InvalidArguments, TaskDefinitionError
+
+__all__ = ["MARK", "TaskSpec", "task", "spec_of"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+#: The attribute `@task` sets on a function: its TaskSpec.
+MARK = "__greenpool_task__"
+NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.:-]{0,127}$")
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """How a function is exposed: its task name, whether it blocks, its description, an extra check."""
+
+    name: str
+    blocking: bool = False
+    description: str = ""
+    #: Called with the normalised kwargs after type checks; raises InvalidArguments for cross-field rules.
+    check: Callable[[dict[str, Any]], None] | None = None
+
+
+def task(
+    name: str | Callable[..., Any] | None = None,
+    blocking: bool = False,
+    description: str | None = None,
+    check: Callable[[dict[str, Any]], None] | None = None,
+) -> Any:
+    """Mark a function as a task: `@task()`, `@task(name="x", blocking=True)`, or bare `@task`."""
+    if callable(name):  # bare @task
+        return task()(name)
+
+    def mark(fn: F) -> F:
+        if not callable(fn):
+            raise TaskDefinitionError(f"@task needs a function, not {fn!r}")
+        setattr(fn, MARK, make_spec(fn, name, blocking, description, check))
+        return fn
+
+    return mark
+
+
+def make_spec(
+    fn: Callable[..., Any],
+    name: str | None = None,
+    blocking: bool = False,
+    description: str | None = None,
+    check: Callable[[dict[str, Any]], None] | None = None,
+) -> TaskSpec:
+    """A TaskSpec for `fn`, defaulting the name to the function's and the description to its docstring."""
+    task_name = name or getattr(fn, "__name__", None)
+    if not isinstance(task_name, str) or not NAME_RE.match(task_name):
+        raise TaskDefinitionError(
+            f"invalid task name {task_name!r}: letters, digits, '_', '.', ':' or '-', starting with a letter"
+        )
+    if description is None:
+        doc = (getattr(fn, "__doc__", None) or "").strip()
+        description = doc.splitlines()[0].strip() if doc else ""
+    return TaskSpec(task_name, bool(blocking), description, check)
+
+
+def spec_of(obj: Any) -> TaskSpec | None:
+    """The TaskSpec `@task` attached to `obj`, if any."""
+    spec = getattr(obj, MARK, None)
+    return spec if isinstance(spec, TaskSpec) else None
+
+
+def reject(field: str, message: str) -> None:
+    """Raise InvalidArguments for one field (for `check` functions)."""
+    raise InvalidArguments([{"field": field, "message": message}])

@@ -1,0 +1,70 @@
+"""`Task`: one registered function, its argument schema and validator, and how it is run."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+from pool_core import threads
+
+from .decorator import TaskSpec, make_spec, spec_of
+from .validation import ArgsValidator
+
+__all__ = ["Task"]
+
+
+class Task:
+    """A named function the engine may run: `validate(args)` before accepting a job, `run(args)` in the pool.
+
+    A `blocking=True` task runs on an OS thread through `pool_core.threads.execute`; the calling green
+    thread parks meanwhile, so the task still holds its pool slot and never blocks the hub.
+    """
+
+    __slots__ = ("fn", "name", "description", "blocking", "schema", "source", "_validator")
+
+    def __init__(self, fn: Callable[..., Any], spec: TaskSpec) -> None:
+        self.fn = fn
+        self.name = spec.name
+        self.description = spec.description
+        self.blocking = spec.blocking
+        module = getattr(fn, "__module__", None) or "?"
+        self.source = f"{module}.{getattr(fn, '__qualname__', repr(fn))}"
+        self._validator = ArgsValidator(fn, spec.name, spec.check)
+        #: JSON Schema (draft 2020-12) of the `args` object.
+        self.schema: dict[str, Any] = self._validator.schema
+        if self.description:
+            self.schema.setdefault("description", self.description)
+
+    @classmethod
+    def from_function(cls, fn: Callable[..., Any], **overrides: Any) -> Task:
+        """A Task for `fn`: its `@task` mark if it has one, with `overrides` (name, blocking...) applied."""
+        spec = spec_of(fn)
+        if spec is None or overrides:
+            base = spec or make_spec(fn)
+            fields = {"name": base.name, "blocking": base.blocking, "description": base.description,
+                      "check": base.check, **overrides}  # fmt: skip
+            spec = make_spec(fn, **fields)
+        return cls(fn, spec)
+
+    def validate(self, args: Any) -> dict[str, Any]:
+        """The normalised keyword arguments for `run`; InvalidArguments naming each bad field."""
+        return self._validator.validate(args)
+
+    def run(self, args: dict[str, Any]) -> Any:
+        """Call the function with validated `args` (on an OS thread if `blocking`) and return its result."""
+        if self.blocking:
+            return threads.execute(functools.partial(self.fn, **args))
+        return self.fn(**args)
+
+    def describe(self) -> dict[str, Any]:
+        """`{name, description, blocking, args_schema}` for `GET /v1/tasks`."""
+        return {
+            "name": self.name,
+            "description": self.description,
+            "blocking": self.blocking,
+            "args_schema": self.schema,
+        }
+
+    def __repr__(self) -> str:
+        return f"<Task {self.name!r} {self.source}{' blocking' if self.blocking else ''}>"
