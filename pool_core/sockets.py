@@ -43,6 +43,7 @@ if ssl is not None:
     _SSLWantRead: type[BaseException] = ssl.SSLWantReadError
     _SSLWantWrite: type[BaseException] = ssl.SSLWantWriteError
     _WOULD_BLOCK: tuple[type[BaseException], ...] = (BlockingIOError, _SSLWantRead, _SSLWantWrite)
+    _SSLSocket: type = ssl.SSLSocket
 else:  # pragma: no cover
 
     class _SSLWantRead(Exception):  # type: ignore[no-redef]
@@ -50,6 +51,7 @@ else:  # pragma: no cover
 
     _SSLWantWrite = _SSLWantRead
     _WOULD_BLOCK = (BlockingIOError,)
+    _SSLSocket = _SSLWantRead
 
 _monotonic = time.monotonic
 _CONNECT_PENDING = {errno.EINPROGRESS, errno.EALREADY, errno.EWOULDBLOCK, errno.EAGAIN}
@@ -188,6 +190,10 @@ class GreenSocket:
         """The stdlib `recvmsg`, parking until data arrives."""
         return self._io(True, self._sock.recvmsg, bufsize, ancbufsize, flags)
 
+    def recvmsg_into(self, buffers: Any, ancbufsize: int = 0, flags: int = 0) -> tuple:
+        """The stdlib `recvmsg_into`, parking until data arrives."""
+        return self._io(True, self._sock.recvmsg_into, buffers, ancbufsize, flags)
+
     # -- sending ------------------------------------------------------------------------------
     def send(self, data: Any, flags: int = 0) -> int:
         """Send some of `data`, parking until the socket can take at least one byte; returns the count."""
@@ -220,6 +226,57 @@ class GreenSocket:
         """The stdlib `sendmsg`, parking while the socket cannot take data."""
         args = (buffers, ancdata, flags) if address is None else (buffers, ancdata, flags, address)
         return self._io(False, self._sock.sendmsg, *args)
+
+    def sendfile(self, file: Any, offset: int = 0, count: int | None = None) -> int:
+        """Send a binary file (os.sendfile when possible, else read + sendall), parking as needed."""
+        try:
+            fileno = file.fileno()
+            size = os.fstat(fileno).st_size
+        except (AttributeError, OSError, io.UnsupportedOperation):
+            size = 0
+        if not size or isinstance(self._sock, _SSLSocket) or not hasattr(os, "sendfile"):
+            return self._sendfile_by_send(file, offset, count)
+        blocksize = min(count or size, 1 << 30)
+        sockno, total, deadline = self._sock.fileno(), 0, None
+        try:
+            while not count or total < count:
+                try:
+                    sent = os.sendfile(sockno, fileno, offset, min(blocksize, count - total) if count else blocksize)
+                except BlockingIOError:
+                    if self._timeout == 0.0:
+                        raise
+                    if self._timeout is not None and deadline is None:
+                        deadline = _monotonic() + self._timeout
+                    self._park(False, deadline)
+                    continue
+                except OSError:
+                    if total == 0:  # this kind of file cannot be sent with sendfile(2)
+                        return self._sendfile_by_send(file, offset, count)
+                    raise
+                if sent == 0:
+                    break  # end of file
+                offset += sent
+                total += sent
+            return total
+        finally:
+            if total > 0 and hasattr(file, "seek"):
+                file.seek(offset)
+
+    def _sendfile_by_send(self, file: Any, offset: int, count: int | None) -> int:
+        if offset:
+            file.seek(offset)
+        total = 0
+        try:
+            while not count or total < count:
+                data = file.read(min(65536, count - total) if count else 65536)
+                if not data:
+                    break
+                self.sendall(data)
+                total += len(data)
+            return total
+        finally:
+            if total > 0 and hasattr(file, "seek"):
+                file.seek(offset + total)
 
     # -- connections --------------------------------------------------------------------------
     def accept(self) -> tuple[GreenSocket, Any]:

@@ -5,6 +5,7 @@ import errno
 import hashlib
 import http.client
 import http.server
+import io
 import shutil
 import socket
 import ssl
@@ -203,6 +204,25 @@ def test_sendall_timeout_bounds_the_whole_call_when_nobody_reads():
         with pytest.raises(TimeoutError):
             a.sendall(b"x" * (64 * 1024 * 1024))
         assert time.monotonic() - started < 2.0
+
+
+def test_sendfile_sends_a_file_cooperatively_with_offset_and_count(tmp_path):
+    content = bytes(range(256)) * 8192  # 2 MiB: more than the socket buffers hold
+    path = tmp_path / "payload.bin"
+    path.write_bytes(content)
+    with green_pair() as (a, b):
+        reader = spawn(recv_exactly, b, len(content))
+        with path.open("rb") as f:
+            assert a.sendfile(f) == len(content)
+            assert f.tell() == len(content)
+        assert reader.wait() == content
+        reader = spawn(recv_exactly, b, 1000)
+        with path.open("rb") as f:
+            assert a.sendfile(f, offset=300, count=1000) == 1000
+        assert reader.wait() == content[300:1300]
+        reader = spawn(recv_exactly, b, 5)
+        assert a.sendfile(io.BytesIO(b"0123456789"), offset=2, count=5) == 5  # no fileno: read + sendall
+        assert reader.wait() == b"23456"
 
 
 def test_closing_a_socket_wakes_its_parked_reader_with_an_error():
