@@ -1,0 +1,131 @@
+"""Fixtures that run a real gunicorn (with service.worker.GreenWorker) on a free loopback port."""
+
+from __future__ import annotations
+
+import http.client
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[1]
+WORKER_CLASS = "service.worker.GreenWorker"
+
+
+@dataclass
+class Server:
+    """A running gunicorn: its master process, address and combined stdout/stderr log file."""
+
+    proc: subprocess.Popen
+    host: str
+    port: int
+    log_path: Path
+
+    @property
+    def url(self) -> str:
+        """The base URL, e.g. http://127.0.0.1:8123."""
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def address(self) -> tuple[str, int]:
+        """(host, port) for raw sockets."""
+        return self.host, self.port
+
+    def log(self) -> str:
+        """Everything gunicorn and the app have logged so far."""
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> int:
+        """Send `sig` to the master, wait up to `timeout` seconds (then SIGKILL); return its exit code."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                return self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        return self.proc.wait(5)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_http(host: str, port: int, path: str, proc: subprocess.Popen, deadline: float) -> None:
+    """Poll until an HTTP GET of `path` gets any answer; fail if `proc` exits or `deadline` passes."""
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"gunicorn exited early with code {proc.returncode}")
+        conn = http.client.HTTPConnection(host, port, timeout=2)
+        try:
+            conn.request("GET", path)
+            conn.getresponse().read()
+            return
+        except OSError as exc:
+            last = exc
+        finally:
+            conn.close()
+        time.sleep(0.05)
+    raise TimeoutError(f"gunicorn did not answer on {host}:{port}{path} in time (last error: {last!r})")
+
+
+@pytest.fixture
+def gunicorn_factory(tmp_path: Path) -> Iterator[Callable[..., Server]]:
+    """Start gunicorn servers: `start(*cli_args, app=..., env=..., ready_path=...)`; all stopped at teardown.
+
+    `app` defaults to the test app (tests/service/wsgi_apps.py); any "module:callable" importable from the
+    repository root works (e.g. "service.app:app"). `env` adds environment variables.
+    """
+    servers: list[Server] = []
+
+    def start(
+        *args: str,
+        app: str = "wsgi_apps:app",
+        env: dict[str, str] | None = None,
+        ready_path: str = "/",
+        boot_timeout: float = 20.0,
+    ) -> Server:
+        port = free_port()
+        log_path = tmp_path / f"gunicorn-{port}.log"
+        cmd = [
+            sys.executable, "-m", "gunicorn",
+            "-k", WORKER_CLASS,
+            "--bind", f"127.0.0.1:{port}",
+            "--no-control-socket",
+            "--pythonpath", f"{REPO},{HERE}",
+            "--log-level", "info",
+            *args,
+            app,
+        ]  # fmt: skip
+        full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+        with open(log_path, "wb") as log_file:
+            proc = subprocess.Popen(cmd, cwd=REPO, env=full_env, stdout=log_file, stderr=subprocess.STDOUT)
+        server = Server(proc, "127.0.0.1", port, log_path)
+        servers.append(server)
+        try:
+            wait_http(server.host, port, ready_path, proc, time.monotonic() + boot_timeout)
+        except Exception as exc:
+            server.stop(signal.SIGKILL)
+            pytest.fail(f"gunicorn did not start: {exc}\n--- log ---\n{server.log()}")
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture
+def gunicorn_server(gunicorn_factory: Callable[..., Server]) -> Server:
+    """One gunicorn with GreenWorker serving the test app with default settings."""
+    return gunicorn_factory()
