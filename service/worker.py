@@ -106,28 +106,6 @@ class _IdleWait(pool_core.Timeout):
             pool_core.get_hub().throw(self._greenlet, self)
 
 
-class _Connection(GreenSocket):
-    """An accepted connection: a GreenSocket plus a cooperative `sendfile` (for `wsgi.file_wrapper`)."""
-
-    def sendfile(self, file: Any, offset: int = 0, count: int | None = None) -> int:
-        """Send `count` bytes of `file` (to its end if None) from `offset`, parking while the socket is full."""
-        in_fd = file.fileno()
-        total = os.fstat(in_fd).st_size - offset if count is None else count
-        out_fd = self.fileno()
-        sent = 0
-        while sent < total:
-            try:
-                n = os.sendfile(out_fd, in_fd, offset + sent, total - sent)
-            except BlockingIOError:
-                pool_core.get_hub().wait_write(out_fd)
-                continue
-            if n == 0:
-                break
-            sent += n
-        file.seek(offset + sent)
-        return sent
-
-
 class GreenWorker(AsyncWorker):
     """A gunicorn worker running listeners, accept loops and connections as pool_core green threads."""
 
@@ -262,7 +240,7 @@ class GreenWorker(AsyncWorker):
             except BaseException:
                 slots.release()
                 raise
-            conn = pool_core.spawn(self.handle, name, _Connection(client), addr)
+            conn = pool_core.spawn(self.handle, name, client, addr)
             self._connections.add(conn)
             conn.link(self._connection_ended)
 

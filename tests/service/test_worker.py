@@ -146,6 +146,18 @@ def test_client_disconnect_mid_stream_closes_the_iterator(gunicorn_server: Serve
     assert "Error handling request" not in gunicorn_server.log()
 
 
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("length", [True, False], ids=["content-length", "chunked"])
+def test_file_wrapper_is_sent_with_sendfile(gunicorn_server: Server, tmp_path: Path, length: bool) -> None:
+    payload = bytes(range(256)) * 4096  # 1 MiB: more than a socket buffer, so sendfile has to park
+    path = tmp_path / "payload.bin"
+    path.write_bytes(payload)
+    resp = requests.get(f"{gunicorn_server.url}/file?path={path}&length={int(length)}", timeout=10)
+    assert resp.status_code == 200 and resp.content == payload
+    assert ("Content-Length" in resp.headers) is length
+    assert (resp.headers.get("Transfer-Encoding") == "chunked") is (not length)
+
+
 # -- concurrency and limits ---------------------------------------------------------------------------
 @pytest.mark.timeout(60)
 def test_200_slow_requests_are_served_concurrently(gunicorn_server: Server) -> None:
@@ -205,6 +217,21 @@ def test_stop_signal_lets_the_in_flight_request_finish(gunicorn_factory: Factory
     assert drain_marker.read_text() == "draining\ndone\n"
     log = server.log()
     assert "Drained" in log and "Worker graceful timeout" not in log
+
+
+@pytest.mark.timeout(40)
+def test_a_request_already_received_is_served_during_the_drain(gunicorn_factory: Factory) -> None:
+    server = gunicorn_factory("--graceful-timeout", "10")
+    sock = socket.create_connection(server.address, timeout=10)
+    sock.sendall(b"GET /slow?s=1 HTTP/1.1\r\nHost: t\r\n\r\nGET /ready HTTP/1.1\r\nHost: t\r\n\r\n")  # pipelined
+    time.sleep(0.3)
+    server.proc.send_signal(signal.SIGTERM)
+    data = read_to_eof(sock)
+    sock.close()
+    first, _, second = data.partition(b"HTTP/1.1 503")
+    assert first.startswith(b"HTTP/1.1 200 OK") and b"slow " in first
+    assert second and second.endswith(b"draining") and b"Connection: close" in second
+    assert server.proc.wait(10) == 0
 
 
 @pytest.mark.timeout(40)

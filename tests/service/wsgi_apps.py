@@ -7,6 +7,8 @@ Routes (query parameters in brackets):
   /slow [s]                   sleeps `s` seconds (green), then answers "slow <pid>"
   /block [s]                  blocks the whole hub for `s` seconds (time.sleep): a bug on purpose
   /ready                      200, or 503 once service.lifecycle says the worker is draining
+  /file [path, length]        the file at `path` through wsgi.file_wrapper (sendfile); with length=1 a
+                              Content-Length is set, else the response is chunked
 
 With GP_TEST_DRAIN_MARKER set, a drain callback writes "draining" to that file, then parks for
 GP_TEST_DRAIN_HOLD seconds (default 0) and appends "done" (or "killed" if the grace period ends first).
@@ -81,6 +83,13 @@ def app(environ: dict[str, Any], start_response: StartResponse) -> Any:
         if lifecycle.draining():
             return _text(start_response, "503 Service Unavailable", "draining")
         return _text(start_response, "200 OK", "ready")
+    if path == "/file":
+        file_path = query["path"]
+        headers = [("Content-Type", "application/octet-stream")]
+        if query.get("length") == "1":
+            headers.append(("Content-Length", str(os.path.getsize(file_path))))
+        start_response("200 OK", headers)
+        return environ["wsgi.file_wrapper"](open(file_path, "rb"))  # noqa: SIM115 - the server closes it
     return _text(start_response, "404 Not Found", "not found")
 
 
