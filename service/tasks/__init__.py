@@ -25,7 +25,7 @@ from .http_errors import (
 )
 from .policy import HttpPolicy
 from .registry import ENTRY_POINT_GROUP, Registry
-from .task import Task
+from .taskdef import Task
 
 __all__ = [
     "ENTRY_POINT_GROUP",

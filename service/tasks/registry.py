@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from .decorator import spec_of
 from .errors import DuplicateTask, PluginError, UnknownTask
-from .task import Task
+from .taskdef import Task
 
 if TYPE_CHECKING:
     from .policy import HttpPolicy

@@ -48,14 +48,16 @@ class Task:
         return cls(fn, spec)
 
     def validate(self, args: Any) -> dict[str, Any]:
-        """The normalised keyword arguments for `run`; InvalidArguments naming each bad field."""
+        """The normalised arguments (JSON values, only those given) for `run`; InvalidArguments naming each
+        bad field."""
         return self._validator.validate(args)
 
     def run(self, args: dict[str, Any]) -> Any:
-        """Call the function with validated `args` (on an OS thread if `blocking`) and return its result."""
+        """Call the function with `validate`d args (on an OS thread if `blocking`) and return its result."""
+        kwargs = self._validator.to_kwargs(args)
         if self.blocking:
-            return threads.execute(functools.partial(self.fn, **args))
-        return self.fn(**args)
+            return threads.execute(functools.partial(self.fn, **kwargs))
+        return self.fn(**kwargs)
 
     def describe(self) -> dict[str, Any]:
         """`{name, description, blocking, args_schema}` for `GET /v1/tasks`."""
