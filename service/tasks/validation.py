@@ -9,8 +9,10 @@ Rules (the contract of `Task.validate`):
     `true` is not an int, `5.0` is not an int — but an int is a valid `float`. Types that have a JSON
     string form (datetime, UUID, Path, Enum values...) accept that string.
   * Positional-only parameters cannot be given by name, so a function with one is not a valid task.
-The normalised arguments returned hold only the arguments given (defaults are left to the function), as
-the Python values their annotations describe.
+The normalised arguments `validate` returns hold only the arguments given (defaults are left to the
+function) as plain JSON values — the engine stores them in the job record; `to_kwargs` turns them into the
+Python values the annotations describe (datetime, pydantic models, typed dicts) just before the call.
+A pydantic model used as an annotation keeps its own configuration (strictness, extra fields).
 """
 
 from __future__ import annotations
@@ -83,11 +85,20 @@ class ArgsValidator:
             model = self._model.model_validate_json(payload)
         except pydantic.ValidationError as exc:
             raise InvalidArguments(_field_errors(exc)) from None
+        normalised = model.model_dump(mode="json", by_alias=True, exclude_unset=True)
+        if self._check is not None:
+            self._check(normalised)
+        return normalised
+
+    def to_kwargs(self, args: dict[str, Any]) -> dict[str, Any]:
+        """The Python values for validated `args`: datetimes, models, typed dicts... as annotated."""
+        try:
+            model = self._model.model_validate(args, strict=False)
+        except pydantic.ValidationError as exc:
+            raise InvalidArguments(_field_errors(exc)) from None
         kwargs = {self._names[name]: getattr(model, name) for name in self._names if name in model.model_fields_set}
         if model.model_extra:
             kwargs.update(model.model_extra)
-        if self._check is not None:
-            self._check(kwargs)
         return kwargs
 
 
