@@ -93,7 +93,7 @@ class Registry:
         names = [self.add(Task.from_function(obj)).name for obj in list(vars(module).values()) if spec_of(obj)]
         if not names:
             raise PluginError(f"task plugin module {name!r} defines no @task function")
-        log.info("loaded task plugin module", extra={"module": name, "tasks": names})
+        log.info("loaded task plugin module", extra={"plugin_module": name, "tasks": names})
         return names
 
     def load_entry_points(self, group: str = ENTRY_POINT_GROUP) -> list[str]:
