@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
@@ -18,9 +19,10 @@ def gunicorn_options(config: Config) -> dict[str, Any]:
         "workers": 1,
         "worker_class": WORKER_CLASS,
         "worker_connections": config.worker_connections,
-        "keepalive": config.keepalive,
-        "graceful_timeout": config.graceful_timeout,
+        "keepalive": math.ceil(config.keepalive),  # gunicorn takes whole seconds only
+        "graceful_timeout": math.ceil(config.graceful_timeout),
         "timeout": 30,
+        "control_socket_disable": True,  # no ~/.gunicorn socket: shared by concurrent servers, unwritable in images
         "loglevel": config.log_level,
         "logconfig_dict": {
             "version": 1,
