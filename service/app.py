@@ -38,7 +38,13 @@ log = logging.getLogger("greenpool.http")
 _DRAIN_MARGIN = 0.5
 
 
-def create_app(config: Config | None = None) -> falcon.App:
+class GreenpoolApp(falcon.App):
+    """falcon's App (which has __slots__) plus the `engine` it serves, for tests and tools to reach."""
+
+    engine: Engine
+
+
+def create_app(config: Config | None = None) -> GreenpoolApp:
     """Build the WSGI app and its engine from `config` (default: the environment)."""
     config = config or Config.from_env()
     logs.configure(config.log_level)
@@ -46,7 +52,7 @@ def create_app(config: Config | None = None) -> falcon.App:
     engine = Engine(config, registry)
     lifecycle.on_drain(lambda: engine.drain(_grace_left(config)))
 
-    app = falcon.App(media_type=falcon.MEDIA_JSON)
+    app = GreenpoolApp(media_type=falcon.MEDIA_JSON)
     app.req_options.strip_url_path_trailing_slash = True
     app.add_error_handler(Problem, _render_problem)
     app.set_error_serializer(_serialize_http_error)
@@ -63,7 +69,7 @@ def create_app(config: Config | None = None) -> falcon.App:
     app.add_route("/healthz", HealthResource())
     app.add_route("/readyz", ReadyResource(engine))
     app.add_route("/openapi.yaml", OpenAPIResource())
-    app.engine = engine  # type: ignore[attr-defined]
+    app.engine = engine
     return app
 
 
