@@ -33,8 +33,8 @@ class JsonFormatter(logging.Formatter):
 def configure(level: str = "info") -> None:
     """Send every log record to stderr as JSON lines at `level` (idempotent)."""
     root = logging.getLogger()
-    for handler in root.handlers:
-        if getattr(handler, "_greenpool", False):
+    for handler in root.handlers:  # ours, or the one gunicorn's logconfig_dict installed: one line per record
+        if getattr(handler, "_greenpool", False) or isinstance(handler.formatter, JsonFormatter):
             break
     else:
         handler = logging.StreamHandler(sys.stderr)
