@@ -89,8 +89,6 @@ class Hub:
         self._fds: dict[int, _FdWaiters] = {}
         #: Parked worker greenlets kept for reuse by `greenthread` (creating a greenlet costs ~50 switches).
         self.idle_workers: list[greenlet.greenlet] = []
-        #: Outside work (e.g. OS threads in `threads`) that may still wake someone: blocks deadlock detection.
-        self.external_waits = 0
         self.greenlet = greenlet.greenlet(self._run)
         self.thread_ident = threading.get_ident()
 
@@ -144,7 +142,13 @@ class Hub:
             raise RuntimeError(f"fd {fd} already has a green thread waiting to {'read' if read else 'write'}")
         old_mask = waiters.mask()
         setattr(waiters, slot, current)
-        self._update_fd(fd, old_mask, waiters.mask())
+        try:
+            self._update_fd(fd, old_mask, waiters.mask())
+        except BaseException:  # e.g. a regular file (EPERM) or a closed fd (EBADF): leave no entry behind
+            setattr(waiters, slot, None)
+            if waiters.reader is None and waiters.writer is None:
+                del self._fds[fd]
+            raise
         timer = None
         if timeout is not None:
             timer = self.call_later(timeout, self.throw, current, exc or TimeoutError("timed out"))
@@ -214,7 +218,7 @@ class Hub:
             self._cancelled -= 1
         if timers:
             return max(0.0, timers[0][0] - _monotonic())
-        if not self._fds and not self.external_waits:
+        if not self._fds:
             self._deadlock()
         return None
 
