@@ -14,6 +14,7 @@ import math
 import time
 import uuid
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 from pool_core import GreenletExit, GreenPool, LightQueue, Timeout, get_hub, sleep, spawn
@@ -60,6 +61,8 @@ class Engine:
         self._finish_rate = 0.0  # jobs/s, smoothed; feeds Retry-After
         self._finished_since_sweep = 0
         self._threads = [spawn(self._dispatch), spawn(self._sweep)]
+        # Observers (service.metrics): observer(event, job) on "queued", "running" and each terminal status.
+        self.observers: list[Callable[[str, Job], None]] = []
 
     # -- submitting and reading jobs ------------------------------------------------------------
     def submit(self, task: str, args: dict, timeout: float | None = None, owner: str | None = None) -> Job:
@@ -103,6 +106,7 @@ class Engine:
         self._queued += 1
         self._counts["submitted"] += 1
         self._queue.put(job)
+        self._notify(QUEUED, job)
         log.info("job queued", extra={"job_id": job.id, "task": task, "status": QUEUED, "pile": job.pile})
         return job
 
@@ -238,6 +242,7 @@ class Engine:
             return
         self._queued -= 1
         waited = job.start()
+        self._notify(RUNNING, job)
         log.info("job running", extra={"job_id": job.id, "task": job.task, "status": RUNNING,
                                        "queue_wait_s": round(waited, 6)})  # fmt: skip
         timer = None
@@ -269,6 +274,7 @@ class Engine:
         if was_queued:
             self._queued -= 1
         self._counts[status] += 1
+        self._notify(status, job)
         self._finished.append(job)
         self._finished_since_sweep += 1
         self._evict(max_only=True)
@@ -282,6 +288,14 @@ class Engine:
         if thread is not None and status in (CANCELLED, TIMED_OUT):
             thread.kill()
         return True
+
+    def _notify(self, event: str, job: Job) -> None:
+        """Tell the observers about a state change; one failing never disturbs the job or the others."""
+        for observer in self.observers:
+            try:
+                observer(event, job)
+            except Exception:
+                log.exception("observer %r failed on %s", observer, event)
 
     def _evict(self, max_only: bool = False) -> None:
         finished, jobs = self._finished, self._jobs
