@@ -1,0 +1,241 @@
+"""Contract-test helpers: the OpenAPI document, a checker that holds real responses to it, real servers.
+
+`contract.check(response, method, path_template)` asserts that a `requests` response is documented for
+that operation (status code, media type, required headers with their schemas) and that its body validates
+against the documented schema. Schemas are JSON Schema 2020-12 (OpenAPI 3.1), validated with `jsonschema`;
+`$ref`s resolve against the whole document through a `referencing` registry.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import jsonschema
+import pytest
+import referencing
+import requests
+import yaml
+from referencing.jsonschema import DRAFT202012
+
+REPO = Path(__file__).resolve().parents[2]
+SPEC_PATH = REPO / "service" / "openapi.yaml"
+SPEC_URI = "urn:greenpool:openapi"
+WORKER_CLASS = "service.worker.GreenWorker"
+HTTP_METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
+
+
+def load_spec() -> dict[str, Any]:
+    """The OpenAPI document as data."""
+    return yaml.safe_load(SPEC_PATH.read_text())
+
+
+def pointer_escape(segment: str) -> str:
+    """One JSON Pointer reference token (RFC 6901)."""
+    return segment.replace("~", "~0").replace("/", "~1")
+
+
+def media_type_of(content_type: str | None) -> str:
+    """`application/json; charset=UTF-8` → `application/json`."""
+    return (content_type or "").split(";", 1)[0].strip().lower()
+
+
+class Contract:
+    """The OpenAPI document and the checks that hold real responses to it."""
+
+    def __init__(self, spec: dict[str, Any]) -> None:
+        self.spec = spec
+        resource = DRAFT202012.create_resource(spec)
+        self.registry = referencing.Registry().with_resource(SPEC_URI, resource)
+
+    # -- finding things in the document -----------------------------------------------------------------
+    def resolve(self, obj: dict[str, Any], pointer: str) -> tuple[dict[str, Any], str]:
+        """Follow local `$ref`s of a non-schema object (response, header, parameter); returns (object, pointer)."""
+        while "$ref" in obj:
+            ref = obj["$ref"]
+            assert ref.startswith("#/"), f"only local $refs are expected, got {ref!r}"
+            pointer = ref[1:]
+            obj = self.spec
+            for token in pointer.split("/")[1:]:
+                obj = obj[token.replace("~1", "/").replace("~0", "~")]
+        return obj, pointer
+
+    def operation(self, method: str, path: str) -> tuple[dict[str, Any], str]:
+        """The operation object for `method` on path template `path`, and its JSON pointer."""
+        item = self.spec["paths"].get(path)
+        assert item is not None, f"path {path} is not in openapi.yaml"
+        op = item.get(method.lower())
+        assert op is not None, f"{method.upper()} {path} is not in openapi.yaml"
+        return op, f"/paths/{pointer_escape(path)}/{method.lower()}"
+
+    def operations(self) -> Iterator[tuple[str, str, dict[str, Any]]]:
+        """(METHOD, path, operation) for every operation in the document."""
+        for path, item in self.spec["paths"].items():
+            for method in HTTP_METHODS:
+                if method in item:
+                    yield method.upper(), path, item[method]
+
+    def validator(self, pointer: str) -> jsonschema.Draft202012Validator:
+        """A validator for the schema at `pointer` in the document (its `$ref`s resolve in the document)."""
+        schema = {"$ref": f"{SPEC_URI}#{quote(pointer, safe='/~')}"}
+        return jsonschema.Draft202012Validator(
+            schema, registry=self.registry, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER
+        )
+
+    def schema_errors(self, pointer: str, instance: Any) -> list[str]:
+        """Every way `instance` fails the schema at `pointer` (empty if it validates)."""
+        errors = self.validator(pointer).iter_errors(instance)
+        return [f"{'/'.join(map(str, e.absolute_path)) or '(root)'}: {e.message}" for e in errors]
+
+    def request_body_valid(self, method: str, path: str, body: Any) -> bool:
+        """Whether `body` satisfies the operation's documented application/json request body schema."""
+        op, op_pointer = self.operation(method, path)
+        assert "requestBody" in op, f"{method} {path} documents no request body"
+        pointer = f"{op_pointer}/requestBody/content/application~1json/schema"
+        return not self.schema_errors(pointer, body)
+
+    # -- checking a real response -----------------------------------------------------------------------
+    def check(self, response: requests.Response, method: str, path: str, context: str = "") -> None:
+        """Assert `response` to `method path` (a path template) is exactly as the document says."""
+        op, op_pointer = self.operation(method, path)
+        where = f"{method} {path} → {response.status_code} ({response.request.method} {response.url})"
+        responses = op["responses"]
+        code = str(response.status_code)
+        if code in responses:
+            key = code
+        elif f"{code[0]}XX" in responses:
+            key = f"{code[0]}XX"
+        elif "default" in responses:
+            key = "default"
+        else:
+            raise AssertionError(
+                f"{where}: status {code} is not documented (documented: {sorted(responses)})\n"
+                f"body: {response.text[:2000]}\n{context}"
+            )
+        doc, pointer = self.resolve(responses[key], f"{op_pointer}/responses/{key}")
+        self.check_documented(response, doc, pointer, where, context)
+
+    def check_documented(
+        self, response: requests.Response, doc: dict[str, Any], pointer: str, where: str, context: str = ""
+    ) -> None:
+        """Assert `response` matches the response object `doc` (found at `pointer`): headers, media type, body."""
+        for name, header in doc.get("headers", {}).items():
+            header, header_pointer = self.resolve(header, f"{pointer}/headers/{pointer_escape(name)}")
+            value = response.headers.get(name)
+            if value is None:
+                assert not header.get("required"), f"{where}: required header {name} is missing\n{context}"
+                continue
+            errors = self.schema_errors(f"{header_pointer}/schema", value)
+            assert not errors, f"{where}: header {name}: {value!r} does not fit its schema: {errors}\n{context}"
+        content = doc.get("content")
+        if not content:
+            assert not response.content, f"{where}: undocumented body {response.text[:500]!r}\n{context}"
+            return
+        media_type = media_type_of(response.headers.get("Content-Type"))
+        assert media_type in content, (
+            f"{where}: Content-Type {response.headers.get('Content-Type')!r} is not documented "
+            f"(documented: {sorted(content)})\n{context}"
+        )
+        if media_type in ("application/json", "application/problem+json"):
+            try:
+                body = response.json()
+            except ValueError as exc:
+                raise AssertionError(f"{where}: the body is not JSON ({exc}): {response.text[:500]!r}") from None
+        else:
+            body = response.text
+        schema_pointer = f"{pointer}/content/{pointer_escape(media_type)}/schema"
+        errors = self.schema_errors(schema_pointer, body)
+        assert not errors, (
+            f"{where}: the body does not fit its schema:\n  "
+            + "\n  ".join(errors)
+            + f"\nbody: {json.dumps(body)[:2000] if not isinstance(body, str) else body[:500]}\n{context}"
+        )
+        if media_type == "application/problem+json":
+            assert body["status"] == response.status_code, (
+                f"{where}: the problem's status member is {body['status']!r}, not the HTTP status "
+                f"{response.status_code} (RFC 9457 §3.1.2)\nbody: {json.dumps(body)}\n{context}"
+            )
+
+
+# -- real servers ---------------------------------------------------------------------------------------
+@dataclass
+class Server:
+    """A running `gunicorn -k service.worker.GreenWorker service.app:app` and its log."""
+
+    proc: subprocess.Popen
+    url: str
+    log_path: Path
+    session: requests.Session = field(default_factory=requests.Session)
+
+    def log(self) -> str:
+        """Everything the server wrote to stdout/stderr so far (tracebacks of 500s land here)."""
+        return self.log_path.read_text(errors="replace")
+
+    def request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        """One request; fails the test with the server's log if the server answers 500 or more."""
+        kwargs.setdefault("timeout", 10)
+        response = self.session.request(method, self.url + path, **kwargs)
+        if response.status_code >= 500 and response.status_code != 503:
+            time.sleep(0.2)  # let the traceback reach the log
+            pytest.fail(
+                f"{method} {path} → {response.status_code}: {response.text[:2000]}\n--- server log ---\n{self.log()}"
+            )
+        return response
+
+    def stop(self) -> None:
+        """SIGTERM (drain), then SIGKILL if it has not exited within 10 s."""
+        self.session.close()
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(log_dir: Path, env: dict[str, str], boot_timeout: float = 20.0) -> Server:
+    """Start gunicorn with GreenWorker on a free loopback port; return once GET /healthz answers 200."""
+    port = _free_port()
+    log_path = log_dir / f"gunicorn-{port}.log"
+    cmd = [
+        sys.executable, "-m", "gunicorn",
+        "-k", WORKER_CLASS,
+        "--bind", f"127.0.0.1:{port}",
+        "--graceful-timeout", "3",
+        "service.app:app",
+    ]  # fmt: skip
+    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", "GREENPOOL_LOG_LEVEL": "warning", **env}
+    with open(log_path, "wb") as log_file:
+        proc = subprocess.Popen(cmd, cwd=REPO, env=full_env, stdout=log_file, stderr=subprocess.STDOUT)
+    server = Server(proc, f"http://127.0.0.1:{port}", log_path)
+    deadline = time.monotonic() + boot_timeout
+    last: object = None
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            break
+        try:
+            last = requests.get(server.url + "/healthz", timeout=2)
+            if last.status_code == 200:
+                return server
+        except requests.RequestException as exc:
+            last = exc
+        time.sleep(0.05)
+    server.stop()
+    pytest.fail(f"gunicorn did not become healthy (exit {proc.poll()}, last: {last!r})\n--- log ---\n{server.log()}")
