@@ -6,7 +6,9 @@ open connection share one pool_core hub: one worker process is one pool.
 How it works (built on gunicorn's ``AsyncWorker``, which supplies the HTTP/1.1 parsing, keep-alive loop,
 ``max_requests`` counting, and streaming of iterator responses — chunked when no length is known):
 
-* ``init_process`` gives the forked process a fresh hub before the app is loaded.
+* ``init_process`` gives the forked process a fresh hub before the app is loaded (and refuses HTTP/2).
+* TLS (``--certfile``/``--keyfile``) uses ``pool_core.sockets.wrap_ssl``: each connection handshakes in its
+  own green thread on its first read, bounded like any request read by ``keepalive``.
 * ``run`` spawns one accept loop per listener. Each loop takes a slot of a ``Semaphore(worker_connections)``
   before it accepts, so with every slot taken it stops accepting until a connection ends. Every accepted
   connection is served by its own green thread (``pool_core.spawn``, never the job pool).
@@ -38,11 +40,12 @@ from types import FrameType
 from typing import Any
 
 import greenlet
+from gunicorn.sock import ssl_context
 from gunicorn.workers.base_async import AsyncWorker
 
 import pool_core
 from pool_core import hub as _hub_module
-from pool_core.sockets import GreenSocket
+from pool_core.sockets import GreenSocket, wrap_ssl
 from service import lifecycle
 
 __all__ = ["GreenWorker"]
@@ -120,9 +123,9 @@ class GreenWorker(AsyncWorker):
 
     # -- process setup and signals ---------------------------------------------------------------
     def init_process(self) -> None:
-        """Refuse TLS, set up this process's hub, then let gunicorn load the app and call `run`."""
-        if self.cfg.is_ssl:
-            raise RuntimeError("GreenWorker does not terminate TLS: put a TLS-terminating proxy in front of it")
+        """Refuse HTTP/2, set up this process's hub, then let gunicorn load the app and call `run`."""
+        if "h2" in (self.cfg.http_protocols or ()):
+            raise RuntimeError("GreenWorker serves HTTP/1.x only: remove h2 from http_protocols")
         _fresh_hub()
         super().init_process()
 
@@ -155,7 +158,7 @@ class GreenWorker(AsyncWorker):
     # -- the main loop ---------------------------------------------------------------------------
     def run(self) -> None:
         """Start an accept loop per listener, supervise until told to stop, then drain and return."""
-        listeners = [GreenSocket(s.sock) for s in self.sockets]
+        listeners = [self._listener(s.sock) for s in self.sockets]
         acceptors = [
             pool_core.spawn(self._accept_loop, listener, _ListenerName(listener.getsockname()))
             for listener in listeners
@@ -168,6 +171,20 @@ class GreenWorker(AsyncWorker):
         )
         self._supervise()
         self._drain(acceptors, listeners)
+
+    def _listener(self, sock: Any) -> GreenSocket:
+        """A green listener on gunicorn's socket; with TLS configured, a GreenSSLSocket whose accepted
+        connections handshake on their first read (in their own green thread, bounded by `keepalive`)."""
+        listener = GreenSocket(sock)
+        if not self.cfg.is_ssl:
+            return listener
+        return wrap_ssl(
+            listener,
+            ssl_context(self.cfg),
+            server_side=True,
+            do_handshake_on_connect=False,
+            suppress_ragged_eofs=self.cfg.suppress_ragged_eofs,
+        )
 
     def _tick(self) -> float:
         """Seconds between heartbeats: well within the arbiter's timeout, at most one second."""

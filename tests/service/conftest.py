@@ -6,6 +6,7 @@ import http.client
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -28,11 +29,12 @@ class Server:
     host: str
     port: int
     log_path: Path
+    scheme: str = "http"
 
     @property
     def url(self) -> str:
         """The base URL, e.g. http://127.0.0.1:8123."""
-        return f"http://{self.host}:{self.port}"
+        return f"{self.scheme}://{self.host}:{self.port}"
 
     @property
     def address(self) -> tuple[str, int]:
@@ -61,13 +63,23 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_http(host: str, port: int, path: str, proc: subprocess.Popen, deadline: float) -> None:
-    """Poll until an HTTP GET of `path` gets any answer; fail if `proc` exits or `deadline` passes."""
+def wait_http(
+    host: str,
+    port: int,
+    path: str,
+    proc: subprocess.Popen,
+    deadline: float,
+    tls: ssl.SSLContext | None = None,
+) -> None:
+    """Poll until an HTTP(S) GET of `path` gets any answer; fail if `proc` exits or `deadline` passes."""
     last: Exception | None = None
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"gunicorn exited early with code {proc.returncode}")
-        conn = http.client.HTTPConnection(host, port, timeout=2)
+        if tls is None:
+            conn = http.client.HTTPConnection(host, port, timeout=2)
+        else:
+            conn = http.client.HTTPSConnection(host, port, timeout=2, context=tls)
         try:
             conn.request("GET", path)
             conn.getresponse().read()
@@ -82,10 +94,12 @@ def wait_http(host: str, port: int, path: str, proc: subprocess.Popen, deadline:
 
 @pytest.fixture
 def gunicorn_factory(tmp_path: Path) -> Iterator[Callable[..., Server]]:
-    """Start gunicorn servers: `start(*cli_args, app=..., env=..., ready_path=...)`; all stopped at teardown.
+    """Start gunicorn servers: `start(*cli_args, app=..., env=..., ready_path=..., tls=...)`; all stopped at
+    teardown.
 
     `app` defaults to the test app (tests/service/wsgi_apps.py); any "module:callable" importable from the
-    repository root works (e.g. "service.app:app"). `env` adds environment variables.
+    repository root works (e.g. "service.app:app"). `env` adds environment variables. With `--certfile` and
+    `--keyfile` among the arguments, pass `tls` (a client SSLContext trusting the certificate).
     """
     servers: list[Server] = []
 
@@ -95,6 +109,7 @@ def gunicorn_factory(tmp_path: Path) -> Iterator[Callable[..., Server]]:
         env: dict[str, str] | None = None,
         ready_path: str = "/",
         boot_timeout: float = 20.0,
+        tls: ssl.SSLContext | None = None,
     ) -> Server:
         port = free_port()
         log_path = tmp_path / f"gunicorn-{port}.log"
@@ -111,10 +126,10 @@ def gunicorn_factory(tmp_path: Path) -> Iterator[Callable[..., Server]]:
         full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
         with open(log_path, "wb") as log_file:
             proc = subprocess.Popen(cmd, cwd=REPO, env=full_env, stdout=log_file, stderr=subprocess.STDOUT)
-        server = Server(proc, "127.0.0.1", port, log_path)
+        server = Server(proc, "127.0.0.1", port, log_path, "https" if tls else "http")
         servers.append(server)
         try:
-            wait_http(server.host, port, ready_path, proc, time.monotonic() + boot_timeout)
+            wait_http(server.host, port, ready_path, proc, time.monotonic() + boot_timeout, tls)
         except Exception as exc:
             server.stop(signal.SIGKILL)
             pytest.fail(f"gunicorn did not start: {exc}\n--- log ---\n{server.log()}")

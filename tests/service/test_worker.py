@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import http.client
+import shutil
 import signal
 import socket
+import ssl
 import struct
+import subprocess
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -156,6 +160,29 @@ def test_file_wrapper_is_sent_with_sendfile(gunicorn_server: Server, tmp_path: P
     assert resp.status_code == 200 and resp.content == payload
     assert ("Content-Length" in resp.headers) is length
     assert (resp.headers.get("Transfer-Encoding") == "chunked") is (not length)
+
+
+@pytest.mark.timeout(40)
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command to make a certificate")
+def test_tls_with_certfile_and_keyfile(gunicorn_factory: Factory, tmp_path: Path) -> None:
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True, timeout=30,
+    )  # fmt: skip
+    tls = ssl.create_default_context(cafile=str(cert))
+    server = gunicorn_factory("--certfile", str(cert), "--keyfile", str(key), tls=tls)
+    with requests.Session() as session:
+        first = session.get(server.url + "/hello", verify=str(cert), timeout=5)
+        streamed = session.get(server.url + "/stream?n=3&pause=0.1", verify=str(cert), timeout=5)
+    assert first.status_code == 200 and first.text.startswith("hello ")
+    assert streamed.headers["Transfer-Encoding"] == "chunked" and streamed.text == "chunk 0\nchunk 1\nchunk 2\n"
+    with socket.create_connection(server.address, timeout=5) as plain:  # not TLS: refused, and served on
+        plain.sendall(b"GET /hello HTTP/1.1\r\nHost: t\r\n\r\n")
+        with contextlib.suppress(ConnectionResetError):  # or an error page, never a 200
+            assert not read_to_eof(plain).startswith(b"HTTP/1.1 200")
+    assert requests.get(server.url + "/hello", verify=str(cert), timeout=5).status_code == 200
 
 
 # -- concurrency and limits ---------------------------------------------------------------------------
