@@ -116,6 +116,7 @@ class TestServer(ThreadingHTTPServer):
         self.active = 0
         self.max_active = 0
         self.tls_failures = 0
+        self.handler_errors = 0
         self._thread = threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         self._thread.start()
 
@@ -148,6 +149,11 @@ class TestServer(ThreadingHTTPServer):
                 tls_sock.close()
             with self.lock:
                 self.open -= 1
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Clients that hang up early (timeouts, size caps) are expected: count, don't print."""
+        with self.lock:
+            self.handler_errors += 1
 
     def close(self) -> None:
         self.shutdown()
