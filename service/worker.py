@@ -24,7 +24,8 @@ How it works (built on gunicorn's ``AsyncWorker``, which supplies the HTTP/1.1 p
   requests at once (their keep-alive wait ends early), let requests and streams in flight finish — until
   the grace period (``graceful_timeout``, minus a small margin to clean up before the arbiter's SIGKILL)
   ends; then kill what is left (``GreenletExit``: iterator ``close()`` and ``finally`` blocks still run)
-  and return, so the process exits 0. A second SIGQUIT/SIGINT during a drain ends the grace period now.
+  and return, so the process exits 0. A SIGQUIT/SIGINT arriving during the drain (e.g. gunicorn's "quick
+  shutdown" after a SIGTERM) ends the grace period at once.
 """
 
 from __future__ import annotations
@@ -130,7 +131,7 @@ class GreenWorker(AsyncWorker):
         super().init_process()
 
     def handle_quit(self, sig: int, frame: FrameType | None) -> None:
-        """SIGQUIT/SIGINT: drain like SIGTERM (a second one during the drain ends it now); flags only."""
+        """SIGQUIT/SIGINT: drain like SIGTERM (one arriving during the drain ends it now); flags only."""
         self._quit_signals += 1
         self.alive = False
 
@@ -265,6 +266,15 @@ class GreenWorker(AsyncWorker):
         """Free the connection's slot (a link: runs in the connection's green thread as it ends)."""
         self._connections.discard(conn)
         self._slots.release()
+
+    def handle_request(self, listener_name: Any, req: Any, sock: Any, addr: Any) -> bool:
+        """gunicorn's; when this request used up `max_requests`, wake the supervisor to start the drain now."""
+        try:
+            return super().handle_request(listener_name, req, sock, addr)
+        finally:
+            if not self.alive and not self._draining:
+                with contextlib.suppress(OSError):
+                    os.write(self.PIPE[1], b".")
 
     def timeout_ctx(self) -> _IdleWait:
         """Bound the wait for the next request by `keepalive` (0 once draining: only what already arrived)."""
