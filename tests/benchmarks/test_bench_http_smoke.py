@@ -1,0 +1,77 @@
+"""Smoke test of benchmarks/bench_http.py: a --quick run exits 0 and prints the table (no timing asserted)."""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+SCRIPT = REPO / "benchmarks" / "bench_http.py"
+TABLE_HEADER = "| route | connections | ours req/s | ours p50 | ours p99 | gevent req/s |"
+
+WRK_TEXT = """Running 2s test @ http://127.0.0.1:41234/v1/pool
+  2 threads and 64 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency     7.95ms    3.10ms  40.12ms   90.00%
+    Req/Sec     4.10k   300.00     4.50k    70.00%
+  Latency Distribution
+     50%  812.00us
+     75%    9.00ms
+     90%   12.50ms
+     99%    1.20s
+  16400 requests in 2.00s, 5.00MB read
+  Socket errors: connect 0, read 3, write 0, timeout 2
+  Non-2xx or 3xx responses: 7
+Requests/sec:   8200.00
+Transfer/sec:      2.50MB
+"""
+
+
+def _load_bench() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("bench_http", SCRIPT)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up here
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_parse_wrk_text_report() -> None:
+    """wrk's own text report is parsed: req/s, percentiles in seconds, socket errors, non-2xx."""
+    result = _load_bench().parse_wrk(WRK_TEXT)
+    assert result.rps == 8200.0 and result.requests == 16400
+    assert result.p50_s == pytest.approx(812e-6) and result.p99_s == pytest.approx(1.2)
+    assert (result.read_errors, result.timeouts, result.non_2xx) == (3, 2, 7)
+
+
+def test_parse_wrk_json_line_wins() -> None:
+    """The WRK_JSON line printed by the Lua hook takes precedence over the rounded text."""
+    line = (
+        'WRK_JSON {"requests":1000,"duration_us":2000000,"bytes":1,"connect":0,"read":0,"write":0,'
+        '"status":0,"timeout":0,"p50_us":150,"p90_us":900,"p99_us":4000,"max_us":9000,"mean_us":200.0}'
+    )
+    result = _load_bench().parse_wrk(WRK_TEXT + line + "\n")
+    assert result.rps == 500.0 and result.p99_s == pytest.approx(0.004) and result.non_2xx == 0
+
+
+@pytest.mark.timeout(90)
+def test_bench_http_quick_run(tmp_path: Path) -> None:
+    """`bench_http.py --quick` runs both servers (ours only without gevent), exits 0 and prints the table."""
+    if shutil.which("wrk") is None:
+        pytest.skip("wrk is not installed (Debian: apt-get install -y wrk; bench_http.py installs it as root)")
+    output = tmp_path / "http.md"
+    cmd = [sys.executable, str(SCRIPT), "--quick", "--output", str(output)]
+    if importlib.util.find_spec("gevent") is None:
+        cmd += ["--only", "ours"]  # no baseline without the bench extra (pip install -e '.[bench]')
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=80)
+    assert proc.returncode == 0, f"exit {proc.returncode}\n--- stdout ---\n{proc.stdout}\n--- stderr ---\n{proc.stderr}"
+    assert TABLE_HEADER in proc.stdout
+    for row in ("| GET /v1/pool | 64 |", "| GET /v1/pool | 512 |", "| POST /v1/jobs | 64 |", "| POST /v1/jobs | 512 |"):
+        assert row in proc.stdout
+    assert TABLE_HEADER in output.read_text()
