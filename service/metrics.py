@@ -1,0 +1,137 @@
+"""Prometheus metrics: the app's own registry, pool gauges read at scrape time, job and HTTP counters.
+
+Each app has its own `CollectorRegistry` (never prometheus_client's global one), so several apps in one
+process (tests) do not collide. The pool gauges are computed from `engine.stats()` when scraped, so they
+agree with `GET /v1/pool` by construction; job counters and histograms are fed by the engine's observer
+hook, synchronously on the hub, so one scrape is a consistent snapshot: submitted = finished + running
++ queued, per task and in total. HTTP requests are counted by `service.middleware` by route template.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import falcon
+from prometheus_client import CollectorRegistry, Counter, Histogram, PlatformCollector, ProcessCollector
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.exposition import generate_latest
+from prometheus_client.registry import Collector
+
+from .engine import Engine
+from .jobs import QUEUED, RUNNING, TERMINAL, Job
+
+__all__ = ["CONTENT_TYPE", "Metrics", "MetricsResource"]
+
+#: The classic text exposition format (what Prometheus and every scraper read); prometheus_client's
+#: CONTENT_TYPE_LATEST moved to 1.0.0 in recent releases, so name the one we produce explicitly.
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+PREFIX = "greenpool_"
+QUEUE_WAIT_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800, float("inf"))
+RUN_BUCKETS = (0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800, 3600, float("inf"))
+HTTP_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 60, float("inf"))
+#: Methods counted under their own name; anything else is "other" (a client picks the method: cardinality).
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+#: The route label of requests that matched no route (never the raw path: cardinality).
+UNMATCHED = "<unmatched>"
+
+_POOL_GAUGES = {
+    "size": "Jobs that may run at once (the pool's size).",
+    "running": "Jobs running now.",
+    "free": "Free slots in the pool (size - running, never below 0).",
+    "waiting": "Spawners blocked on a full pool (the engine's dispatcher, when the pool is full).",
+    "queued": "Accepted jobs waiting in the submit queue.",
+}
+
+
+class PoolCollector(Collector):
+    """Pool gauges from one `engine.stats()` snapshot per scrape: equal to `/v1/pool` by construction."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def collect(self) -> Iterator[Metric]:
+        """Yield size, running, free, waiting, queued and uptime as gauges."""
+        stats = self.engine.stats()
+        for key, doc in _POOL_GAUGES.items():
+            yield GaugeMetricFamily(f"{PREFIX}pool_{key}", doc, value=stats[key])
+        yield GaugeMetricFamily(f"{PREFIX}uptime_seconds", "Seconds since the engine started.", value=stats["uptime_s"])
+        draining = 1 if self.engine.draining else 0
+        yield GaugeMetricFamily(f"{PREFIX}draining", "1 while the server drains (SIGTERM), else 0.", value=draining)
+
+    def describe(self) -> Iterator[Metric]:
+        """Nothing up front: collect() is cheap and has no side effects."""
+        return iter(())
+
+
+class Metrics:
+    """The registry of one app: process and platform collectors, pool gauges, job and HTTP metrics."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        ProcessCollector(registry=self.registry)
+        PlatformCollector(registry=self.registry)
+        self.registry.register(PoolCollector(engine))
+        reg = self.registry
+        self.jobs_submitted = Counter(f"{PREFIX}jobs_submitted", "Jobs accepted, by task.", ["task"], registry=reg)
+        self.jobs_finished = Counter(
+            f"{PREFIX}jobs_finished", "Jobs that reached a terminal state, by task and state.", ["task", "status"],
+            registry=reg,
+        )  # fmt: skip
+        self.queue_wait = Histogram(
+            f"{PREFIX}job_queue_wait_seconds", "Seconds a job waited in the queue before it started, by task.",
+            ["task"], buckets=QUEUE_WAIT_BUCKETS, registry=reg,
+        )  # fmt: skip
+        self.run_time = Histogram(
+            f"{PREFIX}job_run_seconds", "Seconds a job ran (started jobs only), by task and terminal state.",
+            ["task", "status"], buckets=RUN_BUCKETS, registry=reg,
+        )  # fmt: skip
+        self.http_requests = Counter(
+            f"{PREFIX}http_requests", "HTTP requests answered, by method, route template and status code.",
+            ["method", "route", "status"], registry=reg,
+        )  # fmt: skip
+        self.http_duration = Histogram(
+            f"{PREFIX}http_request_duration_seconds",
+            "Seconds from request to response headers (a stream's body is not included), by method and route.",
+            ["method", "route"], buckets=HTTP_BUCKETS, registry=reg,
+        )  # fmt: skip
+        for spec in engine.registry.describe():  # every known task shows up as 0 before its first job
+            self.jobs_submitted.labels(spec["name"])
+            for status in TERMINAL:
+                self.jobs_finished.labels(spec["name"], status)
+        engine.observers.append(self.observe)
+
+    def observe(self, event: str, job: Job) -> None:
+        """The engine's observer: count submissions and ends, time queue waits and runs."""
+        if event == QUEUED:
+            self.jobs_submitted.labels(job.task).inc()
+        elif event == RUNNING:
+            if job.started_at is not None:
+                self.queue_wait.labels(job.task).observe(max(0.0, job.started_at - job.submitted_at))
+        elif event in TERMINAL:
+            self.jobs_finished.labels(job.task, event).inc()
+            ran = job.run_seconds()
+            if ran is not None:
+                self.run_time.labels(job.task, event).observe(ran)
+
+    def observe_request(self, method: str, route: str | None, status: int, seconds: float) -> None:
+        """Count one answered request (called by `service.middleware`)."""
+        method = method if method in KNOWN_METHODS else "other"
+        route = route or UNMATCHED
+        self.http_requests.labels(method, route, str(status)).inc()
+        self.http_duration.labels(method, route).observe(seconds)
+
+    def render(self) -> bytes:
+        """The text exposition of everything in the registry."""
+        return generate_latest(self.registry)
+
+
+class MetricsResource:
+    """`GET /metrics`: the Prometheus text exposition (format 0.0.4)."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        resp.content_type = CONTENT_TYPE
+        resp.cache_control = ["no-store"]
+        resp.data = self.metrics.render()

@@ -1,0 +1,50 @@
+"""Request middleware: one JSON access-log line and one metrics observation per answered request.
+
+The route is falcon's `req.uri_template` (e.g. `/v1/jobs/{job_id}`), never the raw path, so metrics have
+bounded label cardinality; the raw path is only logged. Durations end when the responder returns: for a
+streamed body (pile results, map) that is when the stream starts, not when it ends.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import falcon
+
+from .metrics import UNMATCHED, Metrics
+
+__all__ = ["RequestMiddleware"]
+
+log = logging.getLogger("greenpool.http")
+
+
+class RequestMiddleware:
+    """Times each request, counts it by method, route and status, and logs it as one JSON line."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+
+    def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
+        """Note when the request arrived."""
+        req.context.started = time.monotonic()
+
+    def process_response(self, req: falcon.Request, resp: falcon.Response, resource: Any, req_succeeded: bool) -> None:
+        """Observe and log the answered request."""
+        started = getattr(req.context, "started", None)
+        seconds = 0.0 if started is None else time.monotonic() - started
+        route = req.uri_template or UNMATCHED
+        status = resp.status_code
+        self.metrics.observe_request(req.method, route, status, seconds)
+        log.info(
+            "request",
+            extra={
+                "method": req.method,
+                "route": route,
+                "path": req.path,
+                "status": status,
+                "duration_s": round(seconds, 6),
+                "remote": req.remote_addr,
+            },
+        )
