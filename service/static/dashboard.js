@@ -1,0 +1,279 @@
+// greenpool dashboard: polls /v1/pool every second and /v1/jobs every two, draws the last five minutes.
+// Plain JS, no build step, nothing loaded from elsewhere. Every request has a timeout and a poll is only
+// scheduled once the previous one has ended, so a slow or saturated server can never pile requests up
+// or freeze the page; a failed poll shows the banner and the next success clears it.
+"use strict";
+
+(() => {
+  const POOL_EVERY_MS = 1000;
+  const JOBS_EVERY_MS = 2000;
+  const TIMEOUT_MS = 3000;
+  const WINDOW_S = 300;
+  const CAPACITY = WINDOW_S + 30; // samples kept (about one a second)
+  const SERIES = ["running", "free", "waiting", "queued"];
+  const COUNTERS = ["size", "running", "free", "waiting", "queued", "submitted", "succeeded", "failed",
+    "cancelled", "timed_out"];
+
+  const $ = (id) => document.getElementById(id);
+  const css = getComputedStyle(document.documentElement);
+  const colour = (name) => css.getPropertyValue("--" + name).trim() || "#333";
+
+  // -- a fixed-size ring buffer of {t, running, free, waiting, queued} -------------------------------
+  const ring = { items: new Array(CAPACITY), start: 0, length: 0 };
+  function push(sample) {
+    const end = (ring.start + ring.length) % CAPACITY;
+    ring.items[end] = sample;
+    if (ring.length < CAPACITY) ring.length += 1;
+    else ring.start = (ring.start + 1) % CAPACITY;
+  }
+  function samples() {
+    const out = [];
+    for (let i = 0; i < ring.length; i += 1) out.push(ring.items[(ring.start + i) % CAPACITY]);
+    return out;
+  }
+
+  // -- HTTP with a timeout and the optional bearer token ----------------------------------------------
+  function token() {
+    return $("resize-token").value.trim();
+  }
+  async function api(path, options = {}) {
+    const controller = new AbortController();
+    const timer = setTimeout(() => controller.abort(), TIMEOUT_MS);
+    const headers = Object.assign({ Accept: "application/json" }, options.headers || {});
+    if (token()) headers.Authorization = "Bearer " + token();
+    try {
+      const resp = await fetch(path, Object.assign({}, options, {
+        headers, signal: controller.signal, cache: "no-store",
+      }));
+      const body = await resp.json().catch(() => null);
+      if (!resp.ok) {
+        const detail = body && (body.detail || body.title);
+        throw new Error(`${path}: HTTP ${resp.status}${detail ? " — " + detail : ""}`);
+      }
+      return body;
+    } catch (err) {
+      if (err.name === "AbortError") throw new Error(`${path}: no answer within ${TIMEOUT_MS / 1000} s`);
+      if (err instanceof TypeError) throw new Error(`${path}: server unreachable (${err.message})`);
+      throw err;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  // -- the banner: one message per failing source, cleared by that source's next success --------------
+  const failures = new Map();
+  function report(source, err) {
+    if (err) failures.set(source, err.message || String(err));
+    else failures.delete(source);
+    const banner = $("banner");
+    banner.hidden = failures.size === 0;
+    banner.textContent = [...failures.values()].join(" · ");
+  }
+
+  // -- pool counters and the chart ---------------------------------------------------------------------
+  let lastPool = null;
+  function showPool(pool) {
+    lastPool = pool;
+    for (const key of COUNTERS) {
+      const el = $("stat-" + key);
+      if (el && pool[key] !== undefined) el.textContent = String(pool[key]);
+    }
+    $("stat-uptime").textContent = formatDuration(pool.uptime_s);
+    const size = $("resize-size");
+    if (document.activeElement !== size && size.value === "") size.placeholder = String(pool.size);
+    $("status-line").textContent = "updated " + new Date().toLocaleTimeString();
+    document.body.dataset.polls = String(Number(document.body.dataset.polls || 0) + 1);
+  }
+
+  function formatDuration(seconds) {
+    if (typeof seconds !== "number") return "–";
+    const s = Math.floor(seconds);
+    const h = Math.floor(s / 3600);
+    const m = Math.floor((s % 3600) / 60);
+    return (h ? h + "h " : "") + (h || m ? m + "m " : "") + (s % 60) + "s";
+  }
+
+  function niceCeiling(value) {
+    if (value <= 5) return 5;
+    const magnitude = 10 ** Math.floor(Math.log10(value));
+    for (const step of [1, 2, 2.5, 5, 10]) {
+      if (step * magnitude >= value) return step * magnitude;
+    }
+    return 10 * magnitude;
+  }
+
+  function draw() {
+    const canvas = $("chart");
+    const ratio = window.devicePixelRatio || 1;
+    const width = canvas.clientWidth || canvas.width;
+    const height = canvas.clientHeight || canvas.height;
+    if (canvas.width !== Math.round(width * ratio) || canvas.height !== Math.round(height * ratio)) {
+      canvas.width = Math.round(width * ratio);
+      canvas.height = Math.round(height * ratio);
+    }
+    const ctx = canvas.getContext("2d");
+    ctx.setTransform(ratio, 0, 0, ratio, 0, 0);
+    ctx.clearRect(0, 0, width, height);
+
+    const pad = { left: 48, right: 10, top: 8, bottom: 22 };
+    const plotW = width - pad.left - pad.right;
+    const plotH = height - pad.top - pad.bottom;
+    const data = samples();
+    const now = Date.now() / 1000;
+    let peak = 0;
+    for (const s of data) for (const key of SERIES) peak = Math.max(peak, s[key]);
+    const top = niceCeiling(peak);
+    const x = (t) => pad.left + plotW * (1 - (now - t) / WINDOW_S);
+    const y = (v) => pad.top + plotH * (1 - v / top);
+
+    ctx.font = "11px system-ui, sans-serif";
+    ctx.lineWidth = 1;
+    ctx.strokeStyle = colour("line");
+    ctx.fillStyle = colour("muted");
+    ctx.textAlign = "right";
+    ctx.textBaseline = "middle";
+    for (let i = 0; i <= 4; i += 1) {
+      const v = (top * i) / 4;
+      ctx.beginPath();
+      ctx.moveTo(pad.left, Math.round(y(v)) + 0.5);
+      ctx.lineTo(pad.left + plotW, Math.round(y(v)) + 0.5);
+      ctx.stroke();
+      ctx.fillText(Number.isInteger(v) ? String(v) : v.toFixed(1), pad.left - 6, y(v));
+    }
+    ctx.textAlign = "center";
+    ctx.textBaseline = "top";
+    for (let m = 0; m <= WINDOW_S / 60; m += 1) {
+      ctx.fillText(m === 0 ? "now" : `-${m}m`, x(now - m * 60), pad.top + plotH + 6);
+    }
+
+    ctx.save();
+    ctx.beginPath();
+    ctx.rect(pad.left, pad.top, plotW, plotH);
+    ctx.clip();
+    ctx.lineWidth = 2;
+    ctx.lineJoin = "round";
+    for (const key of SERIES) {
+      ctx.strokeStyle = colour(key);
+      ctx.beginPath();
+      let started = false;
+      for (const s of data) {
+        if (now - s.t > WINDOW_S + 5) continue;
+        if (started) ctx.lineTo(x(s.t), y(s[key]));
+        else ctx.moveTo(x(s.t), y(s[key]));
+        started = true;
+      }
+      ctx.stroke();
+    }
+    ctx.restore();
+    canvas.dataset.samples = String(data.length);
+  }
+
+  async function pollPool() {
+    try {
+      const pool = await api("/v1/pool");
+      push({ t: Date.now() / 1000, running: pool.running, free: pool.free, waiting: pool.waiting,
+        queued: pool.queued });
+      showPool(pool);
+      report("pool", null);
+    } catch (err) {
+      report("pool", err);
+      $("status-line").textContent = "not updated since " + (lastPool ? "the last success" : "the page loaded");
+    }
+    draw();
+    setTimeout(pollPool, POOL_EVERY_MS);
+  }
+
+  // -- recent jobs ------------------------------------------------------------------------------------
+  function cell(row, text, className, title) {
+    const td = document.createElement("td");
+    td.textContent = text;
+    if (className) td.className = className;
+    if (title) td.title = title;
+    row.appendChild(td);
+    return td;
+  }
+
+  function ranFor(job) {
+    if (!job.started_at) return "–";
+    const end = job.finished_at ? Date.parse(job.finished_at) : Date.now();
+    return ((end - Date.parse(job.started_at)) / 1000).toFixed(2) + " s";
+  }
+
+  function showJobs(jobs) {
+    const body = $("jobs-body");
+    const rows = jobs.map((job) => {
+      const row = document.createElement("tr");
+      row.dataset.jobId = job.id;
+      row.dataset.status = job.status;
+      const id = cell(row, "", null, job.id);
+      const code = document.createElement("code");
+      code.textContent = job.id.slice(0, 12);
+      id.appendChild(code);
+      cell(row, job.task);
+      cell(row, job.status, "status status-" + job.status);
+      cell(row, job.submitted_at ? new Date(job.submitted_at).toLocaleTimeString() : "–");
+      cell(row, ranFor(job));
+      cell(row, job.error ? `${job.error.type}: ${job.error.message}` : "", "error");
+      return row;
+    });
+    if (rows.length === 0) {
+      const row = document.createElement("tr");
+      const td = cell(row, "no jobs yet", "muted");
+      td.colSpan = 6;
+      rows.push(row);
+    }
+    body.replaceChildren(...rows);
+  }
+
+  async function pollJobs() {
+    try {
+      const page = await api("/v1/jobs?limit=20");
+      showJobs(page.jobs);
+      report("jobs", null);
+    } catch (err) {
+      report("jobs", err);
+    }
+    setTimeout(pollJobs, JOBS_EVERY_MS);
+  }
+
+  // -- resizing -----------------------------------------------------------------------------------------
+  async function resize(event) {
+    event.preventDefault();
+    const input = $("resize-size");
+    const status = $("resize-status");
+    const size = Number(input.value);
+    if (!Number.isInteger(size) || size < 0) {
+      status.className = "bad";
+      status.textContent = "give a whole number ≥ 0";
+      return;
+    }
+    const button = $("resize-submit");
+    button.disabled = true;
+    status.className = "muted";
+    status.textContent = "resizing…";
+    try {
+      const pool = await api("/v1/pool", {
+        method: "PATCH",
+        headers: { "Content-Type": "application/json" },
+        body: JSON.stringify({ size }),
+      });
+      showPool(pool);
+      status.className = "ok";
+      status.textContent = `size is now ${pool.size}`;
+      input.value = "";
+    } catch (err) {
+      status.className = "bad";
+      status.textContent = /HTTP 40[13]/.test(err.message) ? "an admin token is required: " + err.message
+        : err.message;
+    } finally {
+      button.disabled = false;
+    }
+  }
+
+  document.addEventListener("DOMContentLoaded", () => {
+    $("resize-form").addEventListener("submit", resize);
+    window.addEventListener("resize", draw);
+    pollPool();
+    pollJobs();
+  });
+})();
