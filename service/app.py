@@ -17,6 +17,8 @@ from . import lifecycle, logs
 from .config import Config
 from .engine import Engine
 from .errors import PROBLEM_JSON, Problem
+from .metrics import Metrics, MetricsResource
+from .middleware import RequestMiddleware
 from .resources import (
     HealthResource,
     JobResource,
@@ -32,6 +34,7 @@ from .resources import (
     ReadyResource,
     TasksResource,
 )
+from .resources.dashboard import DashboardResource, StaticResource
 from .tasks import Registry
 
 log = logging.getLogger("greenpool.http")
@@ -52,7 +55,8 @@ def create_app(config: Config | None = None) -> GreenpoolApp:
     engine = Engine(config, registry)
     lifecycle.on_drain(lambda: engine.drain(_grace_left(config)))
 
-    app = GreenpoolApp(media_type=falcon.MEDIA_JSON)
+    metrics = Metrics(engine)
+    app = GreenpoolApp(media_type=falcon.MEDIA_JSON, middleware=[RequestMiddleware(metrics)])
     app.req_options.strip_url_path_trailing_slash = True
     app.add_error_handler(Problem, _render_problem)
     app.set_error_serializer(_serialize_http_error)
@@ -69,6 +73,9 @@ def create_app(config: Config | None = None) -> GreenpoolApp:
     app.add_route("/healthz", HealthResource())
     app.add_route("/readyz", ReadyResource(engine))
     app.add_route("/openapi.yaml", OpenAPIResource())
+    app.add_route("/metrics", MetricsResource(metrics))
+    app.add_route("/", DashboardResource())
+    app.add_route("/static/{name}", StaticResource())
     app.engine = engine
     return app
 

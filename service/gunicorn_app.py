@@ -34,7 +34,8 @@ def gunicorn_options(config: Config) -> dict[str, Any]:
             "root": {"level": config.log_level.upper(), "handlers": ["stderr"]},
             "loggers": {
                 "gunicorn.error": {"level": config.log_level.upper(), "handlers": [], "propagate": True},
-                "gunicorn.access": {"level": "INFO", "handlers": [], "propagate": True},
+                # one line per request comes from service.middleware (method, route, status, duration_s)
+                "gunicorn.access": {"level": "WARNING", "handlers": [], "propagate": True},
             },
         },
     }
