@@ -32,6 +32,12 @@ def _serve_parser(sub: Any) -> None:
     p.add_argument("--keepalive", type=float, help="seconds an idle keep-alive connection stays open")
     p.add_argument("--worker-connections", type=int, help="concurrent connections at most")
     p.add_argument("--log-level", help="debug, info, warning or error")
+    p.add_argument(
+        "--insecure",
+        action="store_true",
+        default=None,
+        help="allow a non-loopback bind without tokens, logging a warning (GREENPOOL_INSECURE=1; containers)",
+    )
     p.set_defaults(func=serve)
 
 
@@ -56,15 +62,31 @@ def serve(args: argparse.Namespace) -> int:
         print(f"greenpool: {exc}", file=sys.stderr)
         return 2
     if not _is_loopback(config.bind):
-        print(
-            f"greenpool: refusing to bind {config.bind}: without tokens only loopback addresses are allowed",
-            file=sys.stderr,
+        if not _insecure(args):
+            print(
+                f"greenpool: refusing to bind {config.bind}: without tokens only loopback addresses are allowed "
+                "(--insecure or GREENPOOL_INSECURE=1 allows it: anyone who can reach the port may use the API)",
+                file=sys.stderr,
+            )
+            return 2
+        from . import logs
+
+        logs.configure(config.log_level)
+        log.warning(
+            "insecure: serving on a non-loopback address without tokens; anyone who can reach it may use the API",
+            extra={"bind": config.bind},
         )
-        return 2
     os.environ.update(config.to_env())
     from .gunicorn_app import run
 
     return run(config)
+
+
+def _insecure(args: argparse.Namespace) -> bool:
+    """`--insecure`, else GREENPOOL_INSECURE (1/true/yes/on)."""
+    if args.insecure is not None:
+        return bool(args.insecure)
+    return os.environ.get("GREENPOOL_INSECURE", "").strip().lower() in ("1", "true", "yes", "on")
 
 
 def _split(value: str | None) -> tuple[str, ...] | None:
