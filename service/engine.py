@@ -188,7 +188,7 @@ class Engine:
         """Cancel: a queued job never starts, a running one is killed. JobAlreadyEnded if it has ended."""
         job = self.get(job_id)
         if not self._end(job, CANCELLED, "Cancelled", "cancelled on request"):
-            raise JobAlreadyEnded(f"job {job_id} already ended with status {job.status!r}", status=job.status)
+            raise JobAlreadyEnded(f"job {job_id} already ended with status {job.status!r}", job_status=job.status)
         return job
 
     # -- the pool -------------------------------------------------------------------------------

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from typing import Any
 
 import falcon
 
 from ..errors import BadRequest, PayloadTooLarge, UnsupportedMediaType, ValidationFailed
+
+_INTEGER = re.compile(r"-?[0-9]{1,19}")  # ASCII digits only: str.isdigit() also accepts '²', which int() refuses
 
 
 def read_json_object(req: falcon.Request, max_bytes: int) -> dict[str, Any]:
@@ -52,6 +55,6 @@ def query_int(req: falcon.Request, name: str, low: int, high: int, default: int)
     raw = req.get_param(name)
     if raw is None:
         return default
-    if not raw.lstrip("-").isdigit() or not low <= int(raw) <= high:
+    if not _INTEGER.fullmatch(raw) or not low <= int(raw) <= high:
         raise BadRequest(f"query parameter {name!r} must be an integer from {low} to {high}", parameter=name)
     return int(raw)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import falcon
 
 from ..engine import Engine
@@ -10,6 +12,7 @@ from ..jobs import STATUSES
 from .body import query_float, query_int, read_json_object
 
 _SUBMIT_FIELDS = {"task", "args", "timeout"}
+_CURSOR = re.compile(r"[0-9]{1,19}")
 
 
 def parse_job_spec(body: dict, engine: Engine, prefix: str = "") -> tuple[str, dict, float | None]:
@@ -55,7 +58,7 @@ class JobsResource:
             raise BadRequest(f"query parameter 'status' must be one of {', '.join(STATUSES)}", parameter="status")
         limit = query_int(req, "limit", 1, 1000, 100)
         cursor = req.get_param("cursor")
-        if cursor is not None and not cursor.isdigit():
+        if cursor is not None and not _CURSOR.fullmatch(cursor):
             raise BadRequest("query parameter 'cursor' must be a value returned as next_cursor", parameter="cursor")
         jobs, next_seq = self.engine.list(status, limit, None if cursor is None else int(cursor))
         resp.media = {
