@@ -64,13 +64,26 @@ def _check_url(url: str) -> str:
         raise ValueError("url has an invalid port") from None
     if parts.username is not None or parts.password is not None:
         raise ValueError("credentials in the url are not supported: send an Authorization header")
+    try:
+        _ascii_host(parts.hostname)
+    except UnicodeError:
+        raise ValueError("url host is not a valid host name") from None
     return url
 
 
+def _ascii_host(host: str) -> str:
+    """The host as http.client and DNS need it: IDNA-encoded if it is not ASCII."""
+    return host if host.isascii() else host.encode("idna").decode("ascii")
+
+
 def _check_headers(headers: dict[str, str] | None) -> dict[str, str] | None:
-    for name in headers or {}:
+    for name, value in (headers or {}).items():
         if name.lower() in _SET_BY_TASK:
             raise ValueError(f"header {name!r} is set by the task from the body")
+        try:
+            value.encode("latin-1")
+        except UnicodeEncodeError:
+            raise ValueError(f"header {name!r}: values must be Latin-1 text (encode others, e.g. RFC 8187)") from None
     return headers
 
 
@@ -173,10 +186,10 @@ class HttpClient:
             raise HttpTimeout(f"{method} {url}: no complete response within {timeout} s") from None
         except ssl.SSLError as exc:
             raise TLSError(f"TLS error with {key[1]}:{key[2]}: {exc}") from None
+        except OSError as exc:  # including http.client.RemoteDisconnected
+            raise HttpConnectError(f"{method} {url}: connection failed: {exc!r}") from None
         except http.client.HTTPException as exc:
             raise HttpProtocolError(f"{method} {url}: bad response: {exc!r}") from None
-        except OSError as exc:
-            raise HttpConnectError(f"{method} {url}: connection failed: {exc}") from None
         finally:
             lease.release(reuse)
 
@@ -204,9 +217,8 @@ class HttpClient:
     def _read(self, response: http.client.HTTPResponse, key: Key) -> bytes:
         """The whole body, refusing more than the policy's `max_response_bytes`."""
         cap = self.policy.max_response_bytes
-        length = response.getheader("content-length")
-        if length is not None and length.strip().isdigit() and int(length) > cap:
-            raise ResponseTooLarge(f"response from {key[1]} declares {int(length)} bytes; the limit is {cap}")
+        if response.length is not None and response.length > cap:  # 0 for HEAD, None if unknown/chunked
+            raise ResponseTooLarge(f"response from {key[1]} declares {response.length} bytes; the limit is {cap}")
         chunks, total = [], 0
         while True:
             chunk = response.read(_READ_CHUNK)
@@ -221,7 +233,7 @@ class HttpClient:
 def _key_and_target(url: str) -> tuple[Key, str]:
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
-    host = (parts.hostname or "").lower()
+    host = _ascii_host((parts.hostname or "").lower())
     port = parts.port or (443 if scheme == "https" else 80)
     target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     return (scheme, host, port), target
