@@ -92,6 +92,10 @@ class _Handler(BaseHTTPRequestHandler):
     def route_badjson(self, query: dict, body: bytes) -> None:
         self._send(200, b"{not json", "application/json")
 
+    def route_garbage(self, query: dict, body: bytes) -> None:
+        self.wfile.write(b"NOT-HTTP garbage\r\n\r\n")
+        self.close_connection = True
+
     def route_close_after(self, query: dict, body: bytes) -> None:
         """Answer as if keep-alive, then close the connection (a server's idle timeout, in short)."""
         self._json({"ok": True})

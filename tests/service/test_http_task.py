@@ -15,6 +15,7 @@ from service.tasks import (
     DestinationNotAllowed,
     HttpConnectError,
     HttpPolicy,
+    HttpProtocolError,
     HttpTimeout,
     InvalidArguments,
     Registry,
@@ -126,6 +127,11 @@ def test_connection_refused_is_a_connect_error(http):
         port = s.getsockname()[1]
     with pytest.raises(HttpConnectError, match=f"127.0.0.1:{port}"):
         run(http, url=f"http://127.0.0.1:{port}/")
+
+
+def test_a_server_that_breaks_http_is_a_protocol_error(http, server):
+    with pytest.raises(HttpProtocolError, match="bad response"):
+        run(http, url=server.url("/garbage"))
 
 
 # -- redirects ------------------------------------------------------------------------------------------
@@ -283,6 +289,63 @@ def test_fifty_concurrent_requests_are_cooperative(make_task, server):
     assert 0.2 <= elapsed < 1.5, elapsed
 
 
+def test_stale_reused_connection_is_replaced_once_for_idempotent_methods(http, server, monkeypatch):
+    monkeypatch.setattr(connections_module.Connection, "is_dropped", lambda self: False)  # miss the close
+    run(http, url=server.url("/close-after"))
+    time.sleep(0.05)
+    assert run(http, url=server.url("/echo"))["status"] == 200  # sent on the dead one, then on a new one
+    assert server.connections == 2
+    run(http, url=server.url("/close-after"))
+    time.sleep(0.05)
+    with pytest.raises(HttpConnectError):  # a POST is never sent twice
+        run(http, method="POST", url=server.url("/echo"), json={})
+    assert ("POST", "/echo") not in server.requests
+
+
+def test_idle_timeout_and_max_idle(make_task, server):
+    http = make_task(idle_timeout=0)
+    run(http, url=server.url("/echo"))
+    run(http, url=server.url("/echo"))
+    assert server.connections == 2
+    other = TestServer()
+    try:
+        http = make_task(max_idle=1)
+        run(http, url=server.url("/echo"))
+        run(http, url=other.url("/echo"))
+        client_pool = http.fn.__self__.pool
+        assert client_pool.idle_count() == 1
+    finally:
+        other.close()
+
+
+def test_waiting_for_a_host_slot_counts_against_the_timeout(make_task, server):
+    http = make_task(max_per_host=1)
+    slow = pool_core.spawn(http.run, http.validate({"url": server.url("/sleep?s=0.5")}))
+    pool_core.sleep(0.05)
+    with pytest.raises(HttpTimeout):
+        run(http, url=server.url("/echo"), timeout=0.2)
+    assert slow.wait()["status"] == 200
+    assert ("GET", "/echo") not in server.requests
+
+
+def test_killed_request_frees_its_slot_and_closes_its_connection(make_task, server):
+    http = make_task(max_per_host=1)
+    doomed = pool_core.spawn(http.run, http.validate({"url": server.url("/sleep?s=1")}))
+    pool_core.sleep(0.1)
+    doomed.kill()
+    started = time.monotonic()
+    assert run(http, url=server.url("/echo"))["status"] == 200
+    assert time.monotonic() - started < 0.5
+    assert server.connections == 2
+    assert http.fn.__self__.pool.idle_count() == 1
+
+
+def test_head_is_not_refused_for_the_size_it_announces(make_task, server):
+    http = make_task(max_response_bytes=1000)
+    result = run(http, method="HEAD", url=server.url("/big?n=5000"))
+    assert (result["status"], result["headers"]["content-length"], result["body"]) == (200, "5000", "")
+
+
 # -- HTTPS ------------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def certs(tmp_path_factory) -> Certs:
@@ -352,6 +415,8 @@ def test_https_is_cooperative(make_task, certs, tls_server):
      ({"url": "http://example.com/", "body": "a", "json": {}}, "json", "not both"),
      ({"url": "http://example.com/", "headers": {"Content-Length": "5"}}, "headers", "set by the task"),
      ({"url": "http://example.com/", "headers": {"X": "a\r\nInjected: 1"}}, "headers.X", "pattern"),
+     ({"url": "http://example.com/", "headers": {"X": "€"}}, "headers", "Latin-1"),
+     ({"url": "http://ä..b/"}, "url", "not a valid host name"),
      ({"url": "http://example.com/", "method": "GE T"}, "method", "pattern"),
      ({"url": "http://example.com/", "timeout": 0}, "timeout", "greater than 0"),
      ({"url": "http://example.com/", "max_redirects": 1.5}, "max_redirects", "integer"),
@@ -363,3 +428,8 @@ def test_http_argument_errors(http, args, field, message):
         http.validate(args)
     assert [e["field"] for e in info.value.errors] == [field]
     assert message in info.value.errors[0]["message"]
+
+
+def test_valid_http_arguments_are_normalised(http):
+    args = http.validate({"url": "https://münchen.example/a?b=c", "method": "post", "timeout": 3, "json": [1]})
+    assert args == {"url": "https://münchen.example/a?b=c", "method": "post", "timeout": 3.0, "json": [1]}
