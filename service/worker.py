@@ -288,23 +288,26 @@ class GreenWorker(AsyncWorker):
         super().handle_error(req, client, addr, exc)
 
     # -- draining --------------------------------------------------------------------------------
-    def _grace(self) -> float:
-        """The drain's length: `graceful_timeout`, less a margin to clean up before the arbiter's SIGKILL."""
-        grace = float(self.cfg.graceful_timeout)
-        return max(0.0, grace - min(1.0, grace * 0.1))
+    def _margin(self) -> float:
+        """Time kept back from `graceful_timeout` to kill and clean up before the arbiter's SIGKILL."""
+        return min(1.0, float(self.cfg.graceful_timeout) * 0.1)
 
     def _drain(self, acceptors: Iterable[pool_core.GreenThread], listeners: Iterable[GreenSocket]) -> None:
         """Stop accepting, let connections and drain callbacks finish within the grace period, kill the rest."""
-        grace = self._grace()
+        margin = self._margin()
+        grace = max(0.0, self.cfg.graceful_timeout - margin)
         deadline = time.monotonic() + grace
         self._draining = True
-        if self._quit_signals:
-            self.cfg.worker_int(self)
         for acceptor in acceptors:
             acceptor.kill()
         for listener in listeners:
             with contextlib.suppress(OSError):
                 listener.close()
+        if self._quit_signals:
+            try:
+                self.cfg.worker_int(self)
+            except Exception:
+                self.log.exception("Exception in worker_int hook")
         hooks = lifecycle.drain(grace)
         for wait in list(self._idle):
             wait.fire()
@@ -336,13 +339,13 @@ class GreenWorker(AsyncWorker):
                 break
             self._handle_flags()
             self._wait_signal(min(0.1, remaining))
-        self._kill_all([*self._connections, *hooks])
+        self._kill_all([*self._connections, *hooks], margin / 2)
 
-    def _kill_all(self, threads: list[pool_core.GreenThread]) -> None:
-        """Kill `threads`, then give their cleanup (iterator close(), finally blocks) up to a second."""
+    def _kill_all(self, threads: list[pool_core.GreenThread], cleanup: float) -> None:
+        """Kill `threads`, then give their cleanup (iterator close(), finally blocks) up to `cleanup` seconds."""
         for thread in threads:
             if not thread.dead:
                 thread.kill()
-        end = time.monotonic() + 1.0
+        end = time.monotonic() + cleanup
         while any(not thread.dead for thread in threads) and time.monotonic() < end:
             pool_core.sleep(0.01)
