@@ -14,6 +14,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from .cli_client import add_client_parsers
 from .config import Config, ConfigError
 
 log = logging.getLogger("greenpool")
@@ -110,6 +111,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="greenpool", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     _serve_parser(sub)
+    add_client_parsers(parser, sub)  # submit, get, cancel, pile, map, stats, resize, tasks (service.cli_client)
     args = parser.parse_args(argv)
     return args.func(args)
 

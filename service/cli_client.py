@@ -1,0 +1,309 @@
+"""The `greenpool` client sub-commands (submit, get, cancel, pile, map, stats, resize, tasks) on `service.client`.
+
+Global options `--url` (default `$GREENPOOL_URL` or http://127.0.0.1:8000) and `--token` (`$GREENPOOL_TOKEN`).
+Exit codes: 0 ok; 1 a job did not succeed (submit --wait, pile, map); 2 usage, input or HTTP error (the
+problem's detail on stderr).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator
+from typing import IO, Any
+
+import requests
+
+from .client import DEFAULT_URL, TERMINAL, Client, GreenpoolError
+
+EXIT_OK, EXIT_JOB_FAILED, EXIT_ERROR = 0, 1, 2
+BATCH_BYTES = 256 * 1024  # a pile larger than this is sent as an open pile in several requests
+WATCH_FIELDS = ("size", "running", "free", "waiting", "queued")
+
+
+class InputError(Exception):
+    """A line of the input that is not a JSON object."""
+
+
+def add_client_parsers(parser: argparse.ArgumentParser, sub: Any) -> None:
+    """Add `--url`/`--token` to `parser` and the client sub-commands to its subparsers `sub`."""
+    parser.add_argument("--url", help=f"server base URL (GREENPOOL_URL, default {DEFAULT_URL})")
+    parser.add_argument("--token", help="bearer token (GREENPOOL_TOKEN)")
+    common = argparse.ArgumentParser(add_help=False)  # the same options after the sub-command
+    common.add_argument("--url", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    common.add_argument("--token", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+
+    p = sub.add_parser("submit", parents=[common], help="submit a job and print it as JSON")
+    p.add_argument("task")
+    p.add_argument("--args", default="{}", help="the task's arguments as a JSON object")
+    p.add_argument("--timeout", type=float, help="seconds the job may run")
+    p.add_argument("--wait", type=float, help="wait up to S seconds for the job to end")
+    p.set_defaults(func=_run(cmd_submit))
+
+    p = sub.add_parser("get", parents=[common], help="print a job as JSON")
+    p.add_argument("job_id")
+    p.add_argument("--wait", type=float, help="wait up to S seconds for the job to end")
+    p.set_defaults(func=_run(cmd_get))
+
+    p = sub.add_parser("cancel", parents=[common], help="cancel a job")
+    p.add_argument("job_id")
+    p.set_defaults(func=_run(cmd_cancel))
+
+    for name, helptext in (("pile", "run a pile: print each result record as a JSON line as it finishes"),
+                           ("map", "map a task over items: print each result as a JSON line")):  # fmt: skip
+        p = sub.add_parser(name, parents=[common], help=helptext)
+        p.add_argument("task")
+        p.add_argument("file", nargs="?", default="-", help="JSON lines of arguments (default: stdin)")
+        p.add_argument("--timeout", type=float, help="seconds each job may run")
+        p.add_argument("--progress", action="store_true", help="progress bar on stderr (default: if a TTY)")
+        default_order = "completion" if name == "pile" else "submitted"
+        p.add_argument("--order", choices=("completion", "submitted"), default=default_order,
+                       help=f"result order (default {default_order})")  # fmt: skip
+        p.set_defaults(func=_run(cmd_pile if name == "pile" else cmd_map))
+
+    p = sub.add_parser("stats", parents=[common], help="print the pool's stats")
+    p.add_argument("--watch", nargs="?", type=float, const=1.0, metavar="SECONDS",
+                   help="refresh a live view every SECONDS (default 1) until Ctrl-C")  # fmt: skip
+    p.add_argument("--count", type=int, help="with --watch: stop after N refreshes")
+    p.set_defaults(func=_run(cmd_stats))
+
+    p = sub.add_parser("resize", parents=[common], help="set the pool size")
+    p.add_argument("size", type=int)
+    p.set_defaults(func=_run(cmd_resize))
+
+    p = sub.add_parser("tasks", parents=[common], help="list the registered tasks")
+    p.set_defaults(func=_run(cmd_tasks))
+
+
+def _run(command: Callable[[Client, argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """Wrap a command: build the client from the options, map errors to exit code 2."""
+
+    def run(args: argparse.Namespace) -> int:
+        url = args.url or os.environ.get("GREENPOOL_URL") or DEFAULT_URL
+        token = args.token or os.environ.get("GREENPOOL_TOKEN") or None
+        try:
+            with Client(url, token=token) as client:
+                return command(client, args)
+        except GreenpoolError as exc:
+            _err(f"{exc.title}: {exc.detail}" + _field_errors(exc.problem))
+        except requests.RequestException as exc:
+            _err(f"cannot reach {url}: {exc}")
+        except InputError as exc:
+            _err(str(exc))
+        except KeyboardInterrupt:
+            return EXIT_OK if getattr(args, "watch", None) is not None else 130
+        except BrokenPipeError:  # e.g. `greenpool map … | head`
+            sys.stderr.close()
+            return EXIT_OK
+        return EXIT_ERROR
+
+    return run
+
+
+def _err(message: str) -> None:
+    print(f"greenpool: {message}", file=sys.stderr)
+
+
+def _field_errors(problem: dict[str, Any]) -> str:
+    errors = problem.get("errors") or []
+    return "".join(f"\n  {e.get('field')}: {e.get('message')}" for e in errors[:20])
+
+
+def _print(value: Any) -> None:
+    print(json.dumps(value, separators=(",", ":")), flush=True)
+
+
+# -- commands ---------------------------------------------------------------------------------------
+def cmd_submit(client: Client, args: argparse.Namespace) -> int:
+    """Submit one job; print it. Exit 1 if --wait saw it end other than succeeded."""
+    try:
+        task_args = json.loads(args.args)
+    except ValueError as exc:
+        raise InputError(f"--args is not valid JSON: {exc}") from None
+    if not isinstance(task_args, dict):
+        raise InputError("--args must be a JSON object")
+    job = client.submit(args.task, task_args, timeout=args.timeout, wait=args.wait)
+    _print(job)
+    return EXIT_JOB_FAILED if job["status"] in TERMINAL and job["status"] != "succeeded" else EXIT_OK
+
+
+def cmd_get(client: Client, args: argparse.Namespace) -> int:
+    """Print one job (long-polling with --wait)."""
+    job = client.get(args.job_id) if args.wait is None else client.wait(args.job_id, args.wait)
+    _print(job)
+    return EXIT_OK
+
+
+def cmd_cancel(client: Client, args: argparse.Namespace) -> int:
+    """Cancel a job; print it."""
+    _print(client.cancel(args.job_id))
+    return EXIT_OK
+
+
+def cmd_pile(client: Client, args: argparse.Namespace) -> int:
+    """Create a pile from JSON lines; print each record as it arrives, with an optional progress bar."""
+    items = read_items(args.file)
+    pile = create_pile(client, args.task, items, args.timeout, args.order)
+    progress = Progress(len(items), sys.stderr, enabled=args.progress or sys.stderr.isatty())
+    for record in pile:
+        _print(record)
+        progress.update(record["status"] == "succeeded")
+    progress.finish()
+    return EXIT_JOB_FAILED if progress.failed else EXIT_OK
+
+
+def cmd_map(client: Client, args: argparse.Namespace) -> int:
+    """Map a task over JSON lines; print each result (`null` for an item that failed, reported on stderr)."""
+    items = read_items(args.file)
+    progress = Progress(len(items), sys.stderr, enabled=args.progress or sys.stderr.isatty())
+    if len(json.dumps(items)) <= BATCH_BYTES:
+        records: Iterator[dict[str, Any]] = client.map_records(args.task, items, args.order, args.timeout)
+    else:  # too big for one request: the same stream, through an open pile filled in batches
+        records = iter(create_pile(client, args.task, items, args.timeout, args.order))
+    for record in records:
+        ok = record["status"] == "succeeded"
+        _print(record["result"] if ok else None)
+        if not ok:
+            progress.clear()
+            error = record.get("error") or {}
+            _err(f"item {record['index']} {record['status']}: {error.get('type')}: {error.get('message')}")
+        progress.update(ok)
+    progress.finish()
+    return EXIT_JOB_FAILED if progress.failed else EXIT_OK
+
+
+def cmd_stats(client: Client, args: argparse.Namespace) -> int:
+    """Print the pool stats once, or (--watch) a compact live line every SECONDS until Ctrl-C or --count."""
+    if args.watch is None:
+        _print(client.stats())
+        return EXIT_OK
+    tty = sys.stdout.isatty()
+    shown = 0
+    while args.count is None or shown < args.count:
+        if shown:
+            time.sleep(max(0.0, args.watch))
+        stats = client.stats()
+        line = " ".join(f"{k}={stats.get(k)}" for k in WATCH_FIELDS)
+        line += f" done={sum(stats.get(k, 0) for k in TERMINAL)} up={stats.get('uptime_s', 0):.0f}s"
+        if tty:
+            sys.stdout.write("\r\x1b[2K" + line)
+            sys.stdout.flush()
+        else:
+            print(line, flush=True)
+        shown += 1
+    if tty:
+        print()
+    return EXIT_OK
+
+
+def cmd_resize(client: Client, args: argparse.Namespace) -> int:
+    """Resize the pool; print the new stats."""
+    _print(client.resize(args.size))
+    return EXIT_OK
+
+
+def cmd_tasks(client: Client, args: argparse.Namespace) -> int:
+    """Print the registered tasks, one JSON line each."""
+    for task in client.tasks():
+        _print(task)
+    return EXIT_OK
+
+
+# -- helpers ----------------------------------------------------------------------------------------
+def read_items(path: str) -> list[dict[str, Any]]:
+    """Argument objects from JSON lines in `path` (`-` for stdin); blank lines are skipped."""
+    if path == "-":
+        return _parse_lines(sys.stdin, "<stdin>")
+    try:
+        with open(path, encoding="utf-8") as f:
+            return _parse_lines(f, path)
+    except OSError as exc:
+        raise InputError(f"cannot read {path}: {exc.strerror}") from None
+
+
+def _parse_lines(stream: IO[str], name: str) -> list[dict[str, Any]]:
+    items = []
+    for number, line in enumerate(stream, 1):
+        if not line.strip():
+            continue
+        try:
+            item = json.loads(line)
+        except ValueError as exc:
+            raise InputError(f"{name}:{number}: not valid JSON: {exc}") from None
+        if not isinstance(item, dict):
+            raise InputError(f"{name}:{number}: each line must be a JSON object of arguments")
+        items.append(item)
+    return items
+
+
+def create_pile(client: Client, task: str, items: list[dict[str, Any]], timeout: float | None, order: str) -> Any:
+    """A closed pile of `items`: one request if small, else an open pile filled in batches, then closed."""
+    batches = list(_batches(items))
+    if len(batches) <= 1:
+        return client.pile(task, items=items, timeout=timeout, order=order)
+    pile = client.pile(task, items=batches[0], timeout=timeout, order=order, open=True)
+    for batch in batches[1:]:
+        pile.add(task, items=batch, timeout=timeout)
+    pile.close()
+    return pile
+
+
+def _batches(items: list[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
+    batch: list[dict[str, Any]] = []
+    size = 0
+    for item in items:
+        n = len(json.dumps(item)) + 2
+        if batch and size + n > BATCH_BYTES:
+            yield batch
+            batch, size = [], 0
+        batch.append(item)
+        size += n
+    yield batch
+
+
+class Progress:
+    """`\\r[#####.....] 512/1000 ok=510 failed=2` on a stream, redrawn at most every 0.1 s."""
+
+    WIDTH = 20
+
+    def __init__(self, total: int, stream: IO[str], enabled: bool) -> None:
+        self.total, self.stream, self.enabled = total, stream, enabled
+        self.ok = self.failed = 0
+        self._drawn = 0.0
+        self._shown = -1  # records counted when last drawn
+
+    def update(self, ok: bool) -> None:
+        """Count one record; redraw if due."""
+        if ok:
+            self.ok += 1
+        else:
+            self.failed += 1
+        if self.enabled and time.monotonic() - self._drawn >= 0.1:
+            self._draw()
+
+    def _draw(self) -> None:
+        done = self.ok + self.failed
+        filled = self.WIDTH * done // self.total if self.total else self.WIDTH
+        bar = "#" * filled + "." * (self.WIDTH - filled)
+        self.stream.write(f"\r[{bar}] {done}/{self.total} ok={self.ok} failed={self.failed}")
+        self.stream.flush()
+        self._drawn = time.monotonic()
+        self._shown = done
+
+    def clear(self) -> None:
+        """End the bar's line so another message can be printed."""
+        if self.enabled and self._drawn:
+            self.stream.write("\n")
+            self._drawn = 0.0
+            self._shown = -1
+
+    def finish(self) -> None:
+        """Draw the final state and end the line."""
+        if self.enabled:
+            if self._shown != self.ok + self.failed or not self._drawn:
+                self._draw()
+            self.stream.write("\n")
+            self.stream.flush()
