@@ -144,11 +144,6 @@ def test_delete_ended_job_409(api: Server) -> None:
     assert api.job(job["id"])["status"] == "succeeded"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: Engine.cancel passes status=job.status as a problem extra, which overwrites the RFC 9457 "
-    '\'status\' member: the 409 body says "status": "succeeded" instead of 409',
-)
 def test_delete_ended_job_409_problem_body(api: Server) -> None:
     job = api.submit("echo", {}, wait=5)
     assert_problem(api.delete(f"/v1/jobs/{job['id']}"), 409)
