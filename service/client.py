@@ -42,7 +42,13 @@ __all__ = [
 DEFAULT_URL = "http://127.0.0.1:8000"
 TERMINAL = ("succeeded", "failed", "cancelled", "timed_out")
 MAX_WAIT = 60.0  # the server's longest ?wait= (GREENPOOL_MAX_WAIT default)
-_STREAM_ERRORS = (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError)
+# What a dropped connection looks like; a body cut inside the headers reads as empty, so also bad JSON.
+_STREAM_ERRORS = (
+    requests.ConnectionError,
+    requests.Timeout,
+    requests.exceptions.ChunkedEncodingError,
+    requests.exceptions.JSONDecodeError,
+)
 
 
 # -- errors -------------------------------------------------------------------------------------------
