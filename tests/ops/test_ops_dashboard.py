@@ -1,0 +1,195 @@
+"""The dashboard at `/`, in a real headless Chromium (the system `chromium` + `chromium-driver`, driven by
+Selenium; no browser is downloaded): it loads with no console errors and nothing from other origins, shows
+what `/v1/pool` reports, follows jobs as they start and finish, stays live while the pool is saturated,
+resizes the pool from its form, and shows a banner when polling fails. Screenshots go to tests/artifacts/."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from ops_support import ARTIFACTS, POOL_GAUGES, OpsServer, wait_until
+
+webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed (pip install '.[test]')")
+from selenium.common.exceptions import WebDriverException  # noqa: E402
+from selenium.webdriver.common.by import By  # noqa: E402
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMEDRIVER = shutil.which("chromedriver")
+pytestmark = pytest.mark.skipif(
+    CHROMIUM is None or CHROMEDRIVER is None,
+    reason="headless Chromium needs the Debian packages `chromium` and `chromium-driver` "
+    "(not installed here; .ci/run installs them when it runs as root)",
+)
+COUNTERS = ("submitted", "succeeded", "failed", "cancelled", "timed_out")
+
+
+@pytest.fixture
+def browser(tmp_path: Path) -> Iterator[Any]:
+    """A headless system Chromium with a fresh profile, its console log captured."""
+    from selenium.webdriver.chrome.options import Options
+    from selenium.webdriver.chrome.service import Service
+
+    options = Options()
+    options.binary_location = CHROMIUM
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             "--disable-dev-shm-usage", "--window-size=1280,1200"]  # fmt: skip
+    for flag in [*flags, f"--user-data-dir={tmp_path / 'profile'}"]:
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    service = Service(executable_path=CHROMEDRIVER, log_output=str(tmp_path / "chromedriver.log"))
+    try:
+        driver = webdriver.Chrome(options=options, service=service)
+    except WebDriverException as exc:
+        pytest.fail(f"chromium/chromedriver are installed but would not start: {exc.msg}")
+    driver.set_page_load_timeout(20)
+    driver.set_script_timeout(10)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def screenshot(driver: Any, name: str) -> Path:
+    """Save a PNG of the page to tests/artifacts/<name>.png (git-ignored)."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    path = ARTIFACTS / f"{name}.png"
+    assert driver.save_screenshot(str(path)), path
+    return path
+
+
+def console_errors(driver: Any) -> list[dict[str, Any]]:
+    """Console messages at SEVERE level since the last call (errors, failed loads, uncaught exceptions)."""
+    return [entry for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
+
+
+def shown(driver: Any) -> dict[str, str]:
+    """The numbers the page shows, by key."""
+    return {key: driver.find_element(By.ID, f"stat-{key}").text for key in (*POOL_GAUGES, *COUNTERS)}
+
+
+def api_view(pool: dict[str, Any]) -> dict[str, str]:
+    """`/v1/pool` as the page should show it."""
+    return {key: str(pool[key]) for key in (*POOL_GAUGES, *COUNTERS)}
+
+
+def polls(driver: Any) -> int:
+    """How many pool polls the page has completed."""
+    return int(driver.execute_script("return Number(document.body.dataset.polls || 0)"))
+
+
+def page_matches_api(driver: Any, server: OpsServer, timeout: float = 8) -> dict[str, str]:
+    """Wait until the page shows exactly what `/v1/pool` reports (the API read before and after agreeing)."""
+
+    def check() -> dict[str, str] | None:
+        before = api_view(server.pool())
+        page = shown(driver)
+        after = api_view(server.pool())
+        return page if before == after == page else None
+
+    return wait_until(check, timeout, 0.2, "the page to show what /v1/pool reports")
+
+
+def job_rows(driver: Any) -> dict[str, str]:
+    """Job id → status, from the recent-jobs table."""
+    rows = driver.find_elements(By.CSS_SELECTOR, "#jobs-body tr[data-job-id]")
+    return {row.get_attribute("data-job-id"): row.get_attribute("data-status") for row in rows}
+
+
+@pytest.mark.timeout(90)
+def test_dashboard_loads_clean_and_follows_jobs(ops_server: Callable[..., OpsServer], browser: Any) -> None:
+    """No console errors, everything from this origin; the numbers match the API and move as jobs start and
+    finish; the chart has samples; the jobs table shows each job's state."""
+    server = ops_server(env={"GREENPOOL_POOL_SIZE": "3"})
+    browser.get(server.url + "/")
+    assert browser.title == "greenpool"
+    wait_until(lambda: polls(browser) >= 2, 10, what="two completed polls")
+    idle = page_matches_api(browser, server)
+    assert idle["running"] == "0" and idle["size"] == "3" and idle["free"] == "3"
+
+    jobs = [server.submit("sleep", {"seconds": 4}) for _ in range(5)]  # 3 run, 2 wait in the queue
+    busy = page_matches_api(browser, server)
+    assert (busy["running"], busy["queued"], busy["free"], busy["submitted"]) == ("3", "2", "0", "5"), busy
+    wait_until(lambda: set(jobs) <= set(job_rows(browser)), 8, 0.2, "the jobs in the table")
+    statuses = job_rows(browser)
+    assert sorted(statuses[j] for j in jobs) == ["queued", "queued", "running", "running", "running"], statuses
+    screenshot(browser, "dashboard-busy")
+
+    for job_id in jobs:
+        server.job(job_id, wait=15)
+    done = page_matches_api(browser, server, timeout=10)
+    assert (done["running"], done["queued"], done["succeeded"]) == ("0", "0", "5"), done
+    wait_until(lambda: all(job_rows(browser).get(j) == "succeeded" for j in jobs), 8, 0.2, "succeeded rows")
+    samples = int(browser.find_element(By.ID, "chart").get_attribute("data-samples"))
+    assert samples >= 8, samples
+    assert browser.find_element(By.ID, "banner").get_attribute("hidden") is not None
+    screenshot(browser, "dashboard")
+
+    loaded = browser.execute_script("return performance.getEntriesByType('resource').map(e => e.name)")
+    assert loaded, "the page loaded no resources?"
+    foreign = [url for url in loaded if not url.startswith(server.url + "/")]
+    assert not foreign, f"loaded from elsewhere: {foreign}"
+    assert any(url.endswith("/static/dashboard.js") for url in loaded)
+    assert not console_errors(browser)
+
+
+@pytest.mark.timeout(120)
+def test_dashboard_stays_live_when_saturated_and_resizes(ops_server: Callable[..., OpsServer], browser: Any) -> None:
+    """With one slot and hundreds of jobs queued, the page keeps polling once a second with correct
+    numbers; its resize form grows the pool and the page and the API agree on the new state."""
+    server = ops_server(env={"GREENPOOL_POOL_SIZE": "1"})
+    jobs = [server.submit("sleep", {"seconds": 60}) for _ in range(300)]
+    browser.get(server.url + "/")
+    saturated = page_matches_api(browser, server)
+    assert (saturated["running"], saturated["queued"], saturated["free"]) == ("1", "299", "0"), saturated
+    first = polls(browser)
+    wait_until(lambda: polls(browser) >= first + 3, 6, 0.2, "three more polls while saturated")
+
+    browser.find_element(By.ID, "resize-size").send_keys("50")
+    browser.find_element(By.ID, "resize-submit").click()
+    wait_until(lambda: "size is now 50" in browser.find_element(By.ID, "resize-status").text, 8, 0.1, "resized")
+    grown = page_matches_api(browser, server)
+    assert (grown["size"], grown["running"], grown["queued"]) == ("50", "50", "250"), grown
+    newest = {job["id"]: job["status"] for job in server.get("/v1/jobs?limit=20").json()["jobs"]}
+    assert len(newest) == 20 and set(newest) <= set(jobs)
+    wait_until(lambda: job_rows(browser) == newest, 8, 0.2, "the table to show the 20 newest jobs as the API does")
+    screenshot(browser, "dashboard-saturated")
+    assert not console_errors(browser)
+    assert len(jobs) == 300
+
+
+@pytest.mark.timeout(60)
+def test_dashboard_shows_a_banner_when_polling_fails(ops_server: Callable[..., OpsServer], browser: Any) -> None:
+    """When the server goes away the page says so (banner) instead of silently showing stale numbers."""
+    server = ops_server()
+    browser.get(server.url + "/")
+    wait_until(lambda: polls(browser) >= 1, 10, what="a first poll")
+    banner = browser.find_element(By.ID, "banner")
+    assert banner.get_attribute("hidden") is not None
+    assert server.stop() == 0
+    wait_until(lambda: banner.get_attribute("hidden") is None, 10, 0.2, "the error banner")
+    assert "/v1/pool" in banner.text, banner.text
+    screenshot(browser, "dashboard-unreachable")
+
+
+@pytest.mark.timeout(30)
+def test_static_files_are_only_the_known_ones(ops_server: Callable[..., OpsServer]) -> None:
+    """`/` is HTML; `/static/` serves the script and stylesheet with their types, and nothing else."""
+    server = ops_server()
+    page = server.get("/")
+    assert page.status_code == 200 and page.headers["Content-Type"] == "text/html; charset=utf-8"
+    assert "script-src 'self'" in page.headers["Content-Security-Policy"]
+    assert "http://" not in page.text and "https://" not in page.text  # no CDN, nothing external
+    types = {"dashboard.js": "text/javascript; charset=utf-8", "dashboard.css": "text/css; charset=utf-8"}
+    for name, media in types.items():
+        resp = server.get("/static/" + name)
+        assert resp.status_code == 200 and resp.headers["Content-Type"] == media, (name, resp.headers)
+        assert "http://" not in resp.text and "https://" not in resp.text, name
+    for name in ("index.html", "..%2F..%2Fpyproject.toml", "missing.js", "dashboard.js.map"):
+        resp = server.get("/static/" + name)
+        assert resp.status_code == 404, (name, resp.status_code)
+        assert resp.headers["Content-Type"] == "application/problem+json"
