@@ -10,6 +10,7 @@ import pytest
 import requests
 from conftest import CuttingProxy, Server
 
+from service import client as client_module
 from service.client import (
     BadRequest,
     Client,
@@ -51,6 +52,14 @@ def test_submit_get_wait(client: Client) -> None:
     assert client.get(job["id"], wait=1)["status"] == "succeeded"
     waited = client.submit("client_value", {"value": 7}, wait=5)
     assert waited["status"] == "succeeded" and waited["result"] == 7
+
+
+def test_waits_longer_than_one_long_poll_are_sliced(client: Client, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(client_module, "MAX_WAIT", 0.3)  # as if the server's longest ?wait= were 0.3 s
+    job = client.submit("sleep", {"seconds": 1.0}, wait=10)  # one 0.3 s POST, then 0.3 s GET slices
+    assert job["status"] == "succeeded"
+    job = client.submit("sleep", {"seconds": 1.0})
+    assert client.wait(job["id"], 10)["status"] == "succeeded"
 
 
 def test_submit_timeout_and_failure(client: Client) -> None:
