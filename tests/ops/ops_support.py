@@ -85,10 +85,12 @@ class OpsServer:
         else:
             cmd = [PYTHON, "-m", "gunicorn", "-k", "service.worker.GreenWorker", "--bind", bind, "--workers", "1",
                    "--no-control-socket", "--graceful-timeout", "5", *args, "service.app:app"]  # fmt: skip
-        full_env = {k: v for k, v in os.environ.items() if not k.startswith("GREENPOOL_")}
-        if command is None:
+        if command is not None:  # exactly the environment given (e.g. an image's), nothing of this process's
+            full_env = {"PYTHONUNBUFFERED": "1", **(env or {})}
+        else:
+            full_env = {k: v for k, v in os.environ.items() if not k.startswith("GREENPOOL_")}
             full_env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
-        full_env.update({"PYTHONUNBUFFERED": "1", "GREENPOOL_PLUGINS": PLUGINS, **(env or {})})
+            full_env.update({"PYTHONUNBUFFERED": "1", "GREENPOOL_PLUGINS": PLUGINS, **(env or {})})
         stdout, stderr = directory / f"server-{port}.stdout", directory / f"server-{port}.stderr"
         with open(stdout, "wb") as out, open(stderr, "wb") as err:
             proc = subprocess.Popen(
