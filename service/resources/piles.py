@@ -153,9 +153,11 @@ class MapResource:
         body: dict[str, Any] = read_json_object(req, self.engine.config.max_body_bytes)
         order = body.get("order", SUBMITTED)
         if order not in _ORDERS:
-            raise ValidationFailed("order", [{"field": "order", "message": f"must be one of {', '.join(_ORDERS)}"}])
+            message = f"must be one of {', '.join(_ORDERS)}"
+            raise ValidationFailed(f"the map is not valid: order {message}", [{"field": "order", "message": message}])
         if "jobs" in body:
-            raise ValidationFailed("jobs", [{"field": "jobs", "message": "map takes `task` and `items`"}])
+            message = "map takes `task` and `items`, not `jobs`"
+            raise ValidationFailed(f"the map is not valid: {message}", [{"field": "jobs", "message": message}])
         specs, fields = parse_pile_body(body, self.engine, extra=("order",))
         pile = self.engine.create_pile(specs, fields)
         resp.set_header("Content-Location", f"/v1/piles/{pile.id}")
