@@ -234,3 +234,14 @@ def test_dockerfile_replayed_in_a_fresh_virtualenv_serves_healthz(tmp_path: Path
         finally:
             server.stop(timeout=1)
     assert code == 0, server.stderr()
+
+
+def test_readme_documents_every_variable_and_the_deployment() -> None:
+    """The README's configuration table lists every GREENPOOL_* server variable; it has a deployment section."""
+    readme = (REPO / "README.md").read_text()
+    table = set(re.findall(r"^\| `(GREENPOOL_[A-Z_]+)` \|", readme, re.MULTILINE))
+    missing = KNOWN_VARIABLES - table
+    assert not missing, missing
+    section = readme.split("## Deployment", 1)[1]
+    for needle in ("docker compose up", "--profile monitoring", "replicas", "/metrics", "stop_grace_period"):
+        assert needle in section, needle
