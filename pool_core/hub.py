@@ -7,8 +7,9 @@ What it does, and nothing more:
   * wakes greenlets waiting for file-descriptor readiness, through `selectors` (epoll on Linux).
 
 Every resume goes through the ready deque, and a greenlet holds at most one pending resume: `wake`
-while one is pending is a no-op, `throw` replaces a pending wake. So no greenlet is ever resumed twice
-for one park, and a kill or timeout can never be followed by a stale wake-up.
+while one is pending is a no-op, `throw` replaces a pending wake or exception — but never a pending
+kill (GreenletExit). So no greenlet is ever resumed twice for one park, a kill or timeout can never be
+followed by a stale wake-up, and a timeout firing in the same turn cannot undo a kill.
 
 It refuses everything else: green threads, events, queues, semaphores, timeouts, pools and piles are
 built in their own modules on four primitives — `park()`, `wake(g)`, `throw(g, exc)`,
@@ -38,6 +39,7 @@ WAKE = object()
 _monotonic = time.monotonic
 _getcurrent = greenlet.getcurrent
 _COMPACT_MIN = 256
+GreenletExit = greenlet.GreenletExit
 
 
 class LoopExit(RuntimeError):
@@ -104,9 +106,13 @@ class Hub:
             self.ready.append(g)
 
     def throw(self, g: greenlet.greenlet, exc: BaseException) -> None:
-        """Resume `g` by raising `exc` at its park point; replaces a wake that is still pending."""
-        if getattr(g, "gp_pending", None) is None:
+        """Resume `g` by raising `exc` at its park point; replaces a wake or exception still pending,
+        except a pending kill (GreenletExit): a timeout firing in the same turn must not undo a kill."""
+        pending = getattr(g, "gp_pending", None)
+        if pending is None:
             self.ready.append(g)
+        elif pending.__class__ is GreenletExit:
+            return
         g.gp_pending = exc
 
     def yield_now(self) -> None:

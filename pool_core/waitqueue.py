@@ -37,27 +37,43 @@ class WaitQueue:
         current = _getcurrent()
         hub = get_hub()
         self._waiters.append(current)
-        timer = None if timeout is None else hub.call_later(timeout, self._expire, current)
+        if timeout is None:
+            try:
+                hub.park()
+            except BaseException:
+                self._leave(current)
+                raise
+            return True
+        expired = [False]  # set by _expire once it has taken `current` off the queue
+        timer = hub.call_later(timeout, self._expire, current, expired)
         try:
             hub.park()
         except _Expired:
             return False
-        except BaseException:
-            try:
-                self._waiters.remove(current)
-            except ValueError:  # we had been woken: hand the wake to the next waiter
-                self.wake_one()
+        except BaseException:  # e.g. a kill, possibly replacing our own pending expiry
+            if not expired[0]:
+                self._leave(current)
             raise
         finally:
-            if timer is not None:
-                timer.cancel()
+            timer.cancel()
         return True
 
-    def _expire(self, g: greenlet.greenlet) -> None:
+    def _leave(self, g: greenlet.greenlet) -> None:
+        """Take `g`, parked but resumed by an exception, off the queue; if a wake had reached it
+        already, hand that wake to the next waiter so it is never lost."""
         try:
             self._waiters.remove(g)
-        except ValueError:  # already woken: the wake wins over the timeout
+        except ValueError:
+            self.wake_one()
+
+    def _expire(self, g: greenlet.greenlet, expired: list) -> None:
+        if getattr(g, "gp_pending", None) is not None:  # woken (the wake wins), or an exception is on
+            return  # its way (it wins, and `park` takes `g` off the queue)
+        try:
+            self._waiters.remove(g)
+        except ValueError:
             return
+        expired[0] = True
         get_hub().throw(g, _Expired())
 
     def wake_one(self) -> bool:

@@ -349,3 +349,40 @@ def test_many_green_threads_reuse_a_few_workers(hub):
 def test_the_module_level_names_match_eventlet():
     for name in ("spawn", "spawn_n", "spawn_after", "sleep", "kill", "getcurrent", "GreenThread"):
         assert hasattr(pool_core, name)
+
+
+@pytest.mark.timeout(5)
+def test_a_kill_is_not_lost_when_a_timeout_of_the_victim_fires_in_the_same_hub_turn():
+    def body():
+        try:
+            with Timeout(0.01):
+                sleep(1)
+        except Timeout:
+            return "survived the kill"
+
+    gt = spawn(body)
+    sleep(0)
+    time.sleep(0.03)  # the Timeout is due, but the hub has not run since
+    gt.kill()
+    with pytest.raises(GreenletExit):
+        gt.wait()
+
+
+@pytest.mark.timeout(5)
+def test_a_timeout_does_not_replace_a_pending_kill():
+    from pool_core.hub import get_hub
+
+    def body():
+        try:
+            sleep(1)
+        except Timeout:
+            return "survived the kill"
+
+    gt = spawn(body)
+    sleep(0)
+    hub = get_hub()
+    worker = gt._worker
+    hub.throw(worker, GreenletExit())
+    hub.throw(worker, Timeout(None))
+    with pytest.raises(GreenletExit):
+        gt.wait()

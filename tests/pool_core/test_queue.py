@@ -228,3 +228,32 @@ def test_empty_and_full_are_the_standard_library_exceptions():
 
     assert Empty is queue.Empty
     assert Full is queue.Full
+
+
+@pytest.mark.timeout(5)
+def test_a_kill_is_not_lost_when_the_victims_timed_get_expires_in_the_same_hub_turn(queue_class):
+    q = queue_class()
+    getter = spawn(q.get, timeout=0.01)
+    sleep(0)
+    time.sleep(0.03)  # the get's timeout is due, but the hub has not run since
+    getter.kill()
+    with pytest.raises(GreenletExit):
+        getter.wait()
+    assert q.getting() == 0
+
+
+@pytest.mark.timeout(5)
+def test_a_getter_whose_timeout_expired_and_was_then_killed_does_not_wake_another_getter(queue_class):
+    q = queue_class()
+    first = spawn(q.get)
+    doomed = spawn(q.get, timeout=0.01)
+    third = spawn(q.get)
+    sleep(0)
+    time.sleep(0.03)
+    sleep(0)  # the timeout fires: `doomed` is due to raise Empty...
+    doomed.kill()  # ...but is killed first
+    sleep(0)
+    q.put("a")
+    q.put("b")
+    assert first.wait() == "a"  # `first` was not woken for nothing and sent to the back of the line
+    assert third.wait() == "b"
