@@ -4,6 +4,10 @@
 that operation (status code, media type, required headers with their schemas) and that its body validates
 against the documented schema. Schemas are JSON Schema 2020-12 (OpenAPI 3.1), validated with `jsonschema`;
 `$ref`s resolve against the whole document through a `referencing` registry.
+
+A streamed media type (NDJSON, Server-Sent Events) documents the schema of each of its items in the
+extension `x-greenpool-item-schema` (OpenAPI 3.2's `itemSchema`); `check` splits such a body into its items
+(`stream_items`), strictly, and validates every one.
 """
 
 from __future__ import annotations
@@ -48,6 +52,59 @@ def pointer_escape(segment: str) -> str:
 def media_type_of(content_type: str | None) -> str:
     """`application/json; charset=UTF-8` → `application/json`."""
     return (content_type or "").split(";", 1)[0].strip().lower()
+
+
+NDJSON = "application/x-ndjson"
+SSE = "text/event-stream"
+
+
+def ndjson_items(text: str) -> list[Any]:
+    """The JSON values of an NDJSON body, one per line; blank lines (heartbeats) are skipped."""
+    assert text == "" or text.endswith("\n"), f"an NDJSON body ends with a newline: {text[-200:]!r}"
+    items = []
+    for number, line in enumerate(text.split("\n")[:-1], 1):
+        if line.strip() == "":
+            assert line == "", f"line {number}: a heartbeat is an empty line, got {line!r}"
+            continue
+        try:
+            items.append(json.loads(line))
+        except ValueError as exc:
+            raise AssertionError(f"NDJSON line {number} is not JSON ({exc}): {line[:500]!r}") from None
+    return items
+
+
+def sse_events(text: str) -> list[dict[str, Any]]:
+    """The events of a text/event-stream body as `{id?, event, data}` with `data` decoded from JSON.
+
+    Comment lines (heartbeats) are skipped; every event must end with a blank line, every field line must
+    be `name: value` with a field SSE defines, and `data` must be one line of JSON.
+    """
+    assert text == "" or text.endswith("\n\n"), f"an SSE body ends with a blank line: {text[-200:]!r}"
+    events, fields = [], {}
+    for number, line in enumerate(text.split("\n")[:-1], 1):
+        if line == "":
+            if fields:
+                events.append(fields)
+            fields = {}
+        elif line.startswith(":"):
+            continue
+        else:
+            name, sep, value = line.partition(": ")
+            assert sep and name in ("id", "event", "data", "retry"), f"SSE line {number}: {line[:500]!r}"
+            assert name not in fields, f"SSE line {number}: a second {name!r} field in one event"
+            if name == "data":
+                try:
+                    value = json.loads(value)
+                except ValueError as exc:
+                    raise AssertionError(f"SSE line {number}: data is not JSON ({exc}): {value[:500]!r}") from None
+            fields[name] = value
+    assert not fields, "the last SSE event is not terminated by a blank line"
+    return events
+
+
+def stream_items(media_type: str, text: str) -> list[Any]:
+    """The items of a streamed body: NDJSON values or SSE events."""
+    return ndjson_items(text) if media_type == NDJSON else sse_events(text)
 
 
 class Contract:
@@ -153,13 +210,21 @@ class Contract:
                 raise AssertionError(f"{where}: the body is not JSON ({exc}): {response.text[:500]!r}") from None
         else:
             body = response.text
-        schema_pointer = f"{pointer}/content/{pointer_escape(media_type)}/schema"
-        errors = self.schema_errors(schema_pointer, body)
+        media_pointer = f"{pointer}/content/{pointer_escape(media_type)}"
+        errors = self.schema_errors(f"{media_pointer}/schema", body)
         assert not errors, (
             f"{where}: the body does not fit its schema:\n  "
             + "\n  ".join(errors)
             + f"\nbody: {json.dumps(body)[:2000] if not isinstance(body, str) else body[:500]}\n{context}"
         )
+        if "x-greenpool-item-schema" in content[media_type]:
+            for index, item in enumerate(stream_items(media_type, body)):
+                errors = self.schema_errors(f"{media_pointer}/x-greenpool-item-schema", item)
+                assert not errors, (
+                    f"{where}: item {index} of the stream does not fit its schema:\n  "
+                    + "\n  ".join(errors)
+                    + f"\nitem: {json.dumps(item)[:2000]}\n{context}"
+                )
         if media_type == "application/problem+json":
             assert body["status"] == response.status_code, (
                 f"{where}: the problem's status member is {body['status']!r}, not the HTTP status "
