@@ -23,11 +23,15 @@ def contract(spec: dict[str, Any]) -> Contract:
 
 @pytest.fixture(scope="session")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """A server with room to run jobs: pool size 4, a 4 KiB body limit (so 413 is cheap to provoke)."""
-    srv = start_server(
-        tmp_path_factory.mktemp("contract-server"),
-        {"GREENPOOL_POOL_SIZE": "4", "GREENPOOL_MAX_BODY_BYTES": "4096", "GREENPOOL_MAX_QUEUED": "1000"},
-    )
+    """A server with room to run jobs: pool size 4, a 4 KiB body limit (so 413 is cheap to provoke), and
+    result streams that send a heartbeat after 0.2 idle seconds (so heartbeats are quick to see)."""
+    env = {
+        "GREENPOOL_POOL_SIZE": "4",
+        "GREENPOOL_MAX_BODY_BYTES": "4096",
+        "GREENPOOL_MAX_QUEUED": "1000",
+        "GREENPOOL_STREAM_HEARTBEAT": "0.2",
+    }
+    srv = start_server(tmp_path_factory.mktemp("contract-server"), env)
     yield srv
     srv.stop()
 

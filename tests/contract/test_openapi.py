@@ -21,23 +21,19 @@ import jsonschema
 import pytest
 import requests
 import yaml
-from openapi_contract import REPO, SPEC_PATH, Contract, Server, start_server
+from openapi_contract import NDJSON, REPO, SPEC_PATH, SSE, Contract, Server, ndjson_items, sse_events, start_server
 from openapi_spec_validator import validate as validate_openapi
+from prometheus_client.parser import text_string_to_metric_families
 from requests.structures import CaseInsensitiveDict
 
-# Routes the app serves that the document does not list yet: their issue adds them to openapi.yaml (and
-# removes them from here). The test below fails as soon as one is documented or no longer served.
-NOT_YET_DOCUMENTED = {
-    "/v1/piles",
-    "/v1/piles/{pile_id}",
-    "/v1/piles/{pile_id}/jobs",
-    "/v1/piles/{pile_id}/close",
-    "/v1/piles/{pile_id}/results",
-    "/v1/map",
-}
-
 # Documented answers provoked by test_draining_server_answers_fit_the_document rather than by a Case.
-COVERED_BY_DRAIN_TEST = {("submitJob", 503), ("getReady", 503)}
+COVERED_BY_DRAIN_TEST = {
+    ("submitJob", 503),
+    ("getReady", 503),
+    ("createPile", 503),
+    ("addPileJobs", 503),
+    ("mapItems", 503),
+}
 
 JSON = {"Content-Type": "application/json"}
 
@@ -121,14 +117,6 @@ def test_document_lists_exactly_the_served_routes(contract: Contract) -> None:
     for method, path, _ in contract.operations():
         documented.setdefault(path, set()).add(method)
 
-    pending = {path: methods for path, methods in served.items() if path in NOT_YET_DOCUMENTED}
-    served = {path: methods for path, methods in served.items() if path not in NOT_YET_DOCUMENTED}
-    assert set(pending) == NOT_YET_DOCUMENTED, (
-        f"no longer served, drop from NOT_YET_DOCUMENTED: {sorted(NOT_YET_DOCUMENTED - set(pending))}"
-    )
-    assert not NOT_YET_DOCUMENTED & set(documented), (
-        f"now documented, drop from NOT_YET_DOCUMENTED: {sorted(NOT_YET_DOCUMENTED & set(documented))}"
-    )
     assert sorted(set(served) - set(documented)) == [], "routes served but not in openapi.yaml"
     assert sorted(set(documented) - set(served)) == [], "paths in openapi.yaml the app does not serve"
     for path in served:
@@ -457,6 +445,601 @@ def openapi_document(srv: Server, c: Contract) -> requests.Response:
     return response
 
 
+# -- piles and map -------------------------------------------------------------------------------------------
+EVENT_STREAM = {"Accept": "text/event-stream"}
+PILE_ID = "0123456789abcdef0123456789abcdef"  # an id no pile has
+
+
+def create_pile(srv: Server, body: Any) -> requests.Response:
+    return srv.request("POST", "/v1/piles", data=json.dumps(body), headers=JSON)
+
+
+def created_pile(srv: Server, body: Any) -> dict[str, Any]:
+    response = create_pile(srv, body)
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def add_jobs(srv: Server, pile_id: str, body: Any) -> requests.Response:
+    return srv.request("POST", f"/v1/piles/{pile_id}/jobs", data=json.dumps(body), headers=JSON)
+
+
+def close_pile(srv: Server, pile_id: str) -> None:
+    assert srv.request("POST", f"/v1/piles/{pile_id}/close").status_code == 200
+
+
+def results(srv: Server, pile_id: str, params: Any = None, headers: Any = None) -> requests.Response:
+    """The whole result stream of a pile that is (or will soon be) complete."""
+    return srv.request("GET", f"/v1/piles/{pile_id}/results", params=params, headers=headers)
+
+
+def map_items(srv: Server, body: Any, headers: Any = None) -> requests.Response:
+    return srv.request("POST", "/v1/map", data=json.dumps(body), headers={**JSON, **(headers or {})})
+
+
+def streamed(response: requests.Response) -> requests.Response:
+    """Assert the answer is a chunked stream (checked further by the document's item schemas)."""
+    assert response.headers.get("Transfer-Encoding") == "chunked", response.headers
+    assert "Content-Length" not in response.headers, response.headers
+    return response
+
+
+def records(response: requests.Response) -> list[dict[str, Any]]:
+    """The ResultRecords of an NDJSON stream (heartbeats skipped)."""
+    assert response.headers["Content-Type"] == NDJSON
+    return ndjson_items(response.text)
+
+
+def events(response: requests.Response) -> list[dict[str, Any]]:
+    """The events of an SSE stream; the last one must be `end`, the others `result`."""
+    assert response.headers["Content-Type"] == SSE
+    found = sse_events(response.text)
+    assert found and found[-1]["event"] == "end", found[-3:]
+    assert all(e["event"] == "result" for e in found[:-1]), found
+    return found[:-1]
+
+
+def fill_queue(srv: Server) -> None:
+    """Submit jobs until the (never running) queue of the full server is full."""
+    for _ in range(10):
+        if submit(srv, {"task": "echo", "args": {}}).status_code == 429:
+            return
+    raise AssertionError("the queue never filled")
+
+
+def read_past_heartbeat(
+    srv: Server, response: requests.Response, pile_id: str, heartbeat: bytes, then: Callable[[], None]
+) -> None:
+    """Read a live stream until it has sent a heartbeat, call `then()`, read it to its end; keep the body."""
+    body, called = b"", False
+    for chunk in response.iter_content(chunk_size=None):
+        body += chunk
+        if not called and heartbeat in body:
+            assert srv.request("GET", f"/v1/piles/{pile_id}").json()["readers"] == 1  # this stream
+            then()
+            called = True
+    assert called, f"no heartbeat in {body[:500]!r}"
+    response._content = body
+
+
+# POST /v1/piles
+@case("createPile", 201, "POST", "/v1/piles", "task-and-items")
+def pile_items(srv: Server, c: Contract) -> requests.Response:
+    body = {"task": "echo", "items": [{"i": 0}, {"i": 1}], "timeout": 10}
+    assert c.request_body_valid("POST", "/v1/piles", body)
+    response = create_pile(srv, body)
+    summary = response.json()
+    assert response.headers["Location"] == f"/v1/piles/{summary['id']}"
+    assert (summary["size"], summary["closed"], summary["readers"]) == (2, True, 0)
+    return response
+
+
+@case("createPile", 201, "POST", "/v1/piles", "jobs-open")
+def pile_jobs_open(srv: Server, c: Contract) -> requests.Response:
+    body = {"jobs": [{"task": "echo", "args": {"a": 1}}, {"task": "sleep", "args": {"seconds": 0.01}}], "open": True}
+    assert c.request_body_valid("POST", "/v1/piles", body)
+    response = create_pile(srv, body)
+    assert (response.json()["size"], response.json()["closed"]) == (2, False)
+    close_pile(srv, response.json()["id"])
+    return response
+
+
+@case("createPile", 201, "POST", "/v1/piles", "empty")
+def pile_empty(srv: Server, c: Contract) -> requests.Response:
+    assert c.request_body_valid("POST", "/v1/piles", {"jobs": []})
+    response = create_pile(srv, {"jobs": []})
+    assert (response.json()["size"], response.json()["closed"]) == (0, True)
+    return response
+
+
+@case("createPile", 400, "POST", "/v1/piles")
+def pile_malformed(srv: Server, c: Contract) -> requests.Response:
+    return srv.request("POST", "/v1/piles", data='{"jobs": [', headers=JSON)
+
+
+@case("createPile", 413, "POST", "/v1/piles")
+def pile_too_large(srv: Server, c: Contract) -> requests.Response:
+    return create_pile(srv, {"task": "echo", "items": [{"pad": "x" * 100}] * 50})
+
+
+@case("createPile", 415, "POST", "/v1/piles")
+def pile_not_json(srv: Server, c: Contract) -> requests.Response:
+    return srv.request("POST", "/v1/piles", data="task=echo", headers={"Content-Type": "text/plain"})
+
+
+def _invalid_pile(body: Any, field: str, schema_valid: bool = False) -> Callable[[Server, Contract], requests.Response]:
+    def run(srv: Server, c: Contract) -> requests.Response:
+        assert c.request_body_valid("POST", "/v1/piles", body) is schema_valid
+        before = srv.request("GET", "/v1/pool").json()["submitted"]
+        response = create_pile(srv, body)
+        assert field in [e["field"] for e in response.json()["errors"]], response.text
+        assert srv.request("GET", "/v1/pool").json()["submitted"] == before  # all or none
+        return response
+
+    return run
+
+
+for _label, _body, _field, _schema_valid in [
+    ("not-an-object", [{"task": "echo"}], "", False),
+    ("neither-form", {"task": "echo"}, "jobs", False),
+    ("both-forms", {"jobs": [], "items": [], "task": "echo"}, "jobs", False),
+    ("jobs-with-a-timeout", {"jobs": [{"task": "echo"}], "timeout": 5}, "task", False),
+    ("items-not-an-array", {"task": "echo", "items": {}}, "items", False),
+    ("item-not-an-object", {"task": "echo", "items": [1]}, "items[0].args", False),
+    ("open-not-a-boolean", {"task": "echo", "items": [], "open": "yes"}, "open", False),
+    ("unknown-task", {"jobs": [{"task": "echo"}, {"task": "no-such-task", "args": {}}]}, "jobs[1].task", True),
+    ("bad-item-args", {"task": "sleep", "items": [{"seconds": 1}, {"seconds": "x"}]}, "items[1].args.seconds", True),
+]:
+    case("createPile", 422, "POST", "/v1/piles", _label)(_invalid_pile(_body, _field, _schema_valid))
+
+
+@case("createPile", 429, "POST", "/v1/piles", "queue-full", server="full_server")
+def pile_queue_full(srv: Server, c: Contract) -> requests.Response:
+    fill_queue(srv)
+    response = create_pile(srv, {"task": "echo", "items": [{}]})
+    assert response.json()["retry_after"] == int(response.headers["Retry-After"])
+    return response
+
+
+@case("createPile", 429, "POST", "/v1/piles", "larger-than-the-queue", server="full_server")
+def pile_larger_than_queue(srv: Server, c: Contract) -> requests.Response:
+    return create_pile(srv, {"task": "echo", "items": [{}] * 3})  # max_queued is 2: it can never fit
+
+
+# GET /v1/piles/{pile_id}
+@case("getPile", 200, "GET", "/v1/piles/{pile_id}", "complete")
+def pile_read(srv: Server, c: Contract) -> requests.Response:
+    pile = created_pile(srv, {"jobs": [{"task": "echo"}, {"task": "sleep", "args": {"seconds": 5}, "timeout": 0.05}]})
+    results(srv, pile["id"])  # ends once both jobs have ended
+    response = srv.request("GET", f"/v1/piles/{pile['id']}")
+    summary = response.json()
+    assert (summary["size"], summary["done"], summary["pending"]) == (2, 2, 0)
+    assert (summary["succeeded"], summary["timed_out"], summary["closed"]) == (1, 1, True)
+    return response
+
+
+@case("getPile", 200, "GET", "/v1/piles/{pile_id}", "pending")
+def pile_pending(srv: Server, c: Contract) -> requests.Response:
+    pile = created_pile(srv, {"task": "sleep", "items": [{"seconds": 0.3}], "open": True})
+    response = srv.request("GET", f"/v1/piles/{pile['id']}")
+    assert (response.json()["pending"], response.json()["closed"]) == (1, False)
+    close_pile(srv, pile["id"])
+    return response
+
+
+@case("getPile", 404, "GET", "/v1/piles/{pile_id}")
+def pile_unknown(srv: Server, c: Contract) -> requests.Response:
+    return srv.request("GET", f"/v1/piles/{PILE_ID}")
+
+
+# POST /v1/piles/{pile_id}/jobs
+@case("addPileJobs", 202, "POST", "/v1/piles/{pile_id}/jobs", "task-and-items")
+def add_items(srv: Server, c: Contract) -> requests.Response:
+    pile = created_pile(srv, {"task": "echo", "items": [{}], "open": True})
+    body = {"task": "echo", "items": [{"n": 1}, {"n": 2}]}
+    assert c.request_body_valid("POST", "/v1/piles/{pile_id}/jobs", body)
+    response = add_jobs(srv, pile["id"], body)
+    assert response.json()["size"] == 3
+    assert [a["index"] for a in response.json()["added"]] == [1, 2]
+    for added, n in zip(response.json()["added"], (1, 2), strict=True):
+        job = srv.request("GET", f"/v1/jobs/{added['job_id']}", params={"wait": "5"}).json()
+        assert (job["pile"], job["result"]) == (pile["id"], {"n": n})
+    close_pile(srv, pile["id"])
+    return response
+
+
+@case("addPileJobs", 202, "POST", "/v1/piles/{pile_id}/jobs", "jobs")
+def add_jobs_form(srv: Server, c: Contract) -> requests.Response:
+    pile = created_pile(srv, {"jobs": [], "open": True})
+    body = {"jobs": [{"task": "echo", "args": {"x": 1}, "timeout": 5}]}
+    assert c.request_body_valid("POST", "/v1/piles/{pile_id}/jobs", body)
+    response = add_jobs(srv, pile["id"], body)
+    assert [a["index"] for a in response.json()["added"]] == [0]
+    close_pile(srv, pile["id"])
+    return response
+
+
+@case("addPileJobs", 400, "POST", "/v1/piles/{pile_id}/jobs")
+def add_malformed(srv: Server, c: Contract) -> requests.Response:
+    pile = created_pile(srv, {"jobs": [], "open": True})
+    response = srv.request("POST", f"/v1/piles/{pile['id']}/jobs", data="{jobs: []}", headers=JSON)
+    close_pile(srv, pile["id"])
+    return response
+
+
+@case("addPileJobs", 404, "POST", "/v1/piles/{pile_id}/jobs")
+def add_unknown(srv: Server, c: Contract) -> requests.Response:
+    return add_jobs(srv, PILE_ID, {"task": "echo", "items": [{}]})
+
+
+@case("addPileJobs", 409, "POST", "/v1/piles/{pile_id}/jobs")
+def add_closed(srv: Server, c: Contract) -> requests.Response:
+    pile = created_pile(srv, {"task": "echo", "items": [{}]})  # closed: created without "open"
+    response = add_jobs(srv, pile["id"], {"task": "echo", "items": [{}]})
+    assert srv.request("GET", f"/v1/piles/{pile['id']}").json()["size"] == 1
+    return response
+
+
+@case("addPileJobs", 413, "POST", "/v1/piles/{pile_id}/jobs")
+def add_too_large(srv: Server, c: Contract) -> requests.Response:
+    pile = created_pile(srv, {"jobs": [], "open": True})
+    response = add_jobs(srv, pile["id"], {"task": "echo", "items": [{"pad": "x" * 8192}]})
+    close_pile(srv, pile["id"])
+    return response
+
+
+@case("addPileJobs", 415, "POST", "/v1/piles/{pile_id}/jobs")
+def add_not_json(srv: Server, c: Contract) -> requests.Response:
+    pile = created_pile(srv, {"jobs": [], "open": True})
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    response = srv.request("POST", f"/v1/piles/{pile['id']}/jobs", data="task=echo", headers=form)
+    close_pile(srv, pile["id"])
+    return response
+
+
+@case("addPileJobs", 422, "POST", "/v1/piles/{pile_id}/jobs", "open-is-not-a-field")
+def add_with_open(srv: Server, c: Contract) -> requests.Response:
+    pile = created_pile(srv, {"jobs": [], "open": True})
+    body = {"task": "echo", "items": [{}], "open": True}
+    assert not c.request_body_valid("POST", "/v1/piles/{pile_id}/jobs", body)
+    response = add_jobs(srv, pile["id"], body)
+    assert [e["field"] for e in response.json()["errors"]] == ["open"]
+    close_pile(srv, pile["id"])
+    return response
+
+
+@case("addPileJobs", 422, "POST", "/v1/piles/{pile_id}/jobs", "bad-job-args")
+def add_bad_args(srv: Server, c: Contract) -> requests.Response:
+    pile = created_pile(srv, {"jobs": [], "open": True})
+    response = add_jobs(srv, pile["id"], {"jobs": [{"task": "echo"}, {"task": "sleep", "args": {"seconds": -1}}]})
+    assert "jobs[1].args.seconds" in [e["field"] for e in response.json()["errors"]], response.text
+    assert srv.request("GET", f"/v1/piles/{pile['id']}").json()["size"] == 0  # all or none
+    close_pile(srv, pile["id"])
+    return response
+
+
+@case("addPileJobs", 429, "POST", "/v1/piles/{pile_id}/jobs", server="full_server")
+def add_queue_full(srv: Server, c: Contract) -> requests.Response:
+    pile = created_pile(srv, {"jobs": [], "open": True})
+    fill_queue(srv)
+    response = add_jobs(srv, pile["id"], {"task": "echo", "items": [{}]})
+    assert response.json()["retry_after"] == int(response.headers["Retry-After"])
+    return response
+
+
+# POST /v1/piles/{pile_id}/close
+@case("closePile", 200, "POST", "/v1/piles/{pile_id}/close", "open-pile")
+def close_open(srv: Server, c: Contract) -> requests.Response:
+    pile = created_pile(srv, {"jobs": [], "open": True})
+    response = srv.request("POST", f"/v1/piles/{pile['id']}/close")
+    assert response.json()["closed"] is True
+    return response
+
+
+@case("closePile", 200, "POST", "/v1/piles/{pile_id}/close", "already-closed")
+def close_closed(srv: Server, c: Contract) -> requests.Response:
+    pile = created_pile(srv, {"task": "echo", "items": [{}]})
+    return srv.request("POST", f"/v1/piles/{pile['id']}/close", data="ignored", headers={"Content-Type": "text/plain"})
+
+
+@case("closePile", 404, "POST", "/v1/piles/{pile_id}/close")
+def close_unknown(srv: Server, c: Contract) -> requests.Response:
+    return srv.request("POST", f"/v1/piles/{PILE_ID}/close")
+
+
+# GET /v1/piles/{pile_id}/results
+RESULTS = "/v1/piles/{pile_id}/results"
+
+
+@case("streamPileResults", 200, "GET", RESULTS, "ndjson-completion-order")
+def results_completion(srv: Server, c: Contract) -> requests.Response:
+    pile = created_pile(srv, {"task": "sleep", "items": [{"seconds": 0.3}, {"seconds": 0.0}, {"seconds": 0.15}]})
+    response = streamed(results(srv, pile["id"]))
+    assert [r["index"] for r in records(response)] == [1, 2, 0]
+    return response
+
+
+@case("streamPileResults", 200, "GET", RESULTS, "ndjson-submitted-order")
+def results_submitted(srv: Server, c: Contract) -> requests.Response:
+    pile = created_pile(srv, {"task": "sleep", "items": [{"seconds": 0.2}, {"seconds": 0.0}, {"seconds": 0.1}]})
+    response = streamed(results(srv, pile["id"], {"order": "submitted"}))
+    assert [r["index"] for r in records(response)] == [0, 1, 2]
+    return response
+
+
+@case("streamPileResults", 200, "GET", RESULTS, "ndjson-failed-jobs")
+def results_failed(srv: Server, c: Contract) -> requests.Response:
+    jobs = [{"task": "sleep", "args": {"seconds": 5}, "timeout": 0.05}, {"task": "echo", "args": {"v": None}}]
+    pile = created_pile(srv, {"jobs": jobs})
+    response = results(srv, pile["id"], {"order": "submitted"})
+    timed_out, echoed = records(response)
+    assert (timed_out["status"], timed_out["error"]["type"], timed_out["result"]) == ("timed_out", "Timeout", None)
+    assert (echoed["status"], echoed["result"], echoed["error"]) == ("succeeded", {"v": None}, None)
+    return response
+
+
+@case("streamPileResults", 200, "GET", RESULTS, "ndjson-after")
+def results_after(srv: Server, c: Contract) -> requests.Response:
+    pile = created_pile(srv, {"task": "echo", "items": [{"i": i} for i in range(6)]})
+    everything = records(results(srv, pile["id"]))
+    response = results(srv, pile["id"], {"after": "3"})
+    assert records(response) == everything[4:]  # positions 4 and 5: no gap, no duplicate
+    return response
+
+
+@case("streamPileResults", 200, "GET", RESULTS, "ndjson-any-other-accept")
+def results_other_accept(srv: Server, c: Contract) -> requests.Response:
+    pile = created_pile(srv, {"task": "echo", "items": [{}]})
+    response = results(srv, pile["id"], headers={"Accept": "application/json"})
+    assert len(records(response)) == 1
+    return response
+
+
+@case("streamPileResults", 200, "GET", RESULTS, "ndjson-empty-pile")
+def results_empty(srv: Server, c: Contract) -> requests.Response:
+    pile = created_pile(srv, {"jobs": []})
+    response = streamed(results(srv, pile["id"]))
+    assert response.content == b""
+    return response
+
+
+@case("streamPileResults", 200, "GET", RESULTS, "sse")
+def results_sse(srv: Server, c: Contract) -> requests.Response:
+    pile = created_pile(srv, {"task": "sleep", "items": [{"seconds": 0.1}, {"seconds": 0.0}, {"seconds": 0.05}]})
+    response = streamed(results(srv, pile["id"], headers=EVENT_STREAM))
+    found = events(response)
+    assert [e["id"] for e in found] == ["0", "1", "2"]
+    assert [e["data"]["index"] for e in found] == [1, 2, 0]
+    return response
+
+
+@case("streamPileResults", 200, "GET", RESULTS, "sse-submitted-ids-are-indexes")
+def results_sse_submitted(srv: Server, c: Contract) -> requests.Response:
+    pile = created_pile(srv, {"task": "sleep", "items": [{"seconds": 0.1}, {"seconds": 0.0}]})
+    response = results(srv, pile["id"], {"order": "submitted"}, EVENT_STREAM)
+    assert [(e["id"], e["data"]["index"]) for e in events(response)] == [("0", 0), ("1", 1)]
+    return response
+
+
+@case("streamPileResults", 200, "GET", RESULTS, "sse-last-event-id")
+def results_sse_resume(srv: Server, c: Contract) -> requests.Response:
+    pile = created_pile(srv, {"task": "echo", "items": [{"i": i} for i in range(5)]})
+    everything = events(results(srv, pile["id"], headers=EVENT_STREAM))
+    # the header wins over `after`
+    response = results(srv, pile["id"], {"after": "0"}, {**EVENT_STREAM, "Last-Event-ID": "2"})
+    assert events(response) == everything[3:]
+    return response
+
+
+@case("streamPileResults", 200, "GET", RESULTS, "sse-past-the-end")
+def results_sse_past_end(srv: Server, c: Contract) -> requests.Response:
+    pile = created_pile(srv, {"task": "echo", "items": [{}]})
+    assert len(events(results(srv, pile["id"], headers=EVENT_STREAM))) == 1  # the pile is complete
+    response = results(srv, pile["id"], headers={**EVENT_STREAM, "Last-Event-ID": "0"})
+    assert events(response) == []  # only the `end` event
+    return response
+
+
+@case(
+    "streamPileResults", 200, "GET", RESULTS, "sse-last-event-id-ahead-of-the-log",
+    bug="Pile.follow sets `position = end` (the log's length) even when `after + 1` is beyond it: a resume "
+    "from a position not yet written restarts at the log's end and resends positions <= Last-Event-ID",
+)  # fmt: skip
+def results_resume_ahead(srv: Server, c: Contract) -> requests.Response:
+    pile = created_pile(srv, {"task": "sleep", "items": [{"seconds": 0.2}]})  # position 0 is not written yet
+    response = results(srv, pile["id"], headers={**EVENT_STREAM, "Last-Event-ID": "0"})
+    assert events(response) == [], "positions <= Last-Event-ID were sent"
+    return response
+
+
+@case("streamPileResults", 200, "GET", RESULTS, "ndjson-open-pile-heartbeat")
+def results_heartbeat(srv: Server, c: Contract) -> requests.Response:
+    pile = created_pile(srv, {"task": "echo", "items": [{"i": 0}], "open": True})
+
+    def add_and_close() -> None:
+        assert add_jobs(srv, pile["id"], {"task": "echo", "items": [{"i": 1}]}).status_code == 202
+        close_pile(srv, pile["id"])
+
+    response = srv.request("GET", f"/v1/piles/{pile['id']}/results", stream=True)
+    read_past_heartbeat(srv, streamed(response), pile["id"], b"\n\n", add_and_close)
+    assert sorted(r["index"] for r in records(response)) == [0, 1]
+    return response
+
+
+@case("streamPileResults", 200, "GET", RESULTS, "sse-open-pile-heartbeat")
+def results_sse_heartbeat(srv: Server, c: Contract) -> requests.Response:
+    pile = created_pile(srv, {"jobs": [], "open": True})
+    response = srv.request("GET", f"/v1/piles/{pile['id']}/results", headers=EVENT_STREAM, stream=True)
+    read_past_heartbeat(srv, streamed(response), pile["id"], b": keepalive\n\n", lambda: close_pile(srv, pile["id"]))
+    assert events(response) == []
+    return response
+
+
+@case("streamPileResults", 400, "GET", RESULTS, "bad-order")
+def results_bad_order(srv: Server, c: Contract) -> requests.Response:
+    pile = created_pile(srv, {"jobs": []})
+    response = results(srv, pile["id"], {"order": "random"})
+    assert response.json()["parameter"] == "order"
+    return response
+
+
+@case("streamPileResults", 400, "GET", RESULTS, "after-below-minus-one")
+def results_bad_after(srv: Server, c: Contract) -> requests.Response:
+    pile = created_pile(srv, {"jobs": []})
+    return results(srv, pile["id"], {"after": "-2"})
+
+
+@case("streamPileResults", 400, "GET", RESULTS, "last-event-id-not-a-number")
+def results_bad_last_event_id(srv: Server, c: Contract) -> requests.Response:
+    pile = created_pile(srv, {"jobs": []})
+    response = results(srv, pile["id"], headers={"Last-Event-ID": "x"})
+    assert response.json()["parameter"] == "Last-Event-ID"
+    return response
+
+
+@case("streamPileResults", 400, "GET", RESULTS, "last-event-id-negative")
+def results_negative_last_event_id(srv: Server, c: Contract) -> requests.Response:
+    pile = created_pile(srv, {"jobs": []})
+    return results(srv, pile["id"], headers={"Last-Event-ID": "-1"})
+
+
+@case(
+    "streamPileResults", 400, "GET", RESULTS, "last-event-id-superscript-digit",
+    bug="Last-Event-ID: '²' (byte 0xB2) passes str.isdigit() and int() then raises ValueError: 500",
+)  # fmt: skip
+def results_superscript_last_event_id(srv: Server, c: Contract) -> requests.Response:
+    pile = created_pile(srv, {"jobs": []})
+    return results(srv, pile["id"], headers={"Last-Event-ID": "\u00b2"})  # sent as Latin-1: b"\xb2"
+
+
+@case("streamPileResults", 404, "GET", RESULTS)
+def results_unknown(srv: Server, c: Contract) -> requests.Response:
+    return results(srv, PILE_ID, {"order": "random"})  # 404 comes first
+
+
+# POST /v1/map
+@case("mapItems", 200, "POST", "/v1/map", "ndjson-submitted-order")
+def map_ndjson(srv: Server, c: Contract) -> requests.Response:
+    items = [{"seconds": 0.15}, {"seconds": 0.0}, {"seconds": 0.05}]
+    assert c.request_body_valid("POST", "/v1/map", {"task": "sleep", "items": items, "timeout": 10})
+    response = streamed(map_items(srv, {"task": "sleep", "items": items, "timeout": 10}))
+    assert [(r["index"], r["result"]["slept"]) for r in records(response)] == [(0, 0.15), (1, 0.0), (2, 0.05)]
+    pile = srv.request("GET", response.headers["Content-Location"]).json()
+    assert (pile["size"], pile["done"], pile["closed"]) == (3, 3, True)
+    return response
+
+
+@case("mapItems", 200, "POST", "/v1/map", "sse-completion-order")
+def map_sse(srv: Server, c: Contract) -> requests.Response:
+    body = {"task": "sleep", "items": [{"seconds": 0.1}, {"seconds": 0.0}], "order": "completion"}
+    assert c.request_body_valid("POST", "/v1/map", body)
+    response = streamed(map_items(srv, body, EVENT_STREAM))
+    assert [(e["id"], e["data"]["index"]) for e in events(response)] == [("0", 1), ("1", 0)]
+    return response
+
+
+@case("mapItems", 200, "POST", "/v1/map", "no-items")
+def map_empty(srv: Server, c: Contract) -> requests.Response:
+    response = map_items(srv, {"task": "echo", "items": []})
+    assert response.content == b""
+    return response
+
+
+@case("mapItems", 400, "POST", "/v1/map")
+def map_malformed(srv: Server, c: Contract) -> requests.Response:
+    return srv.request("POST", "/v1/map", data='{"task": "echo", "items": [}', headers=JSON)
+
+
+@case("mapItems", 413, "POST", "/v1/map")
+def map_too_large(srv: Server, c: Contract) -> requests.Response:
+    return map_items(srv, {"task": "echo", "items": [{"pad": "x" * 8192}]})
+
+
+@case("mapItems", 415, "POST", "/v1/map")
+def map_not_json(srv: Server, c: Contract) -> requests.Response:
+    return srv.request("POST", "/v1/map", data="task=echo", headers={"Content-Type": "text/plain"})
+
+
+def _invalid_map(body: Any, field: str, schema_valid: bool = False) -> Callable[[Server, Contract], requests.Response]:
+    def run(srv: Server, c: Contract) -> requests.Response:
+        assert c.request_body_valid("POST", "/v1/map", body) is schema_valid
+        response = map_items(srv, body)
+        assert field in [e["field"] for e in response.json()["errors"]], response.text
+        return response
+
+    return run
+
+
+for _label, _body, _field, _schema_valid in [
+    ("bad-order", {"task": "echo", "items": [{}], "order": "random"}, "order", False),
+    ("jobs-form", {"jobs": [{"task": "echo"}]}, "jobs", False),
+    ("open-is-not-a-field", {"task": "echo", "items": [{}], "open": False}, "open", False),
+    ("no-task", {"items": [{}]}, "task", False),
+    ("bad-item-args", {"task": "sleep", "items": [{"seconds": "soon"}]}, "items[0].args.seconds", True),
+]:
+    case("mapItems", 422, "POST", "/v1/map", _label)(_invalid_map(_body, _field, _schema_valid))
+
+
+@case("mapItems", 429, "POST", "/v1/map", server="full_server")
+def map_queue_full(srv: Server, c: Contract) -> requests.Response:
+    fill_queue(srv)
+    response = map_items(srv, {"task": "echo", "items": [{}]})
+    assert response.json()["retry_after"] == int(response.headers["Retry-After"])
+    return response
+
+
+# -- operations ----------------------------------------------------------------------------------------------
+@case("getMetrics", 200, "GET", "/metrics")
+def metrics(srv: Server, c: Contract) -> requests.Response:
+    submitted(srv, {"task": "echo", "args": {}}, {"wait": "5"})
+    response = srv.request("GET", "/metrics")
+    assert response.headers["Content-Type"] == "text/plain; version=0.0.4; charset=utf-8"
+    families = {f.name: f for f in text_string_to_metric_families(response.text)}  # raises if not the format
+    size = srv.request("GET", "/v1/pool").json()["size"]
+    assert families["greenpool_pool_size"].samples[0].value == size
+    expected = {
+        "greenpool_jobs_submitted", "greenpool_jobs_finished", "greenpool_job_queue_wait_seconds",
+        "greenpool_job_run_seconds", "greenpool_http_requests", "greenpool_http_request_duration_seconds",
+        "greenpool_draining", "greenpool_uptime_seconds",
+    }  # fmt: skip
+    assert expected <= set(families), sorted(families)
+    routes = {s.labels["route"] for s in families["greenpool_http_requests"].samples}
+    assert "/v1/jobs" in routes, routes
+    return response
+
+
+@case("getDashboard", 200, "GET", "/")
+def dashboard(srv: Server, c: Contract) -> requests.Response:
+    response = srv.request("GET", "/")
+    assert response.headers["Content-Type"] == "text/html; charset=utf-8"
+    assert "/static/dashboard.js" in response.text and "/static/dashboard.css" in response.text
+    return response
+
+
+@case("getStaticFile", 200, "GET", "/static/{name}", "script")
+def static_js(srv: Server, c: Contract) -> requests.Response:
+    response = srv.request("GET", "/static/dashboard.js")
+    assert response.headers["Content-Type"] == "text/javascript; charset=utf-8"
+    return response
+
+
+@case("getStaticFile", 200, "GET", "/static/{name}", "stylesheet")
+def static_css(srv: Server, c: Contract) -> requests.Response:
+    response = srv.request("GET", "/static/dashboard.css")
+    assert response.headers["Content-Type"] == "text/css; charset=utf-8"
+    return response
+
+
+@case("getStaticFile", 404, "GET", "/static/{name}", "unknown")
+def static_unknown(srv: Server, c: Contract) -> requests.Response:
+    return srv.request("GET", "/static/app.py")
+
+
+@case("getStaticFile", 404, "GET", "/static/{name}", "the-page-itself")
+def static_index(srv: Server, c: Contract) -> requests.Response:
+    return srv.request("GET", "/static/index.html")
+
+
 @pytest.mark.timeout(5)
 def test_every_documented_answer_has_a_case(contract: Contract) -> None:
     documented = set()
@@ -498,7 +1081,7 @@ def _unserved_methods(spec: dict[str, Any]) -> list[tuple[str, str]]:
 
 
 def _concrete(path: str) -> str:
-    return path.replace("{job_id}", "0123456789abcdef0123456789abcdef")
+    return path.replace("{job_id}", PILE_ID).replace("{pile_id}", PILE_ID).replace("{name}", "dashboard.js")
 
 
 @pytest.mark.timeout(10)
@@ -516,7 +1099,9 @@ def test_unserved_method_gets_documented_405(path: str, method: str, server: Ser
 
 
 @pytest.mark.timeout(10)
-@pytest.mark.parametrize("path", ["/v1", "/v2/jobs", "/v1/jobs/abc/extra", "/v1/pools"])
+@pytest.mark.parametrize(
+    "path", ["/v1", "/v2/jobs", "/v1/jobs/abc/extra", "/v1/pools", "/v1/piles/abc/results/0", "/static", "/index.html"]
+)
 def test_unknown_path_gets_documented_404(path: str, server: Server, contract: Contract) -> None:
     response = server.request("GET", path)
     assert response.status_code == 404, response.text
@@ -560,18 +1145,26 @@ def _read_responses(sock: socket.socket, method_for: list[str], url: str) -> lis
 @pytest.mark.timeout(25)
 def test_draining_server_answers_fit_the_document(tmp_path: Path, contract: Contract) -> None:
     """After SIGTERM the worker still answers requests already pipelined behind one in flight: with 503."""
-    srv = start_server(tmp_path, {"GREENPOOL_POOL_SIZE": "2"})
+    srv = start_server(tmp_path, {"GREENPOOL_POOL_SIZE": "8"})
     try:
         host, port = srv.url.removeprefix("http://").split(":")
-        body = json.dumps({"task": "echo", "args": {}}).encode()
-        followers = {
-            ("POST", "/v1/jobs"): b"POST /v1/jobs HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
-            + f"Content-Length: {len(body)}\r\n\r\n".encode()
-            + body,
-            ("GET", "/readyz"): b"GET /readyz HTTP/1.1\r\nHost: t\r\n\r\n",
-        }
+        open_pile = srv.request("POST", "/v1/piles", json={"jobs": [], "open": True}).json()
+        add_to_open_pile = f"/v1/piles/{open_pile['id']}/jobs"
+
+        def post(path: str, body: Any) -> bytes:
+            data = json.dumps(body).encode()
+            head = f"POST {path} HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: {len(data)}"
+            return head.encode() + b"\r\n\r\n" + data
+
+        followers = [  # (method, path template, the raw request)
+            ("POST", "/v1/jobs", post("/v1/jobs", {"task": "echo", "args": {}})),
+            ("GET", "/readyz", b"GET /readyz HTTP/1.1\r\nHost: t\r\n\r\n"),
+            ("POST", "/v1/piles", post("/v1/piles", {"task": "echo", "items": [{}]})),
+            ("POST", "/v1/piles/{pile_id}/jobs", post(add_to_open_pile, {"jobs": [{"task": "echo"}]})),
+            ("POST", "/v1/map", post("/v1/map", {"task": "echo", "items": [{}]})),
+        ]
         conns = []
-        for (method, path), follower in followers.items():
+        for method, path, follower in followers:
             job = srv.request("POST", "/v1/jobs", json={"task": "sleep", "args": {"seconds": 1}}).json()
             sock = socket.create_connection((host, int(port)), timeout=15)
             # a long-poll that is in flight when the drain starts, then the request under test behind it
