@@ -32,6 +32,7 @@ PLUGINS = "tests.api.plugin_tasks"
 PROBLEM_JSON = "application/problem+json"
 TERMINAL = ("succeeded", "failed", "cancelled", "timed_out")
 HTTP_TIMEOUT = 10.0  # every requests call of the suite is bounded by this (or less)
+KEEPALIVE = 30  # seconds; the servers' default keep-alive unless a test sets one
 
 
 def free_port() -> int:
@@ -196,6 +197,11 @@ class ServerFactory:
         """
         port = free_port()
         bind = f"127.0.0.1:{port}"
+        # Idle keep-alive connections outlive the gaps between a test's requests, so that the session never
+        # races the server closing an idle connection (a reset on reuse) unless a test sets its own.
+        keepalive = "--keepalive" if cli else "--keep-alive"
+        if keepalive not in args:
+            args = [keepalive, str(KEEPALIVE), *args]
         if cli:
             cmd = [PYTHON, "-m", "service.cli", "serve", "--bind", bind,
                    "--graceful-timeout", str(graceful_timeout), *args]  # fmt: skip

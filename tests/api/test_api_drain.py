@@ -28,7 +28,7 @@ from api_support import (
 
 RUNNING = 100
 QUEUED = 10
-JOB_SECONDS = 3.0
+JOB_SECONDS = 4.0
 GRACEFUL = 10  # gunicorn --graceful-timeout; the jobs end well within it
 
 
@@ -38,6 +38,7 @@ def test_sigterm_drains_running_jobs_and_exits_0(server_factory: ServerFactory) 
         env={"GREENPOOL_POOL_SIZE": str(RUNNING), "GREENPOOL_GRACEFUL_TIMEOUT": str(GRACEFUL)},
         graceful_timeout=GRACEFUL,
     )
+    t_submit = time.monotonic()
     running = [server.submit("sleep", {"seconds": JOB_SECONDS})["id"] for _ in range(RUNNING)]
     queued = [server.submit("echo", {"i": i})["id"] for i in range(QUEUED)]
     server.pool_until(lambda s: s["running"] == RUNNING and s["queued"] == QUEUED, what="100 running, 10 queued")
@@ -49,18 +50,21 @@ def test_sigterm_drains_running_jobs_and_exits_0(server_factory: ServerFactory) 
     host = server.url
     submit_body = json.dumps({"task": "echo", "args": {"late": True}}).encode()
     try:
-        for conn, job_id in zip(conns, running + queued, strict=True):
-            conn.send(raw_request("GET", f"/v1/jobs/{job_id}?wait=30", host))
-        conns[0].send(raw_request("GET", "/readyz", host))
-        conns[1].send(raw_request("POST", "/v1/jobs", host, submit_body))
-        deadline = time.monotonic() + 10
-        for _ in range(500):
-            if server_side_established(server.port)[1] >= len(conns) or time.monotonic() > deadline:
+        pipelined = {0: raw_request("GET", "/readyz", host), 1: raw_request("POST", "/v1/jobs", host, submit_body)}
+        for i, (conn, job_id) in enumerate(zip(conns, running + queued, strict=True)):
+            conn.send(raw_request("GET", f"/v1/jobs/{job_id}?wait=30", host) + pipelined.get(i, b""))
+        # until the server has read the long-polls (a pipelined request may stay unread in the kernel until
+        # the long-poll before it is answered, so its connection may not count)
+        deadline = time.monotonic() + 2
+        for _ in range(200):
+            if server_side_established(server.port)[1] >= len(conns) - 2 or time.monotonic() > deadline:
                 break
             time.sleep(0.02)
-        # the queued jobs' long-polls must not have been answered yet
+        # no long-poll may have been answered yet (the jobs have time left to run)
         collect(conns, 1, time.monotonic() + 0.1)
-        assert not any(c.responses for c in conns), "a long-poll was answered before SIGTERM"
+        early = [(i, c.responses[0].status, c.responses[0].body[:200]) for i, c in enumerate(conns) if c.responses]
+        assert not early, f"answered before SIGTERM, {time.monotonic() - t_submit:.2f}s after submitting: {early[:3]}"
+        assert time.monotonic() - t_submit < JOB_SECONDS - 1, "setting up took too long to test the drain"
 
         t_term = time.monotonic()
         server.signal(signal.SIGTERM)
