@@ -104,6 +104,7 @@ def test_sigterm_drains_running_jobs_and_exits_0(server_factory: ServerFactory) 
     ready = conns[0].responses[1] if len(conns[0].responses) > 1 else None
     assert ready is not None, f"the pipelined /readyz got no answer: {conns[0].responses}"
     assert ready.status == 503 and ready.headers["content-type"].startswith(PROBLEM_JSON), ready
+    assert ready.json()["status"] == 503 and ready.json()["detail"], ready
     late = conns[1].responses[1] if len(conns[1].responses) > 1 else None
     assert late is not None, f"the pipelined submission got no answer: {conns[1].responses}"
     assert late.status == 503 and late.headers["content-type"].startswith(PROBLEM_JSON), late
