@@ -1,9 +1,23 @@
+import contextlib
 import random
 import time
 
 import pytest
 
-from pool_core import Event, GreenPile, GreenPool, get_hub, sleep, spawn
+from pool_core import (
+    Empty,
+    Event,
+    Full,
+    GreenletExit,
+    GreenPile,
+    GreenPool,
+    LightQueue,
+    Semaphore,
+    Timeout,
+    get_hub,
+    sleep,
+    spawn,
+)
 
 
 def noop():
@@ -97,3 +111,105 @@ def test_many_green_threads_waiting_on_one_event_all_wake():
     sleep(0)
     event.send("go")
     assert all(w.wait() == "go" for w in waiters)
+
+
+def _queue_with_random_kills(seed):
+    rng = random.Random(seed)
+    q = LightQueue(rng.choice([0, 1, 2, 5, None]))
+    put, got = [], []
+
+    def producer(base):
+        for i in range(20):
+            try:
+                q.put(base * 100 + i, timeout=rng.choice([None, 0.001, 0.005]))
+                put.append(base * 100 + i)
+            except Full:
+                pass
+            if rng.random() < 0.3:
+                sleep(0)
+
+    def consumer():
+        while True:
+            with contextlib.suppress(Empty):
+                got.append(q.get(timeout=rng.choice([None, 0.001, 0.01])))
+            if rng.random() < 0.3:
+                sleep(rng.choice([0, 0.001]))
+
+    producers = [spawn(producer, base) for base in range(4)]
+    consumers = [spawn(consumer) for _ in range(3)]
+    for _ in range(30):
+        sleep(rng.choice([0, 0.0005]))
+        if rng.random() < 0.3:
+            victim = rng.choice(consumers)
+            if rng.random() < 0.5:
+                time.sleep(0.002)  # blocks the hub: the victim's get timeout may be due as it is killed
+            victim.kill()
+            assert victim.dead
+            consumers.remove(victim)
+            consumers.append(spawn(consumer))
+    for p in producers:
+        p.wait()
+    sleep(0.02)
+    for c in consumers:
+        c.kill()
+    assert sorted(got + list(q.queue)) == sorted(put)  # nothing lost, nothing twice
+    assert q.getting() == 0
+    assert q.putting() == 0
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("seed", range(0, 400, 10))
+def test_a_queue_loses_and_duplicates_nothing_while_its_getters_are_killed_at_random(seed):
+    """This is how a kill lost to a get timeout firing in the same hub turn was found."""
+    _queue_with_random_kills(seed)
+
+
+def _pool_with_random_kills_and_resizes(seed):
+    rng = random.Random(seed)
+    pool = GreenPool(rng.choice([0, 1, 2, 4]))
+    sem = Semaphore(rng.choice([1, 2]))
+    spawners, calls = [], []
+
+    def job():
+        if rng.random() < 0.5:
+            if sem.acquire(timeout=rng.choice([None, 0.001, 0.003])):
+                try:
+                    sleep(rng.choice([0, 0.0005]))
+                finally:
+                    sem.release()
+        else:
+            sleep(rng.choice([0, 0.0005, 0.001]))
+
+    def spawner():
+        for _ in range(15):
+            calls.append(pool.spawn(job))
+
+    spawners = [spawn(spawner) for _ in range(4)]
+    for _ in range(40):
+        sleep(rng.choice([0, 0.0003]))
+        r = rng.random()
+        if r < 0.15:
+            pool.resize(rng.choice([0, 1, 2, 5]))
+        elif r < 0.3 and calls:
+            rng.choice(calls).kill()
+        elif r < 0.4:
+            rng.choice(spawners).kill()
+        elif r < 0.45:
+            with Timeout(0.0005, False):
+                pool.spawn(job)
+    pool.resize(3)
+    with Timeout(5):
+        pool.waitall()
+        for s in spawners:
+            with contextlib.suppress(GreenletExit):
+                s.wait()
+    assert pool.running() == 0
+    assert pool.waiting() == 0
+    assert sem.balance == sem.counter  # nobody left waiting for a unit
+    assert all(c.dead for c in calls)
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("seed", range(0, 200, 10))
+def test_a_pool_drains_while_spawners_and_calls_are_killed_and_it_is_resized_at_random(seed):
+    _pool_with_random_kills_and_resizes(seed)
