@@ -12,6 +12,11 @@ How it works (built on gunicorn's ``AsyncWorker``, which supplies the HTTP/1.1 p
 * ``run`` spawns one accept loop per listener. Each loop takes a slot of a ``Semaphore(worker_connections)``
   before it accepts, so with every slot taken it stops accepting until a connection ends. Every accepted
   connection is served by its own green thread (``pool_core.spawn``, never the job pool).
+* A client that leaves mid-response is noticed at the next write (gunicorn's ``respiter.close()`` runs) —
+  and, for a request still running after 50 ms, at once: a watcher green thread parked on the socket sees
+  the end of stream (or a reset) and raises ``ClientDisconnected`` (a ``GreenletExit``) where the request
+  is parked, so idle streams and long-polls are released without waiting for their next write. The
+  watcher steps aside when the app reads the request body, and on a pipelined request.
 * The process's main greenlet is the supervisor: every tick (at most 1 s, at most ``timeout/4``) it calls
   ``notify()`` (gunicorn's heartbeat), checks ``alive``, the parent pid and signal flags. It waits on
   gunicorn's signal wake-up pipe, so a signal is acted on at once. A tick that comes late means the hub
@@ -33,6 +38,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import socket
 import sys
 import time
 import traceback
@@ -49,7 +55,10 @@ from pool_core import hub as _hub_module
 from pool_core.sockets import GreenSocket, wrap_ssl
 from service import lifecycle
 
-__all__ = ["GreenWorker"]
+__all__ = ["ClientDisconnected", "GreenWorker"]
+
+#: A request still running after this many seconds gets a watcher that notices its client leaving.
+_WATCH_AFTER = 0.05
 
 #: accept() errors that concern one connection only: try the next one at once.
 _ACCEPT_RETRY = {errno.EAGAIN, errno.EWOULDBLOCK, errno.ECONNABORTED, errno.EPROTO, errno.EINTR}
@@ -71,6 +80,62 @@ def _fresh_hub() -> pool_core.Hub:
         )
     old._selector.close()
     return hub
+
+
+class ClientDisconnected(pool_core.GreenletExit):
+    """Raised in a request's green thread, wherever it is parked, when its client closed the connection (or
+    reset it) while the app was still working on the response: `finally` blocks and the response
+    iterator's `close()` run, and the connection is closed quietly. Catch it only to clean up."""
+
+
+class _Connection(GreenSocket):
+    """An accepted plain-TCP connection that can watch for its client leaving while the app works.
+
+    The watcher is a green thread parked on the socket's readability; it stops at the connection's first
+    read (so the app can still read the request body) and on data (a pipelined request: nothing to see)."""
+
+    _watcher: pool_core.GreenThread | None = None
+
+    def watch(self, request: pool_core.GreenThread) -> None:
+        """Start watching on behalf of `request` (the connection's green thread)."""
+        if self._watcher is None:
+            self._watcher = pool_core.spawn(self._watch, request)
+
+    def unwatch(self) -> None:
+        """Stop watching (harmless when not watching)."""
+        watcher, self._watcher = self._watcher, None
+        if watcher is not None and not watcher.dead:
+            watcher.kill()
+
+    def recv(self, bufsize: int, flags: int = 0) -> bytes:
+        """GreenSocket.recv, after stopping the watcher (one reader per socket may wait at a time)."""
+        if self._watcher is not None:
+            self.unwatch()
+        return super().recv(bufsize, flags)
+
+    def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
+        """GreenSocket.recv_into, after stopping the watcher."""
+        if self._watcher is not None:
+            self.unwatch()
+        return super().recv_into(buffer, nbytes, flags)
+
+    def _watch(self, request: pool_core.GreenThread) -> None:
+        """Wait until the socket is readable; if that is the end of the stream (or a reset), kill `request`."""
+        try:
+            pool_core.get_hub().wait_read(self.fileno())
+        except (OSError, RuntimeError):  # closed under us, or the request itself is waiting to read
+            return
+        finally:
+            if self._watcher is pool_core.getcurrent():
+                self._watcher = None
+        try:
+            gone = self._sock.recv(1, socket.MSG_PEEK) == b""
+        except BlockingIOError:
+            gone = False
+        except OSError:
+            gone = True
+        if gone and not request.dead:
+            request.kill(ClientDisconnected())
 
 
 class _ListenerName:
@@ -258,6 +323,8 @@ class GreenWorker(AsyncWorker):
             except BaseException:
                 slots.release()
                 raise
+            if type(client) is GreenSocket:
+                client = _Connection(client)
             conn = pool_core.spawn(self.handle, name, client, addr)
             self._connections.add(conn)
             conn.link(self._connection_ended)
@@ -268,10 +335,17 @@ class GreenWorker(AsyncWorker):
         self._slots.release()
 
     def handle_request(self, listener_name: Any, req: Any, sock: Any, addr: Any) -> bool:
-        """gunicorn's; when this request used up `max_requests`, wake the supervisor to start the drain now."""
+        """gunicorn's, plus: a request still running after a moment is watched for its client leaving
+        (`ClientDisconnected`); when this request used up `max_requests`, the drain starts at once."""
+        timer = None
+        if isinstance(sock, _Connection):
+            timer = pool_core.get_hub().call_later(_WATCH_AFTER, sock.watch, pool_core.getcurrent())
         try:
             return super().handle_request(listener_name, req, sock, addr)
         finally:
+            if timer is not None:
+                timer.cancel()
+                sock.unwatch()
             if not self.alive and not self._draining:
                 with contextlib.suppress(OSError):
                     os.write(self.PIPE[1], b".")
@@ -281,7 +355,11 @@ class GreenWorker(AsyncWorker):
         return _IdleWait(self, 0 if self._draining else (self.cfg.keepalive or None))
 
     def handle_error(self, req: Any, client: Any, addr: Any, exc: BaseException) -> None:
-        """Like gunicorn's, except that a connection killed at the end of a drain is closed quietly."""
+        """Like gunicorn's, except that a connection whose client left, or killed at the end of a drain, is
+        closed quietly."""
+        if isinstance(exc, ClientDisconnected):
+            self.log.debug("Client %s went away before its response was complete", addr)
+            return
         if isinstance(exc, pool_core.GreenletExit):
             self.log.debug("Connection from %s closed at the end of the grace period", addr)
             return

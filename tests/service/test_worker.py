@@ -151,6 +151,37 @@ def test_client_disconnect_mid_stream_closes_the_iterator(gunicorn_server: Serve
 
 
 @pytest.mark.timeout(30)
+@pytest.mark.parametrize("rst", [False, True], ids=["fin", "rst"])
+def test_client_leaving_an_idle_stream_or_a_long_poll_is_noticed_at_once(
+    gunicorn_server: Server, tmp_path: Path, rst: bool
+) -> None:
+    stream_marker, poll_marker = tmp_path / "stream", tmp_path / "poll"
+    stream = send_get(gunicorn_server.address, f"/stream?n=2&pause=60&marker={stream_marker}")
+    read_until(stream, b"chunk 0")  # now the iterator sleeps for a minute: nothing is written
+    poll = send_get(gunicorn_server.address, f"/slow?s=60&marker={poll_marker}")  # the app itself waits
+    time.sleep(0.3)
+    for sock in (stream, poll):
+        if rst:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        sock.close()
+    wait_for(lambda: stream_marker.exists() and poll_marker.exists(), 3, "the server to notice the clients left")
+    assert stream_marker.read_text() == "closed after 1 of 2\n"
+    assert poll_marker.read_text() == "ClientDisconnected\n"
+    assert requests.get(gunicorn_server.url + "/hello", timeout=5).status_code == 200
+    assert "Error handling request" not in gunicorn_server.log()
+
+
+@pytest.mark.timeout(30)
+def test_a_request_body_read_after_a_while_still_works(gunicorn_server: Server) -> None:
+    with socket.create_connection(gunicorn_server.address, timeout=10) as sock:
+        sock.sendall(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\nConnection: close\r\n\r\n01234")
+        time.sleep(0.5)  # the watcher is up by now, waiting on the socket the body still has to come from
+        sock.sendall(b"56789")
+        response = read_to_eof(sock)
+    assert response.startswith(b"HTTP/1.1 200 OK") and response.endswith(b"0123456789")
+
+
+@pytest.mark.timeout(30)
 @pytest.mark.parametrize("length", [True, False], ids=["content-length", "chunked"])
 def test_file_wrapper_is_sent_with_sendfile(gunicorn_server: Server, tmp_path: Path, length: bool) -> None:
     payload = bytes(range(256)) * 4096  # 1 MiB: more than a socket buffer, so sendfile has to park

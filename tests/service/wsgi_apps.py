@@ -4,8 +4,10 @@ Routes (query parameters in brackets):
   /hello                      "hello <pid>", with a Content-Length
   /stream [n, pause, marker]  n chunks, `pause` seconds apart (green sleep), no length (so chunked); its
                               close() writes "closed after <k> of <n>" to the file `marker`
-  /slow [s]                   sleeps `s` seconds (green), then answers "slow <pid>"
+  /slow [s, marker]           sleeps `s` seconds (green), then answers "slow <pid>"; with `marker`, how
+                              the sleep ended ("slept" or the exception's name) is written to that file
   /block [s]                  blocks the whole hub for `s` seconds (time.sleep): a bug on purpose
+  /echo                       after 0.2 s, answers the request body
   /ready                      200, or 503 once service.lifecycle says the worker is draining
   /file [path, length]        the file at `path` through wsgi.file_wrapper (sendfile); with length=1 a
                               Content-Length is set, else the response is chunked
@@ -74,11 +76,22 @@ def app(environ: dict[str, Any], start_response: StartResponse) -> Any:
         start_response("200 OK", [("Content-Type", "text/plain")])
         return Streamed(int(query.get("n", "3")), float(query.get("pause", "0.2")), query.get("marker"))
     if path == "/slow":
-        pool_core.sleep(float(query.get("s", "1")))
+        ended = "slept"
+        try:
+            pool_core.sleep(float(query.get("s", "1")))
+        except BaseException as exc:
+            ended = type(exc).__name__
+            raise
+        finally:
+            if query.get("marker"):
+                _write(query["marker"], ended + "\n")
         return _text(start_response, "200 OK", f"slow {pid}")
     if path == "/block":
         time.sleep(float(query.get("s", "1")))
         return _text(start_response, "200 OK", f"blocked {pid}")
+    if path == "/echo":
+        pool_core.sleep(0.2)  # read the body only after a while
+        return _text(start_response, "200 OK", environ["wsgi.input"].read().decode())
     if path == "/ready":
         if lifecycle.draining():
             return _text(start_response, "503 Service Unavailable", "draining")
