@@ -37,7 +37,7 @@ UNMATCHED = "<unmatched>"
 _POOL_GAUGES = {
     "size": "Jobs that may run at once (the pool's size).",
     "running": "Jobs running now.",
-    "free": "Free slots in the pool (size - running, never below 0).",
+    "free": "Free slots: size - running (negative after a shrink until enough jobs end, as in /v1/pool).",
     "waiting": "Spawners blocked on a full pool (the engine's dispatcher, when the pool is full).",
     "queued": "Accepted jobs waiting in the submit queue.",
 }
