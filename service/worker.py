@@ -123,7 +123,7 @@ class _Connection(GreenSocket):
         """Wait until the socket is readable; if that is the end of the stream (or a reset), kill `request`."""
         try:
             pool_core.get_hub().wait_read(self.fileno())
-        except (OSError, RuntimeError):  # closed under us, or the request itself is waiting to read
+        except (OSError, ValueError, RuntimeError):  # closed under us, or the request itself waits to read
             return
         finally:
             if self._watcher is pool_core.getcurrent():
