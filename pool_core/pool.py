@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import suppress
 from typing import Any
 
 import greenlet
@@ -139,51 +140,64 @@ class GreenPool:
         return _IMap(self, func, iterable)
 
 
+class _IMapState:
+    """What the producer of an imap shares with its iterator. The producer holds only this, never the
+    iterator, so dropping the iterator frees it (and its `__del__` stops the producer)."""
+
+    __slots__ = ("pending", "results", "space", "finished", "error")
+
+    def __init__(self) -> None:
+        self.pending: deque[GreenThread] = deque()
+        self.results = WaitQueue()  # the consumer, waiting for the next result
+        self.space = WaitQueue()  # the producer, waiting for room in the window
+        self.finished = False
+        self.error: BaseException | None = None
+
+
+def _produce(state: _IMapState, pool: GreenPool, func: Callable[..., Any], arg_tuples: Iterator[Any]) -> None:
+    pending = state.pending
+    try:
+        for args in arg_tuples:
+            while len(pending) >= max(pool.size, 1):
+                state.space.park()
+            pending.append(pool.spawn(func, *args))
+            state.results.wake_one()
+    except greenlet.GreenletExit:
+        pass
+    except BaseException as exc:  # the input iterable itself failed: raise it in the consumer
+        state.error = exc
+    finally:
+        state.finished = True
+        state.results.wake_one()
+
+
 class _IMap:
     """The iterator of `imap`/`starmap`: a producer green thread spawns calls through the pool while at
     most `pool.size` results are outstanding (constant memory); iteration yields them in input order
-    and re-raises a call's exception at its position. Dropping the iterator stops the producer."""
+    and re-raises a call's exception at its position. Dropping the iterator stops the producer (calls
+    already spawned run to their end)."""
+
+    __slots__ = ("_state", "_producer", "__weakref__")
 
     def __init__(self, pool: GreenPool, func: Callable[..., Any], arg_tuples: Iterable[Any]) -> None:
-        self._pool = pool
-        self._func = func
-        self._pending: deque[GreenThread] = deque()
-        self._results = WaitQueue()  # the consumer, waiting for the next result
-        self._space = WaitQueue()  # the producer, waiting for room in the window
-        self._finished = False
-        self._error: BaseException | None = None
-        self._producer = spawn(self._produce, iter(arg_tuples))
-
-    def _produce(self, arg_tuples: Iterator[Any]) -> None:
-        pool, func, pending = self._pool, self._func, self._pending
-        try:
-            for args in arg_tuples:
-                while len(pending) >= max(pool.size, 1):
-                    self._space.park()
-                pending.append(pool.spawn(func, *args))
-                self._results.wake_one()
-        except greenlet.GreenletExit:
-            pass
-        except BaseException as exc:  # the input iterable itself failed: raise it in the consumer
-            self._error = exc
-        finally:
-            self._finished = True
-            self._results.wake_one()
+        self._state = state = _IMapState()
+        self._producer = spawn(_produce, state, pool, func, iter(arg_tuples))
 
     def __iter__(self) -> _IMap:
         return self
 
     def __next__(self) -> Any:
-        pending = self._pending
+        state = self._state
+        pending = state.pending
         while not pending:
-            if self._finished:
-                if self._error is not None:
-                    error, self._error = self._error, None
+            if state.finished:
+                if state.error is not None:
+                    error, state.error = state.error, None
                     raise error
                 raise StopIteration
-            self._results.park()
+            state.results.park()
         gt = pending.popleft()
-        self._space.wake_one()
+        state.space.wake_one()
         return gt.wait()
 
     def close(self) -> None:
@@ -192,4 +206,5 @@ class _IMap:
             self._producer._kill_soon()
 
     def __del__(self) -> None:
-        self.close()
+        with suppress(Exception):  # e.g. at interpreter exit
+            self.close()

@@ -532,3 +532,48 @@ def test_getcurrent_inside_a_pooled_call_is_its_green_thread():
     pool = GreenPool(2)
     gt = pool.spawn(getcurrent)
     assert gt.wait() is gt
+
+
+def _endless(closed):
+    try:
+        yield from itertools.count()
+    finally:
+        closed.append(True)
+
+
+@pytest.mark.timeout(5)
+def test_dropping_an_unfinished_imap_iterator_stops_its_producer():
+    pool = GreenPool(3)
+    closed = []
+    results = pool.imap(lambda x: x, _endless(closed))
+    assert next(results) == 0
+    del results
+    sleep(0.01)
+    assert closed == [True]  # the producer ended and released the input iterator
+    pool.waitall()
+    assert pool.running() == 0
+
+
+@pytest.mark.timeout(5)
+def test_breaking_out_of_an_imap_loop_stops_its_producer():
+    pool = GreenPool(2)
+    closed = []
+    for result in pool.imap(lambda x: x * 2, _endless(closed)):
+        if result >= 10:
+            break
+    sleep(0.01)
+    assert closed == [True]
+
+
+@pytest.mark.timeout(5)
+def test_close_stops_an_imap_producer_and_keeps_the_calls_already_spawned():
+    pool = GreenPool(2)
+    closed = []
+    results = pool.imap(lambda x: x, _endless(closed))
+    assert next(results) == 0
+    results.close()
+    sleep(0.01)
+    assert closed == [True]
+    rest = list(results)
+    assert rest == list(range(1, len(rest) + 1))
+    assert len(rest) <= 2 * pool.size + 2
