@@ -98,10 +98,18 @@ def _render_problem(req: falcon.Request, resp: falcon.Response, ex: Problem, par
 
 def _serialize_http_error(req: falcon.Request, resp: falcon.Response, ex: falcon.HTTPError) -> None:
     body = {"type": "about:blank", "title": ex.title, "status": ex.status_code}
-    if ex.description:
-        body["detail"] = ex.description
+    body["detail"] = ex.description or _default_detail(req, resp, ex.status_code)
     resp.content_type = PROBLEM_JSON
     resp.text = json.dumps(body)
+
+
+def _default_detail(req: falcon.Request, resp: falcon.Response, status: int) -> str:
+    if status == 404:
+        return f"nothing is served at {req.path}; see /openapi.yaml for the routes"
+    if status == 405:
+        allowed = resp.get_header("Allow") or "see /openapi.yaml"
+        return f"{req.method} is not allowed on {req.path}; allowed: {allowed}"
+    return f"the request could not be served ({status})"
 
 
 def __getattr__(name: str) -> Any:

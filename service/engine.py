@@ -24,6 +24,7 @@ from .errors import (
     Draining,
     JobAlreadyEnded,
     JobNotFound,
+    PayloadTooLarge,
     PileClosed,
     PileNotFound,
     QueueFull,
@@ -90,6 +91,11 @@ class Engine:
     def _admit(self, count: int) -> None:
         if self.draining:
             raise Draining()
+        if count > self.config.max_queued:  # could never be accepted: not a matter of retrying later
+            raise PayloadTooLarge(
+                f"{count} jobs in one request; the queue holds at most {self.config.max_queued}",
+                limit=self.config.max_queued,
+            )
         if self._queued + count > self.config.max_queued:
             raise QueueFull(
                 f"{self._queued} jobs are queued and {count} more would pass the limit of "
@@ -129,6 +135,8 @@ class Engine:
     def add_to_pile(self, pile_id: str, specs: list[JobSpec], fields: list[str]) -> list[Job]:
         """Append jobs to an open pile (all or none); PileClosed if it is closed."""
         pile = self.get_pile(pile_id)
+        if self.draining:
+            raise Draining()
         if pile.closed:
             raise PileClosed(f"pile {pile_id} is closed; create a new pile or open one with \"open\": true")
         self._admit(len(specs))
@@ -221,6 +229,8 @@ class Engine:
         log.info("draining", extra={"grace_s": grace, "running": self.pool.running(), "queued": self._queued})
         for job in [j for j in self._jobs.values() if j.status == QUEUED]:
             self._end(job, CANCELLED, "Cancelled", "the server shut down before the job started")
+        for pile in self._piles.values():  # no more jobs can come: let their streams end with the last result
+            pile.close()
         try:
             with Timeout(grace, False):
                 self.pool.waitall()

@@ -108,7 +108,7 @@ class Pile:
                 while end < len(jobs) and jobs[end].ended:
                     end += 1
                 batch = [(p, self.record(jobs[p])) for p in range(position, end)]
-            position = end
+            position = max(position, end)  # a resume may start beyond what is written so far
             if batch:
                 yield batch
             if self.closed and position >= len(self.jobs):

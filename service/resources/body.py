@@ -24,7 +24,9 @@ def read_json_object(req: falcon.Request, max_bytes: int) -> dict[str, Any]:
     length = req.content_length
     if length is not None and length > max_bytes:
         raise PayloadTooLarge(f"the body is {length} bytes; the limit is {max_bytes}", limit=max_bytes)
-    raw = req.bounded_stream.read(max_bytes + 1)
+    # bounded_stream trusts Content-Length; a chunked body has none, and the server decodes it in req.stream
+    stream = req.bounded_stream if length is not None else req.stream
+    raw = stream.read(max_bytes + 1)
     if len(raw) > max_bytes:
         raise PayloadTooLarge(f"the body exceeds the limit of {max_bytes} bytes", limit=max_bytes)
     try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -15,6 +16,7 @@ from .body import query_int, read_json_object
 from .jobs import parse_job_spec
 
 _ORDERS = (COMPLETION, SUBMITTED)
+_POSITION = re.compile(r"[0-9]{1,19}")  # ASCII digits only (str.isdigit() accepts '²')
 
 
 def parse_pile_body(body: dict, engine: Engine, extra: tuple[str, ...] = ()) -> tuple[list[JobSpec], list[str]]:
@@ -74,7 +76,7 @@ def _after(req: falcon.Request) -> int:
     """The last stream position the client already has: `Last-Event-ID` header or `?after=`; -1 for none."""
     header = req.get_header("Last-Event-ID")
     if header is not None:
-        if not header.strip().isdigit():
+        if not _POSITION.fullmatch(header.strip()):
             raise BadRequest("Last-Event-ID must be an event id from this stream", parameter="Last-Event-ID")
         return int(header)
     return query_int(req, "after", -1, 2**62, -1)

@@ -256,14 +256,6 @@ def test_wrong_content_type_415(api: Server, content_type: str | None) -> None:
     assert_problem(post_raw(api, b'{"task": "echo", "args": {}}', content_type), 415)
 
 
-CHUNKED_BUG = (
-    "BUG: a chunked request body (Transfer-Encoding: chunked, no Content-Length) is read as empty: "
-    "service/resources/body.py reads req.bounded_stream, which falcon bounds by Content-Length (absent = 0), "
-    "so a valid JSON body gets 400 'the body is not valid JSON: Expecting value: line 1 column 1 (char 0)'"
-)
-
-
-@pytest.mark.xfail(strict=True, reason=CHUNKED_BUG)
 def test_chunked_body_accepted(api: Server) -> None:
     def chunks():
         yield b'{"task": "echo", '
@@ -274,7 +266,6 @@ def test_chunked_body_accepted(api: Server) -> None:
     assert resp.json()["result"] == {"a": 1}
 
 
-@pytest.mark.xfail(strict=True, reason=CHUNKED_BUG)
 def test_chunked_body_too_large_413(api: Server) -> None:
     def chunks():  # no Content-Length: the limit has to be enforced while reading
         yield b'{"task": "echo", "args": {"blob": "'
@@ -346,13 +337,6 @@ def test_wrong_method_405_is_problem_json(api: Server, method: str, path: str) -
     assert "Allow" in resp.headers
 
 
-FALCON_DETAIL_BUG = (
-    "BUG: service/app.py _serialize_http_error adds 'detail' only when falcon's error has a description; "
-    "falcon's 405 and 404 (route not found) have none, so their problem bodies lack 'detail'"
-)
-
-
-@pytest.mark.xfail(strict=True, reason=FALCON_DETAIL_BUG)
 def test_wrong_method_405_problem_has_detail(api: Server) -> None:
     assert_problem(api.request("PUT", "/v1/jobs", json={}), 405)
 
@@ -364,7 +348,6 @@ def test_unknown_route_404_is_problem_json(api: Server) -> None:
     assert resp.json()["status"] == 404
 
 
-@pytest.mark.xfail(strict=True, reason=FALCON_DETAIL_BUG)
 def test_unknown_route_404_problem_has_detail(api: Server) -> None:
     assert_problem(api.get("/v1/nothing-here"), 404)
 
