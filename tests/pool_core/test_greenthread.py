@@ -295,6 +295,10 @@ def test_getcurrent_returns_the_right_handle_for_each_call_on_a_reused_worker():
     assert again.wait() is again
 
 
+def test_getcurrent_outside_any_green_thread_is_the_bare_greenlet():
+    assert getcurrent() is greenlet.getcurrent()
+
+
 def test_a_green_thread_cannot_wait_for_itself():
     gt = spawn(lambda: getcurrent().wait())
     with pytest.raises(RuntimeError):
@@ -364,25 +368,5 @@ def test_a_kill_is_not_lost_when_a_timeout_of_the_victim_fires_in_the_same_hub_t
     sleep(0)
     time.sleep(0.03)  # the Timeout is due, but the hub has not run since
     gt.kill()
-    with pytest.raises(GreenletExit):
-        gt.wait()
-
-
-@pytest.mark.timeout(5)
-def test_a_timeout_does_not_replace_a_pending_kill():
-    from pool_core.hub import get_hub
-
-    def body():
-        try:
-            sleep(1)
-        except Timeout:
-            return "survived the kill"
-
-    gt = spawn(body)
-    sleep(0)
-    hub = get_hub()
-    worker = gt._worker
-    hub.throw(worker, GreenletExit())
-    hub.throw(worker, Timeout(None))
     with pytest.raises(GreenletExit):
         gt.wait()

@@ -5,7 +5,7 @@ import greenlet
 import pytest
 
 import pool_core
-from pool_core import Event, LoopExit, sleep, spawn
+from pool_core import Event, GreenletExit, LoopExit, sleep, spawn
 
 
 def test_ready_greenlets_run_in_the_order_they_were_woken(hub):
@@ -52,6 +52,28 @@ def test_throw_replaces_a_pending_wake(hub):
     sleep(0)
     assert [type(e) for e in seen] == [KeyError]
     assert g.dead
+
+
+def test_throw_replaces_a_pending_exception_but_never_a_pending_kill(hub):
+    seen = []
+
+    def parked():
+        for _ in range(2):
+            try:
+                hub.park()
+            except BaseException as exc:
+                seen.append(type(exc))
+
+    g = greenlet.greenlet(parked, hub.greenlet)
+    hub.wake(g)
+    sleep(0)
+    hub.throw(g, KeyError())
+    hub.throw(g, IndexError())
+    sleep(0)
+    hub.throw(g, GreenletExit())
+    hub.throw(g, IndexError())
+    sleep(0)
+    assert seen == [IndexError, GreenletExit]
 
 
 def test_timers_fire_in_deadline_order_not_creation_order(hub):

@@ -162,6 +162,24 @@ def test_spawn_from_a_spawn_n_green_thread_into_a_full_pool_parks(gate):
 
 
 @pytest.mark.timeout(5)
+def test_spawn_into_a_full_pool_from_another_pools_green_thread_parks_instead_of_running_inline(gate):
+    pool, other = GreenPool(1), GreenPool(1)
+    pool.spawn(gate.call)
+    inner = []
+
+    def outer():
+        inner.append(pool.spawn(lambda: "inner"))
+
+    outer_gt = other.spawn(outer)
+    sleep(0.01)
+    assert inner == []
+    assert pool.waiting() == 1
+    gate.open()
+    outer_gt.wait()
+    assert inner[0].wait() == "inner"
+
+
+@pytest.mark.timeout(5)
 def test_waitall_from_inside_one_of_the_pools_green_threads_is_a_runtime_error():
     pool = GreenPool(2)
     gt = pool.spawn(pool.waitall)
