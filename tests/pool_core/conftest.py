@@ -1,8 +1,9 @@
 """Shared fixtures for the pool_core tests.
 
-Every test runs in the main greenlet of one OS thread, so all tests share that thread's hub. After each
-test the hub is left quiet: leftover timers (say, a Timeout a failing test left armed in the main
-greenlet) are cancelled so they cannot fire inside a later test.
+Every test runs in the main greenlet of one OS thread, so all tests share that thread's hub. Modules
+that use `quiet_hub` (`pytestmark = pytest.mark.usefixtures("quiet_hub")`) leave the hub quiet after
+each test: leftover timers (say, a Timeout a failing test left armed in the main greenlet) are
+cancelled so they cannot fire inside a later test.
 """
 
 import pytest
@@ -16,10 +17,12 @@ def hub():
     return get_hub()
 
 
-@pytest.fixture(autouse=True)
-def _quiet_hub_after_test():
-    yield
+@pytest.fixture
+def quiet_hub():
     hub = get_hub()
+    before = {id(entry[2]) for entry in hub._timers}
+    yield
     for _deadline, _seq, timer in list(hub._timers):
-        timer.cancel()
+        if id(timer) not in before:
+            timer.cancel()
     pool_core.sleep(0)

@@ -4,6 +4,8 @@ import pytest
 
 from pool_core import Event, GreenletExit, sleep, spawn
 
+pytestmark = pytest.mark.usefixtures("quiet_hub")
+
 
 def test_wait_returns_the_value_sent():
     event = Event()

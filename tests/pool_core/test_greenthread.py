@@ -7,6 +7,8 @@ import pytest
 import pool_core
 from pool_core import Event, GreenletExit, GreenThread, Timeout, getcurrent, kill, sleep, spawn, spawn_after, spawn_n
 
+pytestmark = pytest.mark.usefixtures("quiet_hub")
+
 
 def test_wait_returns_the_result_of_the_call():
     assert spawn(lambda a, b=0: a + b, 2, b=3).wait() == 5

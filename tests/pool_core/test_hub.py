@@ -7,6 +7,8 @@ import pytest
 import pool_core
 from pool_core import Event, GreenletExit, LoopExit, sleep, spawn
 
+pytestmark = pytest.mark.usefixtures("quiet_hub")
+
 
 def test_ready_greenlets_run_in_the_order_they_were_woken(hub):
     order = []

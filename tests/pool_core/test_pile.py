@@ -2,6 +2,8 @@ import pytest
 
 from pool_core import Event, GreenPile, GreenPool, sleep, spawn
 
+pytestmark = pytest.mark.usefixtures("quiet_hub")
+
 
 def delayed(delay, value):
     sleep(delay)

@@ -5,6 +5,8 @@ import pytest
 
 from pool_core import Event, GreenletExit, GreenPool, LoopExit, getcurrent, sleep, spawn, spawn_n
 
+pytestmark = pytest.mark.usefixtures("quiet_hub")
+
 
 class Gate:
     """Calls that park until the test opens the gate, counting how many run at once."""

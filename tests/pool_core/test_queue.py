@@ -4,6 +4,8 @@ import pytest
 
 from pool_core import Empty, Full, GreenletExit, LightQueue, Queue, sleep, spawn
 
+pytestmark = pytest.mark.usefixtures("quiet_hub")
+
 
 @pytest.fixture(params=[LightQueue, Queue])
 def queue_class(request):

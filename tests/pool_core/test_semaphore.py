@@ -4,6 +4,8 @@ import pytest
 
 from pool_core import BoundedSemaphore, GreenletExit, Semaphore, sleep, spawn
 
+pytestmark = pytest.mark.usefixtures("quiet_hub")
+
 
 def test_acquire_takes_a_unit_and_release_returns_it():
     sem = Semaphore(2)

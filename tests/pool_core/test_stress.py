@@ -19,6 +19,8 @@ from pool_core import (
     spawn,
 )
 
+pytestmark = pytest.mark.usefixtures("quiet_hub")
+
 
 def noop():
     pass

@@ -4,6 +4,8 @@ import pytest
 
 from pool_core import Event, Timeout, sleep, spawn, with_timeout
 
+pytestmark = pytest.mark.usefixtures("quiet_hub")
+
 
 class Custom(Exception):
     pass
