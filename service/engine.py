@@ -11,8 +11,8 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import time
-import uuid
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -105,7 +105,7 @@ class Engine:
 
     def _enqueue(self, task: str, args: dict, timeout: float | None, pile: Pile | None, owner: str | None) -> Job:
         self._seq += 1
-        job = Job(uuid.uuid4().hex, self._seq, task, args, timeout, pile and pile.id, owner)
+        job = Job(os.urandom(16).hex(), self._seq, task, args, timeout, pile and pile.id, owner)
         self._jobs[job.id] = job
         if pile is not None:
             pile.add(job)
@@ -113,7 +113,8 @@ class Engine:
         self._counts["submitted"] += 1
         self._queue.put(job)
         self._notify(QUEUED, job)
-        log.info("job queued", extra={"job_id": job.id, "task": task, "status": QUEUED, "pile": job.pile})
+        if log.isEnabledFor(logging.INFO):
+            log.info("job queued", extra={"job_id": job.id, "task": task, "status": QUEUED, "pile": job.pile})
         return job
 
     # -- piles ----------------------------------------------------------------------------------
@@ -123,7 +124,7 @@ class Engine:
         """A new pile of jobs (all accepted or none); closed unless `open`. `fields` name each spec in errors."""
         self._admit(len(specs))
         checked = self._validate_all(specs, fields)
-        pile = Pile(uuid.uuid4().hex, owner)
+        pile = Pile(os.urandom(16).hex(), owner)
         self._piles[pile.id] = pile
         for task, args, timeout in checked:
             self._enqueue(task, args, timeout, pile, owner)
@@ -253,8 +254,9 @@ class Engine:
         self._queued -= 1
         waited = job.start()
         self._notify(RUNNING, job)
-        log.info("job running", extra={"job_id": job.id, "task": job.task, "status": RUNNING,
-                                       "queue_wait_s": round(waited, 6)})  # fmt: skip
+        if log.isEnabledFor(logging.INFO):
+            log.info("job running", extra={"job_id": job.id, "task": job.task, "status": RUNNING,
+                                           "queue_wait_s": round(waited, 6)})  # fmt: skip
         timer = None
         if job.timeout is not None:
             timer = get_hub().call_later(job.timeout, self._expire, job)
@@ -288,9 +290,10 @@ class Engine:
         self._finished.append(job)
         self._finished_since_sweep += 1
         self._evict(max_only=True)
-        log.info("job " + status, extra={"job_id": job.id, "task": job.task, "status": status,
-                                         "run_s": job.run_seconds(), "pile": job.pile,
-                                         "error_type": error_type})  # fmt: skip
+        if log.isEnabledFor(logging.INFO):
+            log.info("job " + status, extra={"job_id": job.id, "task": job.task, "status": status,
+                                             "run_s": job.run_seconds(), "pile": job.pile,
+                                             "error_type": error_type})  # fmt: skip
         if job.pile is not None:
             pile = self._piles.get(job.pile)
             if pile is not None:

@@ -69,6 +69,8 @@ class ArgsValidator:
             raise TaskDefinitionError(f"task {title!r}: unsupported argument annotation: {exc}") from exc
         self.schema: dict[str, Any] = {"$schema": JSON_SCHEMA_DIALECT, **schema}
         self._check = check
+        # only **kwargs (like `echo`): any JSON object is valid as it is, so the model would be the identity
+        self._any_object = any_extra and not self._names and check is None
 
     def validate(self, args: Any) -> dict[str, Any]:
         """The normalised keyword arguments, or InvalidArguments naming each bad field."""
@@ -81,6 +83,8 @@ class ArgsValidator:
             payload = json.dumps(args, allow_nan=False)
         except (TypeError, ValueError) as exc:
             raise InvalidArguments([{"field": "", "message": f"args must hold only JSON values: {exc}"}]) from None
+        if self._any_object:
+            return args
         try:
             model = self._model.model_validate_json(payload)
         except pydantic.ValidationError as exc:
@@ -92,6 +96,8 @@ class ArgsValidator:
 
     def to_kwargs(self, args: dict[str, Any]) -> dict[str, Any]:
         """The Python values for validated `args`: datetimes, models, typed dicts... as annotated."""
+        if self._any_object:
+            return dict(args)
         try:
             model = self._model.model_validate(args, strict=False)
         except pydantic.ValidationError as exc:

@@ -1,0 +1,85 @@
+"""Results streamed per second for one pile of `echo` jobs, from one worker process.
+
+Starts `service.app:app` under gunicorn with one GreenWorker on a free loopback port, creates a pile of
+`--jobs` echo jobs in one `POST /v1/piles`, then reads `GET /v1/piles/{id}/results` (NDJSON) to the end.
+Reports the time from the create request to the last record (end to end: accept, run, stream) and the
+time of the stream alone, as results per second; medians over `--reps` runs. Target: >= 20,000 results/s.
+
+    .venv/bin/python benchmarks/bench_stream.py [--jobs 100000] [--reps 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import requests
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from serverkit import start_server  # noqa: E402
+
+TARGET = 20_000
+
+
+def run_once(url: str, jobs: int) -> tuple[float, float]:
+    """(end-to-end seconds, stream-only seconds) for one pile of `jobs` echo jobs."""
+    body = json.dumps({"task": "echo", "items": [{"i": i} for i in range(jobs)]})
+    session = requests.Session()
+    start = time.perf_counter()
+    resp = session.post(url + "/v1/piles", data=body, headers={"Content-Type": "application/json"}, timeout=120)
+    resp.raise_for_status()
+    pile_id = resp.json()["id"]
+    stream_start = time.perf_counter()
+    seen = 0
+    with session.get(f"{url}/v1/piles/{pile_id}/results", stream=True, timeout=120) as results:
+        for line in results.iter_lines(chunk_size=1 << 16):
+            if line:
+                seen += 1
+    end = time.perf_counter()
+    if seen != jobs:
+        raise SystemExit(f"streamed {seen} records for a pile of {jobs}")
+    return end - start, end - stream_start
+
+
+def main() -> int:
+    """Run the benchmark and print a Markdown table."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--jobs", type=int, default=100_000)
+    parser.add_argument("--reps", type=int, default=3)
+    args = parser.parse_args()
+    env = {
+        "GREENPOOL_POOL_SIZE": "1000",
+        "GREENPOOL_MAX_QUEUED": str(max(args.jobs, 10_000)),
+        "GREENPOOL_MAX_RECORDS": str(max(args.jobs * 2, 100_000)),
+        "GREENPOOL_MAX_BODY_BYTES": str(64 << 20),
+        "GREENPOOL_LOG_LEVEL": "warning",
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        server = start_server(Path(tmp), env=env)
+        try:
+            run_once(server.url, min(args.jobs, 2_000))  # warm-up
+            runs = [run_once(server.url, args.jobs) for _ in range(args.reps)]
+        finally:
+            server.stop()
+    total = statistics.median(r[0] for r in runs)
+    stream = statistics.median(r[1] for r in runs)
+    rate = args.jobs / total
+    cpu = platform.processor() or platform.machine()
+    print(f"machine: {os.cpu_count()} cores, {cpu}, Python {platform.python_version()}")
+    print(f"command: {' '.join(sys.argv)}\n")
+    print("| pile size | end to end (create → last record) | results/s | stream only | target | met? |")
+    print("|---:|---:|---:|---:|---:|---|")
+    print(f"| {args.jobs:,} | {total:.2f} s | {rate:,.0f} | {stream:.2f} s | ≥ {TARGET:,}/s | "
+          f"{'yes' if rate >= TARGET else 'NO'} |")  # fmt: skip
+    return 0 if rate >= TARGET else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
