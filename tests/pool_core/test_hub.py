@@ -126,13 +126,13 @@ def test_cancelling_a_timer_twice_or_after_it_fired_is_harmless(hub):
 @pytest.mark.timeout(10)
 def test_cancelling_a_hundred_thousand_timers_is_fast_and_the_heap_compacts(hub):
     before = len(hub._timers)
-    start = time.perf_counter()
     timers = [hub.call_later(60, lambda: None) for _ in range(100_000)]
+    start = time.perf_counter()
     for timer in timers:
         timer.cancel()
     elapsed = time.perf_counter() - start
     sleep(0)  # one hub turn
-    assert elapsed < 2.0
+    assert elapsed < 1.0  # ~30 ms: removing each entry from the heap instead would take minutes
     assert len(hub._timers) <= before + 300
 
 
