@@ -157,7 +157,7 @@ class Hub:
             raise
         timer = None
         if timeout is not None:
-            timer = self.call_later(timeout, self.throw, current, exc or TimeoutError("timed out"))
+            timer = self.call_later(timeout, self._expire_fd, current, exc or TimeoutError("timed out"))
         try:
             self.greenlet.switch()
         finally:
@@ -171,6 +171,11 @@ class Hub:
                 del self._fds[fd]
         if waiters.closed:
             raise OSError(9, "Bad file descriptor: socket closed while a green thread waited on it")
+
+    def _expire_fd(self, g: greenlet.greenlet, exc: BaseException) -> None:
+        # A resume already pending for `g` (a kill, a Timeout) ends the wait anyway: it must not be replaced.
+        if getattr(g, "gp_pending", None) is None:
+            self.throw(g, exc)
 
     def _update_fd(self, fd: int, old: int, new: int) -> None:
         if old == new:

@@ -13,7 +13,7 @@ from typing import Any
 
 import greenlet
 
-from .hub import Timer, get_hub
+from .hub import WAKE, Timer, get_hub
 
 __all__ = ["Timeout", "with_timeout"]
 
@@ -39,7 +39,7 @@ class Timeout(BaseException):
         if current is hub.greenlet:
             raise RuntimeError("a Timeout cannot be started in the hub")
         exc = self if self.exception is None or isinstance(self.exception, bool) else self.exception
-        self.timer = hub.call_later(self.seconds, _expire, hub, current, getattr(current, "job", None), exc)
+        self.timer = hub.call_later(self.seconds, _expire, self, hub, current, getattr(current, "job", None), exc)
         return self
 
     @property
@@ -78,10 +78,18 @@ class Timeout(BaseException):
         return True
 
 
-def _expire(hub: Any, g: greenlet.greenlet, job: Any, exc: BaseException) -> None:
+def _expire(timeout: Timeout, hub: Any, g: greenlet.greenlet, job: Any, exc: BaseException) -> None:
     # A worker greenlet moves on to other calls: only hit the call that armed this timeout.
-    if not g.dead and getattr(g, "job", None) is job:
-        hub.throw(g, exc)
+    if g.dead or getattr(g, "job", None) is not job:
+        return
+    pending = getattr(g, "gp_pending", None)
+    if pending is not None and pending is not WAKE:
+        # Another exception is on its way (a kill, a nested timeout, a socket timeout): ours must neither
+        # replace it nor be lost, so it is raised after it, at the next turn, unless the code leaves this
+        # Timeout's block meanwhile (which cancels the new timer) — as if the two had fired one by one.
+        timeout.timer = hub.call_later(0, _expire, timeout, hub, g, job, exc)
+        return
+    hub.throw(g, exc)
 
 
 def with_timeout(seconds: float, func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:

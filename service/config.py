@@ -25,8 +25,20 @@ DEFAULT_KEEPALIVE = 5.0
 DEFAULT_WORKER_CONNECTIONS = 10_000
 DEFAULT_LOG_LEVEL = "info"
 DEFAULT_STREAM_HEARTBEAT = 15.0
+DEFAULT_MAX_ARGS_BYTES = 256 << 10
+DEFAULT_MAX_RESULT_BYTES = 1 << 20
+DEFAULT_MAX_PILE_SIZE = 10_000
+DEFAULT_MAX_MAP_ITEMS = 10_000
+DEFAULT_MAX_STREAMS_PER_CLIENT = 1000
+DEFAULT_HEADER_TIMEOUT = 10.0
+DEFAULT_BODY_TIMEOUT = 30.0
 
 ENV_PREFIX = "GREENPOOL_"
+#: Size, count and time limits (Hardening); each must be > 0.
+LIMITS = (
+    "max_args_bytes", "max_result_bytes", "max_pile_size", "max_map_items", "max_streams_per_client",
+    "header_timeout", "body_timeout",
+)  # fmt: skip
 
 
 class ConfigError(ValueError):
@@ -53,6 +65,13 @@ class Config:
     plugins: tuple[str, ...] = ()
     log_level: str = DEFAULT_LOG_LEVEL
     stream_heartbeat: float = DEFAULT_STREAM_HEARTBEAT
+    max_args_bytes: int = DEFAULT_MAX_ARGS_BYTES  # one job's `args`, serialized (413)
+    max_result_bytes: int = DEFAULT_MAX_RESULT_BYTES  # one job's result, serialized (else failed: ResultTooLarge)
+    max_pile_size: int = DEFAULT_MAX_PILE_SIZE  # jobs in one pile, however they were added (413)
+    max_map_items: int = DEFAULT_MAX_MAP_ITEMS  # items in one POST /v1/map (413)
+    max_streams_per_client: int = DEFAULT_MAX_STREAMS_PER_CLIENT  # open result streams per token/address (429)
+    header_timeout: float = DEFAULT_HEADER_TIMEOUT  # request line + headers, from accept or first byte
+    body_timeout: float = DEFAULT_BODY_TIMEOUT  # request body, from the end of the headers (408)
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -75,7 +94,7 @@ class Config:
         """Refuse values the service cannot run with, naming the variable."""
         positive = (
             "max_body_bytes", "max_wait", "max_job_timeout", "max_pool_size", "worker_connections", "stream_heartbeat"
-        )  # fmt: skip
+        ) + LIMITS  # fmt: skip
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{ENV_PREFIX}{name.upper()} must be > 0")

@@ -140,6 +140,12 @@ class Engine:
             raise Draining()
         if pile.closed:
             raise PileClosed(f"pile {pile_id} is closed; create a new pile or open one with \"open\": true")
+        limit = self.config.max_pile_size
+        if len(pile.jobs) + len(specs) > limit:
+            raise PayloadTooLarge(
+                f"pile {pile_id} has {len(pile.jobs)} jobs; {len(specs)} more would pass the limit of {limit} per pile",
+                limit=limit,
+            )
         self._admit(len(specs))
         checked = self._validate_all(specs, fields)
         return [self._enqueue(task, args, timeout, pile, pile.owner) for task, args, timeout in checked]
@@ -262,7 +268,7 @@ class Engine:
             timer = get_hub().call_later(job.timeout, self._expire, job)
         try:
             result = self.registry.get(job.task).run(job.args)
-            json.dumps(result)
+            size = len(json.dumps(result))  # ASCII (ensure_ascii): characters are bytes
         except GreenletExit:
             return  # killed: whoever killed it has already ended the job
         except Exception as exc:  # the task failed: that is the job's outcome, not the server's
@@ -271,6 +277,10 @@ class Engine:
         finally:
             if timer is not None:
                 timer.cancel()
+        if size > self.config.max_result_bytes:
+            limit = self.config.max_result_bytes
+            self._end(job, FAILED, "ResultTooLarge", f"the result is {size} bytes as JSON; the limit is {limit}")
+            return
         self._end(job, SUCCEEDED, result=result)
 
     def _expire(self, job: Job) -> None:

@@ -27,6 +27,7 @@ def read_json_object(req: falcon.Request, max_bytes: int) -> dict[str, Any]:
     # bounded_stream trusts Content-Length; a chunked body has none, and the server decodes it in req.stream
     stream = req.bounded_stream if length is not None else req.stream
     raw = stream.read(max_bytes + 1)
+    req.context.body_bytes = len(raw)
     if len(raw) > max_bytes:
         raise PayloadTooLarge(f"the body exceeds the limit of {max_bytes} bytes", limit=max_bytes)
     try:
@@ -36,6 +37,19 @@ def read_json_object(req: falcon.Request, max_bytes: int) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise ValidationFailed("the body must be a JSON object", [{"field": "", "message": "expected an object"}])
     return body
+
+
+def check_args_size(req: falcon.Request, limit: int, specs: list[Any], fields: list[str]) -> None:
+    """413 naming the first job whose `args`, serialized as compact JSON, exceed `limit` bytes."""
+    if getattr(req.context, "body_bytes", limit + 1) <= limit:
+        return  # a body within the limit cannot hold args beyond it
+    for (_task, args, _timeout), field in zip(specs, fields, strict=True):
+        size = len(_compact(args).encode())
+        if size > limit:
+            raise PayloadTooLarge(f"{field} is {size} bytes as JSON; the limit is {limit}", limit=limit, field=field)
+
+
+_compact = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 
 def query_float(req: falcon.Request, name: str, low: float, high: float) -> float | None:

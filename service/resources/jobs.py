@@ -9,7 +9,7 @@ import falcon
 from ..engine import Engine
 from ..errors import BadRequest, ValidationFailed
 from ..jobs import STATUSES
-from .body import query_float, query_int, read_json_object
+from .body import check_args_size, query_float, query_int, read_json_object
 
 _SUBMIT_FIELDS = {"task", "args", "timeout"}
 _CURSOR = re.compile(r"[0-9]{1,19}")
@@ -46,6 +46,7 @@ class JobsResource:
         wait = query_float(req, "wait", 0, engine.config.max_wait)
         body = read_json_object(req, engine.config.max_body_bytes)
         task, args, timeout = parse_job_spec(body, engine)
+        check_args_size(req, engine.config.max_args_bytes, [(task, args, timeout)], ["args"])
         job = engine.submit(task, args, timeout)
         ended = wait is not None and job.wait(wait)
         resp.status = falcon.HTTP_200 if ended else falcon.HTTP_202

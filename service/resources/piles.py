@@ -3,24 +3,29 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+import weakref
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import falcon
 
 from ..engine import Engine, JobSpec
-from ..errors import BadRequest, ValidationFailed
+from ..errors import BadRequest, PayloadTooLarge, Problem, ValidationFailed
 from ..piles import COMPLETION, SUBMITTED, Pile
 from ..streams import NDJSON, SSE, ndjson, sse
-from .body import query_int, read_json_object
+from .body import check_args_size, query_int, read_json_object
 from .jobs import parse_job_spec
 
 _ORDERS = (COMPLETION, SUBMITTED)
 _POSITION = re.compile(r"[0-9]{1,19}")  # ASCII digits only (str.isdigit() accepts '²')
 
 
-def parse_pile_body(body: dict, engine: Engine, extra: tuple[str, ...] = ()) -> tuple[list[JobSpec], list[str]]:
-    """`{jobs: [{task, args, timeout?}…]}` or `{task, items: [args…], timeout?}` → specs and their field names."""
+def parse_pile_body(
+    body: dict, engine: Engine, extra: tuple[str, ...] = (), max_jobs: int | None = None
+) -> tuple[list[JobSpec], list[str]]:
+    """`{jobs: [{task, args, timeout?}…]}` or `{task, items: [args…], timeout?}` → specs and their field names;
+    413 beyond `max_jobs` (default: `max_pile_size`)."""
+    limit = engine.config.max_pile_size if max_jobs is None else max_jobs
     allowed = {"jobs", "task", "items", "timeout", *extra}
     errors = [{"field": k, "message": "unknown field"} for k in body if k not in allowed]
     if ("jobs" in body) == ("items" in body):
@@ -32,6 +37,7 @@ def parse_pile_body(body: dict, engine: Engine, extra: tuple[str, ...] = ()) -> 
         elif "task" in body or "timeout" in body:
             errors.append({"field": "task", "message": "with `jobs`, give each job its own task and timeout"})
         if not errors:
+            _check_count(len(jobs), limit)
             fields = [f"jobs[{i}]" for i in range(len(jobs))]
             specs = []
             for job, field in zip(jobs, fields, strict=True):
@@ -42,18 +48,116 @@ def parse_pile_body(body: dict, engine: Engine, extra: tuple[str, ...] = ()) -> 
         if not isinstance(items, list):
             errors.append({"field": "items", "message": "must be an array of argument objects"})
         if not errors:
+            _check_count(len(items), limit)
             task, _, timeout = parse_job_spec({k: body[k] for k in ("task", "timeout") if k in body}, engine)
             return [(task, args, timeout) for args in items], [f"items[{i}]" for i in range(len(items))]
     raise ValidationFailed("the pile is not valid: " + ", ".join(e["field"] for e in errors), errors)
 
 
-def stream(req: falcon.Request, resp: falcon.Response, pile: Pile, order: str, after: int, heartbeat: float) -> None:
-    """Make `resp` a chunked stream of the pile's results, as SSE if the client prefers it, else NDJSON."""
+def _check_count(count: int, limit: int) -> None:
+    if count > limit:
+        raise PayloadTooLarge(f"{count} jobs in one request; the limit is {limit}", limit=limit)
+
+
+def _named_args(fields: list[str]) -> list[str]:
+    """Where each job's args are: `jobs[i].args`, or the item itself (`items[i]`)."""
+    return [f if f.startswith("items") else f + ".args" for f in fields]
+
+
+class TooManyStreams(Problem):
+    """429: this client (token, else address) already has `max_streams_per_client` result streams open."""
+
+    status, title, slug = 429, "Too Many Streams", "too-many-streams"
+    RETRY_AFTER = 5
+
+    def __init__(self, detail: str):
+        retry = self.RETRY_AFTER
+        super().__init__(detail, headers={"Retry-After": str(retry)}, retry_after=retry)
+
+
+class StreamSlots:
+    """Open result streams per client: `pile results` and `map` answers count until their stream ends."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.open: dict[str, int] = {}
+
+    def check(self, client: str) -> None:
+        """TooManyStreams if `client` may not open another stream now."""
+        if self.open.get(client, 0) >= self.limit:
+            raise TooManyStreams(
+                f"{self.open[client]} result streams are open for this client; the limit is {self.limit}: "
+                "close one (or let it end) and retry"
+            )
+
+    def acquire(self, client: str) -> Callable[[], None]:
+        """Count one more stream for `client` (after `check`); returns its release (idempotent)."""
+        self.check(client)
+        self.open[client] = self.open.get(client, 0) + 1
+        released = False
+
+        def release() -> None:
+            nonlocal released
+            if not released:
+                released = True
+                left = self.open[client] - 1
+                if left:
+                    self.open[client] = left
+                else:
+                    del self.open[client]
+
+        return release
+
+
+_SLOTS: weakref.WeakKeyDictionary[Engine, StreamSlots] = weakref.WeakKeyDictionary()
+
+
+def stream_slots(engine: Engine) -> StreamSlots:
+    """The engine's stream counter (one per app)."""
+    slots = _SLOTS.get(engine)
+    if slots is None:
+        slots = _SLOTS[engine] = StreamSlots(engine.config.max_streams_per_client)
+    return slots
+
+
+def client_key(req: falcon.Request) -> str:
+    """Whom a stream counts against: the token's principal if authenticated, else the client address."""
+    name = getattr(getattr(req.context, "principal", None), "name", None)
+    return f"token:{name}" if name else f"addr:{req.remote_addr}"
+
+
+class _Released:
+    """A response iterator that runs `release` once when closed, even if it never started."""
+
+    def __init__(self, chunks: Iterator[bytes], release: Callable[[], None]) -> None:
+        self._chunks = chunks
+        self._release = release
+
+    def __iter__(self) -> _Released:
+        return self
+
+    def __next__(self) -> bytes:
+        return next(self._chunks)
+
+    def close(self) -> None:
+        """Close the stream and free its slot."""
+        try:
+            self._chunks.close()  # type: ignore[attr-defined]
+        finally:
+            self._release()
+
+
+def stream(req: falcon.Request, resp: falcon.Response, pile: Pile, order: str, after: int, heartbeat: float,
+           slots: StreamSlots | None = None) -> None:  # fmt: skip
+    """Make `resp` a chunked stream of the pile's results, as SSE if the client prefers it, else NDJSON
+    (429 if the client has `max_streams_per_client` streams open already)."""
+    release = slots.acquire(client_key(req)) if slots is not None else None
     encode, media = (sse, SSE) if req.client_prefers([NDJSON, SSE]) == SSE else (ndjson, NDJSON)
     resp.content_type = media
     resp.cache_control = ["no-cache"]
     resp.set_header("X-Accel-Buffering", "no")
-    resp.stream = _counted(pile, encode(pile.follow(order, after, heartbeat)))
+    chunks = _counted(pile, encode(pile.follow(order, after, heartbeat)))
+    resp.stream = chunks if release is None else _Released(chunks, release)
 
 
 def _counted(pile: Pile, chunks: Iterator[bytes]) -> Iterator[bytes]:
@@ -91,6 +195,7 @@ class PilesResource:
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         body = read_json_object(req, self.engine.config.max_body_bytes)
         specs, fields = parse_pile_body(body, self.engine, extra=("open",))
+        check_args_size(req, self.engine.config.max_args_bytes, specs, _named_args(fields))
         is_open = body.get("open", False)
         if not isinstance(is_open, bool):
             raise ValidationFailed("the pile is not valid: open", [{"field": "open", "message": "must be a boolean"}])
@@ -119,6 +224,7 @@ class PileJobsResource:
     def on_post(self, req: falcon.Request, resp: falcon.Response, pile_id: str) -> None:
         pile = self.engine.get_pile(pile_id)
         specs, fields = parse_pile_body(read_json_object(req, self.engine.config.max_body_bytes), self.engine)
+        check_args_size(req, self.engine.config.max_args_bytes, specs, _named_args(fields))
         jobs = self.engine.add_to_pile(pile_id, specs, fields)
         resp.status = falcon.HTTP_202
         resp.media = {**pile.summary(), "added": [{"index": pile.index_of(j), "job_id": j.id} for j in jobs]}
@@ -142,7 +248,8 @@ class PileResultsResource:
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, pile_id: str) -> None:
         pile = self.engine.get_pile(pile_id)
-        stream(req, resp, pile, _order(req, COMPLETION), _after(req), self.engine.config.stream_heartbeat)
+        heartbeat = self.engine.config.stream_heartbeat
+        stream(req, resp, pile, _order(req, COMPLETION), _after(req), heartbeat, stream_slots(self.engine))
 
 
 class MapResource:
@@ -160,7 +267,9 @@ class MapResource:
         if "jobs" in body:
             message = "map takes `task` and `items`, not `jobs`"
             raise ValidationFailed(f"the map is not valid: {message}", [{"field": "jobs", "message": message}])
-        specs, fields = parse_pile_body(body, self.engine, extra=("order",))
+        specs, fields = parse_pile_body(body, self.engine, extra=("order",), max_jobs=self.engine.config.max_map_items)
+        check_args_size(req, self.engine.config.max_args_bytes, specs, _named_args(fields))
+        stream_slots(self.engine).check(client_key(req))  # before the jobs exist: a 429 leaves nothing behind
         pile = self.engine.create_pile(specs, fields)
         resp.set_header("Content-Location", f"/v1/piles/{pile.id}")
-        stream(req, resp, pile, order, -1, self.engine.config.stream_heartbeat)
+        stream(req, resp, pile, order, -1, self.engine.config.stream_heartbeat, stream_slots(self.engine))

@@ -2,7 +2,7 @@ import time
 
 import pytest
 
-from pool_core import Event, Timeout, sleep, spawn, with_timeout
+from pool_core import Event, GreenletExit, Timeout, sleep, spawn, with_timeout
 
 pytestmark = pytest.mark.usefixtures("quiet_hub")
 
@@ -183,3 +183,58 @@ def test_with_timeout_returns_timeout_value_only_for_its_own_timeout():
 def test_with_timeout_cancels_its_timer_when_the_call_returns():
     with_timeout(0.02, lambda: None)
     sleep(0.05)
+
+
+@pytest.mark.timeout(5)
+def test_an_outer_timeout_due_in_the_same_turn_as_a_silent_inner_one_is_not_lost():
+    reached = []
+    with pytest.raises(Timeout) as info, Timeout(0.01) as outer:
+        with Timeout(0.02, False):
+            time.sleep(0.05)  # blocks the hub: both are due when it next runs
+            sleep(0)
+        reached.append("after the inner block")
+        sleep(1)
+    assert info.value is outer
+    assert reached == []
+    sleep(0.03)  # leaving the inner block cancelled its expiry, deferred behind the outer one
+
+
+@pytest.mark.timeout(5)
+def test_a_timeout_due_in_the_same_turn_as_a_kill_is_raised_if_the_kill_is_survived():
+    def body():
+        with Timeout(0.01) as timeout:
+            try:
+                time.sleep(0.03)  # blocks the hub: the Timeout is due as the kill arrives
+                sleep(1)
+            except GreenletExit:
+                pass
+            try:
+                sleep(1)
+            except Timeout as exc:
+                return exc is timeout
+        return "the timeout was lost"
+
+    gt = spawn(body)
+    sleep(0)
+    gt.kill()
+    assert gt.wait() is True
+
+
+@pytest.mark.timeout(5)
+def test_a_timeout_due_in_the_same_turn_as_a_socket_timeout_is_not_lost(hub):
+    import socket
+
+    a, b = socket.socketpair()
+    attempts = 0
+    try:
+        with pytest.raises(Timeout), Timeout(0.01):
+            while attempts < 5:  # a retry loop: only the Timeout can end it early
+                try:
+                    spawn(time.sleep, 0.05)  # blocks the hub: both timeouts are due when it next runs
+                    hub.wait_read(a.fileno(), timeout=0.02)
+                except TimeoutError:
+                    attempts += 1
+    finally:
+        a.close()
+        b.close()
+    assert attempts == 0
