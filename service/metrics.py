@@ -10,6 +10,7 @@ hook, synchronously on the hub, so one scrape is a consistent snapshot: submitte
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import falcon
 from prometheus_client import CollectorRegistry, Counter, Histogram, PlatformCollector, ProcessCollector
@@ -94,6 +95,7 @@ class Metrics:
             "Seconds from request to response headers (a stream's body is not included), by method and route.",
             ["method", "route"], buckets=HTTP_BUCKETS, registry=reg,
         )  # fmt: skip
+        self._request_children: dict[tuple[str, str | None, int], tuple[Any, Any]] = {}
         for spec in engine.registry.describe():  # every known task shows up as 0 before its first job
             self.jobs_submitted.labels(spec["name"])
             for status in TERMINAL:
@@ -115,10 +117,16 @@ class Metrics:
 
     def observe_request(self, method: str, route: str | None, status: int, seconds: float) -> None:
         """Count one answered request (called by `service.middleware`)."""
-        method = method if method in KNOWN_METHODS else "other"
-        route = route or UNMATCHED
-        self.http_requests.labels(method, route, str(status)).inc()
-        self.http_duration.labels(method, route).observe(seconds)
+        key = (method, route, status)
+        children = self._request_children.get(key)
+        if children is None:  # `labels()` validates and locks: look each label set up once
+            label = method if method in KNOWN_METHODS else "other"
+            children = self.http_requests.labels(label, route or UNMATCHED, str(status)), self.http_duration.labels(
+                label, route or UNMATCHED
+            )
+            self._request_children[key] = children
+        children[0].inc()
+        children[1].observe(seconds)
 
     def render(self) -> bytes:
         """The text exposition of everything in the registry."""

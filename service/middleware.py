@@ -37,6 +37,8 @@ class RequestMiddleware:
         route = req.uri_template or UNMATCHED
         status = resp.status_code
         self.metrics.observe_request(req.method, route, status, seconds)
+        if not log.isEnabledFor(logging.INFO):
+            return
         log.info(
             "request",
             extra={
