@@ -10,7 +10,7 @@ from collections import deque
 
 import greenlet
 
-from .hub import get_hub
+from .hub import WAKE, get_hub
 
 __all__ = ["WaitQueue"]
 
@@ -67,11 +67,12 @@ class WaitQueue:
             self.wake_one()
 
     def _expire(self, g: greenlet.greenlet, expired: list) -> None:
-        if getattr(g, "gp_pending", None) is not None:  # woken (the wake wins), or an exception is on
-            return  # its way (it wins, and `park` takes `g` off the queue)
+        pending = getattr(g, "gp_pending", None)
+        if pending is not None and pending is not WAKE:  # an exception is on its way: it wins, and
+            return  # `park` takes `g` off the queue
         try:
             self._waiters.remove(g)
-        except ValueError:
+        except ValueError:  # already woken: the wake wins over the timeout
             return
         expired[0] = True
         get_hub().throw(g, _Expired())

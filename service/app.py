@@ -14,9 +14,11 @@ from typing import Any
 import falcon
 
 from . import lifecycle, logs
+from .auth import AuthMiddleware
 from .config import Config
 from .engine import Engine
 from .errors import PROBLEM_JSON, Problem
+from .idempotency import IdempotencyStore
 from .metrics import Metrics, MetricsResource
 from .middleware import RequestMiddleware
 from .resources import (
@@ -35,6 +37,7 @@ from .resources import (
     TasksResource,
 )
 from .resources.dashboard import DashboardResource, StaticResource
+from .resources.whoami import WhoAmIResource
 from .tasks import Registry
 
 log = logging.getLogger("greenpool.http")
@@ -56,20 +59,23 @@ def create_app(config: Config | None = None) -> GreenpoolApp:
     lifecycle.on_drain(lambda: engine.drain(_grace_left(config)))
 
     metrics = Metrics(engine)
-    app = GreenpoolApp(media_type=falcon.MEDIA_JSON, middleware=[RequestMiddleware(metrics)])
+    auth = AuthMiddleware(config.token_table(), config.metrics_public)
+    keys = IdempotencyStore(engine)
+    app = GreenpoolApp(media_type=falcon.MEDIA_JSON, middleware=[RequestMiddleware(metrics), auth])
     app.req_options.strip_url_path_trailing_slash = True
     app.add_error_handler(Problem, _render_problem)
     app.set_error_serializer(_serialize_http_error)
     app.add_route("/v1/tasks", TasksResource(registry))
-    app.add_route("/v1/jobs", JobsResource(engine))
+    app.add_route("/v1/jobs", JobsResource(engine, keys))
     app.add_route("/v1/jobs/{job_id}", JobResource(engine))
-    app.add_route("/v1/piles", PilesResource(engine))
+    app.add_route("/v1/piles", PilesResource(engine, keys))
     app.add_route("/v1/piles/{pile_id}", PileResource(engine))
     app.add_route("/v1/piles/{pile_id}/jobs", PileJobsResource(engine))
     app.add_route("/v1/piles/{pile_id}/close", PileCloseResource(engine))
     app.add_route("/v1/piles/{pile_id}/results", PileResultsResource(engine))
     app.add_route("/v1/map", MapResource(engine))
     app.add_route("/v1/pool", PoolResource(engine))
+    app.add_route("/v1/whoami", WhoAmIResource())
     app.add_route("/healthz", HealthResource())
     app.add_route("/readyz", ReadyResource(engine))
     app.add_route("/openapi.yaml", OpenAPIResource())

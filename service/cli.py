@@ -33,6 +33,7 @@ def _serve_parser(sub: Any) -> None:
     p.add_argument("--keepalive", type=float, help="seconds an idle keep-alive connection stays open")
     p.add_argument("--worker-connections", type=int, help="concurrent connections at most")
     p.add_argument("--log-level", help="debug, info, warning or error")
+    p.add_argument("--tokens-file", help="file of bearer tokens, `name role secret` per line (GREENPOOL_TOKENS_FILE)")
     p.add_argument(
         "--insecure",
         action="store_true",
@@ -56,17 +57,19 @@ def serve(args: argparse.Namespace) -> int:
         "keepalive": args.keepalive,
         "worker_connections": args.worker_connections,
         "log_level": args.log_level,
+        "tokens_file": args.tokens_file and os.path.abspath(args.tokens_file),
     }
     try:
         config = Config.from_env(**overrides)
     except ConfigError as exc:
         print(f"greenpool: {exc}", file=sys.stderr)
         return 2
-    if not _is_loopback(config.bind):
+    if not _is_loopback(config.bind) and not config.token_table():
         if not _insecure(args):
             print(
                 f"greenpool: refusing to bind {config.bind}: without tokens only loopback addresses are allowed "
-                "(--insecure or GREENPOOL_INSECURE=1 allows it: anyone who can reach the port may use the API)",
+                "(configure GREENPOOL_TOKENS or --tokens-file; or --insecure / GREENPOOL_INSECURE=1 allows it anyway: "
+                "anyone who can reach the port may then use the API)",
                 file=sys.stderr,
             )
             return 2

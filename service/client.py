@@ -201,15 +201,27 @@ class Client:
 
     # -- jobs -----------------------------------------------------------------------------------------
     def submit(
-        self, task: str, args: dict[str, Any] | None = None, timeout: float | None = None, wait: float | None = None
+        self,
+        task: str,
+        args: dict[str, Any] | None = None,
+        timeout: float | None = None,
+        wait: float | None = None,
+        *,
+        idempotency_key: str | None = None,
     ) -> dict[str, Any]:
-        """Submit a job; with `wait`, return once it ended or `wait` seconds passed (long-polling past 60 s)."""
+        """Submit a job; with `wait`, return once it ended or `wait` seconds passed (long-polling past 60 s).
+
+        With `idempotency_key`, a retry (same key, same job) returns the job the first request created.
+        """
         body: dict[str, Any] = {"task": task, "args": args or {}}
         if timeout is not None:
             body["timeout"] = timeout
         started = time.monotonic()
         params = None if wait is None else {"wait": min(wait, MAX_WAIT)}
-        job = self._json("POST", "/v1/jobs", json=body, params=params, extra_timeout=min(wait or 0, MAX_WAIT))
+        headers = _idempotency(idempotency_key)
+        job = self._json(
+            "POST", "/v1/jobs", json=body, params=params, headers=headers, extra_timeout=min(wait or 0, MAX_WAIT)
+        )
         if wait is not None and job["status"] not in TERMINAL and wait > MAX_WAIT:
             return self.wait(job["id"], wait - (time.monotonic() - started))
         return job
@@ -253,12 +265,17 @@ class Client:
         open: bool = False,
         order: str = "completion",
         timeout: float | None = None,
+        *,
+        idempotency_key: str | None = None,
     ) -> Pile:
-        """Create a pile (`task` + `items`, or `jobs` of `{task, args, timeout?}`); iterate it for its records."""
+        """Create a pile (`task` + `items`, or `jobs` of `{task, args, timeout?}`); iterate it for its records.
+
+        With `idempotency_key`, a retry (same key, same body) returns the pile the first request created.
+        """
         body = _pile_body(task, items, jobs, timeout)
         if open:
             body["open"] = True
-        summary = self._json("POST", "/v1/piles", json=body)
+        summary = self._json("POST", "/v1/piles", json=body, headers=_idempotency(idempotency_key))
         return Pile(self, summary["id"], order=order, summary=summary)
 
     def get_pile(self, pile_id: str, order: str = "completion") -> Pile:
@@ -452,6 +469,11 @@ class _ResultStream:
                 raise requests.exceptions.ChunkedEncodingError(f"truncated record: {line[:80]!r}") from None
             self.position += 1
             yield record
+
+
+def _idempotency(key: str | None) -> dict[str, str] | None:
+    """The Idempotency-Key header for `key` (None: no header)."""
+    return None if key is None else {"Idempotency-Key": key}
 
 
 def _pile_body(

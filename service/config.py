@@ -25,6 +25,7 @@ DEFAULT_KEEPALIVE = 5.0
 DEFAULT_WORKER_CONNECTIONS = 10_000
 DEFAULT_LOG_LEVEL = "info"
 DEFAULT_STREAM_HEARTBEAT = 15.0
+DEFAULT_METRICS_PUBLIC = True
 DEFAULT_MAX_ARGS_BYTES = 256 << 10
 DEFAULT_MAX_RESULT_BYTES = 1 << 20
 DEFAULT_MAX_PILE_SIZE = 10_000
@@ -65,6 +66,9 @@ class Config:
     plugins: tuple[str, ...] = ()
     log_level: str = DEFAULT_LOG_LEVEL
     stream_heartbeat: float = DEFAULT_STREAM_HEARTBEAT
+    tokens: str = field(default="", repr=False)  # `name:role:secret,...` (service.auth); never logged
+    tokens_file: str = ""
+    metrics_public: bool = DEFAULT_METRICS_PUBLIC
     max_args_bytes: int = DEFAULT_MAX_ARGS_BYTES  # one job's `args`, serialized (413)
     max_result_bytes: int = DEFAULT_MAX_RESULT_BYTES  # one job's result, serialized (else failed: ResultTooLarge)
     max_pile_size: int = DEFAULT_MAX_PILE_SIZE  # jobs in one pile, however they were added (413)
@@ -103,6 +107,13 @@ class Config:
                 raise ConfigError(f"{ENV_PREFIX}{name.upper()} must be >= 0")
         if self.pool_size > self.max_pool_size:
             raise ConfigError(f"{ENV_PREFIX}POOL_SIZE must be <= {ENV_PREFIX}MAX_POOL_SIZE")
+        self.token_table()
+
+    def token_table(self) -> tuple[Any, ...]:
+        """The configured bearer tokens (`service.auth.Token`s, from TOKENS and TOKENS_FILE); empty: auth off."""
+        from .auth import load_tokens
+
+        return load_tokens(self.tokens, self.tokens_file)
 
     def to_env(self) -> dict[str, str]:
         """The `GREENPOOL_*` variables that reproduce this config (how `serve` hands it to the worker)."""
@@ -123,8 +134,19 @@ def _parse(name: str, kind: Any, raw: str) -> Any:
             return int(raw)
         if kind == "float":
             return float(raw)
+        if kind == "bool":
+            return _parse_bool(raw)
         if kind.startswith("tuple"):
             return tuple(part.strip() for part in raw.split(",") if part.strip())
         return raw
     except ValueError:
         raise ConfigError(f"{var}={raw!r} is not a valid {kind}") from None
+
+
+def _parse_bool(raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(raw)

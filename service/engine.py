@@ -185,14 +185,16 @@ class Engine:
         return job
 
     def list(
-        self, status: str | None = None, limit: int = 100, before: int | None = None
+        self, status: str | None = None, limit: int = 100, before: int | None = None, owner: str | None = None
     ) -> tuple[list[Job], int | None]:
-        """Newest-first jobs (optionally of one status) older than cursor `before`; and the next cursor."""
+        """Newest-first jobs (optionally of one status, or one owner) older than cursor `before`; the next cursor."""
         found: list[Job] = []
         for job in reversed(self._jobs.values()):
             if before is not None and job.seq >= before:
                 continue
             if status is not None and job.status != status:
+                continue
+            if owner is not None and job.owner != owner:
                 continue
             if len(found) == limit:
                 return found, found[-1].seq

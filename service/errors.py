@@ -90,3 +90,23 @@ class Draining(Problem):
 
     def __init__(self, detail: str = "The server is shutting down and accepts no new work."):
         super().__init__(detail, headers={"Retry-After": "5"})
+
+
+class Unauthorized(Problem):
+    """401: no bearer token, or one that is not configured; carries the `WWW-Authenticate` challenge."""
+
+    status, title, slug = 401, "Unauthorized", "unauthorized"
+
+    def __init__(self, detail: str, error: str | None = None):
+        challenge = 'Bearer realm="greenpool"' + (f', error="{error}"' if error else "")
+        super().__init__(detail, headers={"WWW-Authenticate": challenge})
+
+
+class Forbidden(Problem):
+    status, title, slug = 403, "Forbidden", "forbidden"
+
+
+class IdempotencyKeyReused(ValidationFailed):
+    """422: an `Idempotency-Key` already used (by this token) for a request with a different body."""
+
+    slug = "idempotency-key-reused"

@@ -6,8 +6,10 @@ import re
 
 import falcon
 
+from ..auth import principal_of, visible_job
 from ..engine import Engine
 from ..errors import BadRequest, ValidationFailed
+from ..idempotency import JOB, REPLAYED, IdempotencyStore
 from ..jobs import STATUSES
 from .body import check_args_size, query_float, query_int, read_json_object
 
@@ -38,16 +40,23 @@ def parse_job_spec(body: dict, engine: Engine, prefix: str = "") -> tuple[str, d
 class JobsResource:
     """POST submits a job (optionally waiting for its end); GET lists recent jobs."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, keys: IdempotencyStore | None = None) -> None:
         self.engine = engine
+        self.keys = keys if keys is not None else IdempotencyStore(engine)
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
-        engine = self.engine
+        engine, owner = self.engine, principal_of(req).name
         wait = query_float(req, "wait", 0, engine.config.max_wait)
+        key = self.keys.key(req)
         body = read_json_object(req, engine.config.max_body_bytes)
         task, args, timeout = parse_job_spec(body, engine)
         check_args_size(req, engine.config.max_args_bytes, [(task, args, timeout)], ["args"])
-        job = engine.submit(task, args, timeout)
+        job = self.keys.original(owner, key, JOB, body)  # no parking from here to remember(): one hub, no race
+        if job is None:
+            job = engine.submit(task, args, timeout, owner=owner)
+            self.keys.remember(owner, key, JOB, body, job.id)
+        else:
+            resp.set_header(REPLAYED, "true")
         ended = wait is not None and job.wait(wait)
         resp.status = falcon.HTTP_200 if ended else falcon.HTTP_202
         resp.location = f"/v1/jobs/{job.id}"
@@ -61,7 +70,8 @@ class JobsResource:
         cursor = req.get_param("cursor")
         if cursor is not None and not _CURSOR.fullmatch(cursor):
             raise BadRequest("query parameter 'cursor' must be a value returned as next_cursor", parameter="cursor")
-        jobs, next_seq = self.engine.list(status, limit, None if cursor is None else int(cursor))
+        before = None if cursor is None else int(cursor)
+        jobs, next_seq = self.engine.list(status, limit, before, owner=principal_of(req).only_owner)
         resp.media = {
             "jobs": [job.to_dict() for job in jobs],
             "next_cursor": None if next_seq is None else str(next_seq),
@@ -76,10 +86,11 @@ class JobResource:
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, job_id: str) -> None:
         wait = query_float(req, "wait", 0, self.engine.config.max_wait)
-        job = self.engine.get(job_id)
+        job = visible_job(req, self.engine, job_id)
         if wait:
             job.wait(wait)
         resp.media = job.to_dict()
 
     def on_delete(self, req: falcon.Request, resp: falcon.Response, job_id: str) -> None:
+        visible_job(req, self.engine, job_id)
         resp.media = self.engine.cancel(job_id).to_dict()

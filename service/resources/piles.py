@@ -9,8 +9,10 @@ from typing import Any
 
 import falcon
 
+from ..auth import principal_of, visible_pile
 from ..engine import Engine, JobSpec
 from ..errors import BadRequest, PayloadTooLarge, Problem, ValidationFailed
+from ..idempotency import PILE, REPLAYED, IdempotencyStore
 from ..piles import COMPLETION, SUBMITTED, Pile
 from ..streams import NDJSON, SSE, ndjson, sse
 from .body import check_args_size, query_int, read_json_object
@@ -189,17 +191,24 @@ def _after(req: falcon.Request) -> int:
 class PilesResource:
     """POST creates a pile (closed unless `"open": true`)."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, keys: IdempotencyStore | None = None) -> None:
         self.engine = engine
+        self.keys = keys if keys is not None else IdempotencyStore(engine)
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        owner, key = principal_of(req).name, self.keys.key(req)
         body = read_json_object(req, self.engine.config.max_body_bytes)
         specs, fields = parse_pile_body(body, self.engine, extra=("open",))
         check_args_size(req, self.engine.config.max_args_bytes, specs, _named_args(fields))
         is_open = body.get("open", False)
         if not isinstance(is_open, bool):
             raise ValidationFailed("the pile is not valid: open", [{"field": "open", "message": "must be a boolean"}])
-        pile = self.engine.create_pile(specs, fields, open=is_open)
+        pile = self.keys.original(owner, key, PILE, body)  # no parking from here to remember()
+        if pile is None:
+            pile = self.engine.create_pile(specs, fields, open=is_open, owner=owner)
+            self.keys.remember(owner, key, PILE, body, pile.id)
+        else:
+            resp.set_header(REPLAYED, "true")
         resp.status = falcon.HTTP_201
         resp.location = f"/v1/piles/{pile.id}"
         resp.media = pile.summary()
@@ -212,7 +221,7 @@ class PileResource:
         self.engine = engine
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, pile_id: str) -> None:
-        resp.media = self.engine.get_pile(pile_id).summary()
+        resp.media = visible_pile(req, self.engine, pile_id).summary()
 
 
 class PileJobsResource:
@@ -222,7 +231,7 @@ class PileJobsResource:
         self.engine = engine
 
     def on_post(self, req: falcon.Request, resp: falcon.Response, pile_id: str) -> None:
-        pile = self.engine.get_pile(pile_id)
+        pile = visible_pile(req, self.engine, pile_id)
         specs, fields = parse_pile_body(read_json_object(req, self.engine.config.max_body_bytes), self.engine)
         check_args_size(req, self.engine.config.max_args_bytes, specs, _named_args(fields))
         jobs = self.engine.add_to_pile(pile_id, specs, fields)
@@ -237,6 +246,7 @@ class PileCloseResource:
         self.engine = engine
 
     def on_post(self, req: falcon.Request, resp: falcon.Response, pile_id: str) -> None:
+        visible_pile(req, self.engine, pile_id)
         resp.media = self.engine.close_pile(pile_id).summary()
 
 
@@ -247,7 +257,7 @@ class PileResultsResource:
         self.engine = engine
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, pile_id: str) -> None:
-        pile = self.engine.get_pile(pile_id)
+        pile = visible_pile(req, self.engine, pile_id)
         heartbeat = self.engine.config.stream_heartbeat
         stream(req, resp, pile, _order(req, COMPLETION), _after(req), heartbeat, stream_slots(self.engine))
 
@@ -270,6 +280,6 @@ class MapResource:
         specs, fields = parse_pile_body(body, self.engine, extra=("order",), max_jobs=self.engine.config.max_map_items)
         check_args_size(req, self.engine.config.max_args_bytes, specs, _named_args(fields))
         stream_slots(self.engine).check(client_key(req))  # before the jobs exist: a 429 leaves nothing behind
-        pile = self.engine.create_pile(specs, fields)
+        pile = self.engine.create_pile(specs, fields, owner=principal_of(req).name)
         resp.set_header("Content-Location", f"/v1/piles/{pile.id}")
         stream(req, resp, pile, order, -1, self.engine.config.stream_heartbeat, stream_slots(self.engine))

@@ -45,3 +45,20 @@ def full_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     )
     yield srv
     srv.stop()
+
+
+#: The tokens `auth_server` is configured with: (name, role, secret).
+AUTH_TOKENS = (("alice", "submit", "alice-contract-secret-0001"), ("root", "admin", "root-contract-secret-00001"))
+
+
+@pytest.fixture(scope="session")
+def auth_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A server with bearer tokens (`AUTH_TOKENS`) and /metrics behind them: 401 and 403 are reachable."""
+    env = {
+        "GREENPOOL_POOL_SIZE": "4",
+        "GREENPOOL_TOKENS": ",".join(":".join(t) for t in AUTH_TOKENS),
+        "GREENPOOL_METRICS_PUBLIC": "false",
+    }
+    srv = start_server(tmp_path_factory.mktemp("contract-auth-server"), env)
+    yield srv
+    srv.stop()

@@ -1033,6 +1033,119 @@ def static_index(srv: Server, c: Contract) -> requests.Response:
     return srv.request("GET", "/static/index.html")
 
 
+# -- authentication and idempotency (auth_server has tokens; /metrics behind them) ------------------------------
+ALICE = {"Authorization": "Bearer alice-contract-secret-0001"}  # role submit (conftest.AUTH_TOKENS)
+ROOT = {"Authorization": "Bearer root-contract-secret-00001"}  # role admin
+CHALLENGE = 'Bearer realm="greenpool"'
+
+
+def _without_token(method: str, path: str) -> Callable[[Server, Contract], requests.Response]:
+    def run(srv: Server, c: Contract) -> requests.Response:
+        body = {"data": b"{}", "headers": JSON} if method in ("POST", "PATCH") else {}
+        response = srv.request(method, _concrete(path), **body)
+        assert response.headers["WWW-Authenticate"] == CHALLENGE
+        return response
+
+    return run
+
+
+for _method, _path, _op in Contract(yaml.safe_load(SPEC_PATH.read_text())).operations():
+    if "401" in _op["responses"]:
+        case(_op["operationId"], 401, _method, _path, "no-token", server="auth_server")(_without_token(_method, _path))
+
+
+@case("submitJob", 401, "POST", "/v1/jobs", "unknown-token", server="auth_server")
+def submit_unknown_token(srv: Server, c: Contract) -> requests.Response:
+    headers = {**JSON, "Authorization": "Bearer not-a-configured-token-at-all"}
+    response = srv.request("POST", "/v1/jobs", data=json.dumps({"task": "echo"}), headers=headers)
+    assert response.headers["WWW-Authenticate"] == CHALLENGE + ', error="invalid_token"'
+    return response
+
+
+@case("getPool", 401, "GET", "/v1/pool", "basic-scheme", server="auth_server")
+def pool_basic_scheme(srv: Server, c: Contract) -> requests.Response:
+    return srv.request("GET", "/v1/pool", headers={"Authorization": "Basic YWxpY2U6c2VjcmV0"})
+
+
+@case("resizePool", 403, "PATCH", "/v1/pool", "submit-token", server="auth_server")
+def pool_resize_forbidden(srv: Server, c: Contract) -> requests.Response:
+    return srv.request("PATCH", "/v1/pool", data=json.dumps({"size": 4}), headers={**JSON, **ALICE})
+
+
+@case("resizePool", 200, "PATCH", "/v1/pool", "admin-token", server="auth_server")
+def pool_resize_admin(srv: Server, c: Contract) -> requests.Response:
+    return srv.request("PATCH", "/v1/pool", data=json.dumps({"size": 4}), headers={**JSON, **ROOT})
+
+
+@case("whoAmI", 200, "GET", "/v1/whoami", "submit-token", server="auth_server")
+def whoami_submit(srv: Server, c: Contract) -> requests.Response:
+    response = srv.request("GET", "/v1/whoami", headers=ALICE)
+    assert response.json() == {"name": "alice", "role": "submit"}
+    return response
+
+
+@case("whoAmI", 200, "GET", "/v1/whoami", "auth-off")
+def whoami_open(srv: Server, c: Contract) -> requests.Response:
+    response = srv.request("GET", "/v1/whoami")
+    assert response.json() == {"name": None, "role": "admin"}
+    return response
+
+
+@case("getJob", 404, "GET", "/v1/jobs/{job_id}", "another-tokens-job", server="auth_server")
+def job_of_another_token(srv: Server, c: Contract) -> requests.Response:
+    job = srv.request("POST", "/v1/jobs", data=json.dumps({"task": "echo"}), headers={**JSON, **ROOT}).json()
+    return srv.request("GET", f"/v1/jobs/{job['id']}", headers=ALICE)
+
+
+@case("getMetrics", 200, "GET", "/metrics", "with-token", server="auth_server")
+def metrics_with_token(srv: Server, c: Contract) -> requests.Response:
+    return srv.request("GET", "/metrics", headers=ALICE)
+
+
+@case("getHealth", 200, "GET", "/healthz", "no-token", server="auth_server")
+def health_without_token(srv: Server, c: Contract) -> requests.Response:
+    return srv.request("GET", "/healthz")
+
+
+@case("submitJob", 202, "POST", "/v1/jobs", "idempotent-replay")
+def submit_replayed(srv: Server, c: Contract) -> requests.Response:
+    body, key = {"task": "sleep", "args": {"seconds": 0.2}}, {**JSON, "Idempotency-Key": "contract-replay-1"}
+    first = srv.request("POST", "/v1/jobs", data=json.dumps(body), headers=key)
+    assert first.status_code == 202 and "Idempotent-Replayed" not in first.headers, first.text
+    response = srv.request("POST", "/v1/jobs", data=json.dumps(body), headers=key)
+    assert response.headers["Idempotent-Replayed"] == "true"
+    assert response.json()["id"] == first.json()["id"]
+    return response
+
+
+@case("submitJob", 422, "POST", "/v1/jobs", "idempotency-key-reused")
+def submit_key_reused(srv: Server, c: Contract) -> requests.Response:
+    key = {**JSON, "Idempotency-Key": "contract-reused-1"}
+    assert srv.request("POST", "/v1/jobs", data=json.dumps({"task": "echo"}), headers=key).status_code == 202
+    response = srv.request("POST", "/v1/jobs", data=json.dumps({"task": "echo", "args": {"a": 1}}), headers=key)
+    assert response.json()["type"].endswith("/idempotency-key-reused")
+    return response
+
+
+@case("submitJob", 400, "POST", "/v1/jobs", "bad-idempotency-key")
+def submit_bad_key(srv: Server, c: Contract) -> requests.Response:
+    headers = {**JSON, "Idempotency-Key": "x" * 256}
+    response = srv.request("POST", "/v1/jobs", data=json.dumps({"task": "echo"}), headers=headers)
+    assert response.json()["parameter"] == "Idempotency-Key"
+    return response
+
+
+@case("createPile", 201, "POST", "/v1/piles", "idempotent-replay")
+def pile_replayed(srv: Server, c: Contract) -> requests.Response:
+    body, key = {"task": "echo", "items": [{}, {}]}, {**JSON, "Idempotency-Key": "contract-pile-replay-1"}
+    first = srv.request("POST", "/v1/piles", data=json.dumps(body), headers=key)
+    assert first.status_code == 201, first.text
+    response = srv.request("POST", "/v1/piles", data=json.dumps(body), headers=key)
+    assert response.headers["Idempotent-Replayed"] == "true"
+    assert response.headers["Location"] == first.headers["Location"]
+    return response
+
+
 @pytest.mark.timeout(5)
 def test_every_documented_answer_has_a_case(contract: Contract) -> None:
     documented = set()
