@@ -22,6 +22,12 @@ How it works (built on gunicorn's ``AsyncWorker``, which supplies the HTTP/1.1 p
   gunicorn's signal wake-up pipe, so a signal is acted on at once. A tick that comes late means the hub
   was blocked (a green thread called something blocking): that is logged; if the block outlasts
   ``timeout`` the arbiter aborts the worker and the abort logs the stack of the blocking code.
+* Slow clients cannot pin a connection (slowloris): on plain-TCP connections a request's line and headers
+  must arrive within ``GREENPOOL_HEADER_TIMEOUT`` seconds of the accept (first request) or of its first
+  byte (later ones, after at most ``keepalive`` idle), and its body within ``GREENPOOL_BODY_TIMEOUT``
+  seconds of the end of its headers, however slowly the bytes keep coming. A request still short of its
+  headers is dropped (closed, nothing sent); one short of its body gets ``408`` (problem+json) and is
+  closed. TLS connections are bounded by ``keepalive`` only.
 * Signal handlers only set flags (they interrupt arbitrary green threads, so they must not switch or
   raise); the supervisor does the work.
 * Drain — on SIGTERM, SIGQUIT, SIGINT, ``max_requests`` reached, or the parent gone: close the listeners
@@ -37,6 +43,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import json
 import os
 import socket
 import sys
@@ -59,6 +66,9 @@ __all__ = ["ClientDisconnected", "GreenWorker"]
 
 #: A request still running after this many seconds gets a watcher that notices its client leaving.
 _WATCH_AFTER = 0.05
+
+#: Connection phases whose reads are bounded by a deadline (`_Connection.limit`).
+_HEADERS, _BODY = "headers", "body"
 
 #: accept() errors that concern one connection only: try the next one at once.
 _ACCEPT_RETRY = {errno.EAGAIN, errno.EWOULDBLOCK, errno.ECONNABORTED, errno.EPROTO, errno.EINTR}
@@ -88,13 +98,69 @@ class ClientDisconnected(pool_core.GreenletExit):
     iterator's `close()` run, and the connection is closed quietly. Catch it only to clean up."""
 
 
+class SlowClient(BaseException):
+    """Raised by a connection's read when its request's headers (or body) did not arrive in time; not an
+    Exception, so that the app passes it through untouched to `GreenWorker.handle_error`."""
+
+    def __init__(self, phase: str, seconds: float) -> None:
+        super().__init__(f"the request {phase} did not arrive within {seconds:g} s")
+        self.phase = phase
+        self.seconds = seconds
+
+
+def _read_limits() -> tuple[float, float]:
+    """(header_timeout, body_timeout) from the `GREENPOOL_*` configuration (defaults if it is invalid: the
+    app refuses to load with that error anyway)."""
+    from service.config import Config, ConfigError
+
+    try:
+        config = Config.from_env()
+    except ConfigError:
+        config = Config()
+    return config.header_timeout, config.body_timeout
+
+
 class _Connection(GreenSocket):
-    """An accepted plain-TCP connection that can watch for its client leaving while the app works.
+    """An accepted plain-TCP connection that can watch for its client leaving while the app works, and whose
+    reads are bounded by the deadline of the request phase it is in (headers, body) — see `limit`.
 
     The watcher is a green thread parked on the socket's readability; it stops at the connection's first
     read (so the app can still read the request body) and on data (a pipelined request: nothing to see)."""
 
     _watcher: pool_core.GreenThread | None = None
+    _phase: str = ""  # "" idle: the first byte read starts the headers phase
+    _deadline: float | None = None
+    _seconds: float | None = None
+    _header_timeout: float | None = None
+    wrote = False  # something was sent since the current request began
+
+    def limit(self, phase: str, seconds: float | None) -> None:
+        """Enter `phase` (`_HEADERS`, `_BODY`, or "" idle): its reads must all be done within `seconds`."""
+        self._phase = phase
+        self._deadline = None if seconds is None else time.monotonic() + seconds
+        self._seconds = seconds
+
+    def idle(self, header_timeout: float | None) -> None:
+        """Between requests: wait freely (the keep-alive wait bounds it); the first byte starts the headers."""
+        self.limit("", None)
+        self._header_timeout = header_timeout
+        self.wrote = False
+
+    def _bounded(self, fn: Any, *args: Any) -> Any:
+        """`fn(*args)` through the green wait loop, raising SlowClient once the phase's deadline passes."""
+        saved = self._timeout
+        self._timeout = max(1e-6, self._deadline - time.monotonic())  # type: ignore[operator]
+        try:
+            return self._io(True, fn, *args)
+        except TimeoutError:
+            raise SlowClient(self._phase, self._seconds) from None
+        finally:
+            self._timeout = saved
+
+    def sendall(self, data: Any, flags: int = 0) -> None:
+        """GreenSocket.sendall, noting that the response has begun."""
+        self.wrote = True
+        super().sendall(data, flags)
 
     def watch(self, request: pool_core.GreenThread) -> None:
         """Start watching on behalf of `request` (the connection's green thread)."""
@@ -108,16 +174,27 @@ class _Connection(GreenSocket):
             watcher.kill()
 
     def recv(self, bufsize: int, flags: int = 0) -> bytes:
-        """GreenSocket.recv, after stopping the watcher (one reader per socket may wait at a time)."""
+        """GreenSocket.recv, after stopping the watcher (one reader per socket may wait at a time), within
+        the current phase's deadline."""
         if self._watcher is not None:
             self.unwatch()
-        return super().recv(bufsize, flags)
+        if self._deadline is not None:
+            return self._bounded(self._sock.recv, bufsize, flags)
+        data = super().recv(bufsize, flags)
+        if data and self._phase == "" and self._header_timeout is not None:
+            self.limit(_HEADERS, self._header_timeout)
+        return data
 
     def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
-        """GreenSocket.recv_into, after stopping the watcher."""
+        """GreenSocket.recv_into, after stopping the watcher, within the current phase's deadline."""
         if self._watcher is not None:
             self.unwatch()
-        return super().recv_into(buffer, nbytes, flags)
+        if self._deadline is not None:
+            return self._bounded(self._sock.recv_into, buffer, nbytes, flags)
+        count = super().recv_into(buffer, nbytes, flags)
+        if count and self._phase == "" and self._header_timeout is not None:
+            self.limit(_HEADERS, self._header_timeout)
+        return count
 
     def _watch(self, request: pool_core.GreenThread) -> None:
         """Wait until the socket is readable; if that is the end of the stream (or a reset), kill `request`."""
@@ -136,6 +213,16 @@ class _Connection(GreenSocket):
             gone = True
         if gone and not request.dead:
             request.kill(ClientDisconnected())
+
+
+def _request_timeout(detail: str) -> bytes:
+    """A complete `408 Request Timeout` problem+json response that closes the connection."""
+    body = json.dumps({"type": "about:blank", "title": "Request Timeout", "status": 408, "detail": detail})
+    head = (
+        "HTTP/1.1 408 Request Timeout\r\nContent-Type: application/problem+json\r\n"
+        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+    )
+    return (head + body).encode()
 
 
 class _ListenerName:
@@ -186,6 +273,8 @@ class GreenWorker(AsyncWorker):
         self._draining = False
         self._quit_signals = 0
         self._reopen_logs = False
+        self._header_timeout: float | None = None
+        self._body_timeout: float | None = None
 
     # -- process setup and signals ---------------------------------------------------------------
     def init_process(self) -> None:
@@ -193,6 +282,7 @@ class GreenWorker(AsyncWorker):
         if "h2" in (self.cfg.http_protocols or ()):
             raise RuntimeError("GreenWorker serves HTTP/1.x only: remove h2 from http_protocols")
         _fresh_hub()
+        self._header_timeout, self._body_timeout = _read_limits()
         super().init_process()
 
     def handle_quit(self, sig: int, frame: FrameType | None) -> None:
@@ -325,6 +415,7 @@ class GreenWorker(AsyncWorker):
                 raise
             if type(client) is GreenSocket:
                 client = _Connection(client)
+                client.limit(_HEADERS, self._header_timeout)  # the first request's headers: from the accept
             conn = pool_core.spawn(self.handle, name, client, addr)
             self._connections.add(conn)
             conn.link(self._connection_ended)
@@ -339,6 +430,7 @@ class GreenWorker(AsyncWorker):
         (`ClientDisconnected`); when this request used up `max_requests`, the drain starts at once."""
         timer = None
         if isinstance(sock, _Connection):
+            sock.limit(_BODY, self._body_timeout)
             timer = pool_core.get_hub().call_later(_WATCH_AFTER, sock.watch, pool_core.getcurrent())
         try:
             return super().handle_request(listener_name, req, sock, addr)
@@ -346,6 +438,7 @@ class GreenWorker(AsyncWorker):
             if timer is not None:
                 timer.cancel()
                 sock.unwatch()
+                sock.idle(self._header_timeout)
             if not self.alive and not self._draining:
                 with contextlib.suppress(OSError):
                     os.write(self.PIPE[1], b".")
@@ -359,6 +452,12 @@ class GreenWorker(AsyncWorker):
         closed quietly."""
         if isinstance(exc, ClientDisconnected):
             self.log.debug("Client %s went away before its response was complete", addr)
+            return
+        if isinstance(exc, SlowClient):
+            self.log.info("Client %s too slow, connection closed: %s", addr, exc)
+            if exc.phase == _BODY and isinstance(client, _Connection) and not client.wrote:
+                with contextlib.suppress(OSError):
+                    client.sendall(_request_timeout(str(exc)))
             return
         if isinstance(exc, pool_core.GreenletExit):
             self.log.debug("Connection from %s closed at the end of the grace period", addr)
