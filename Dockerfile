@@ -27,9 +27,9 @@ RUN useradd --system --create-home --uid 10001 --shell /usr/sbin/nologin greenpo
 USER greenpool
 
 # The server's drain period fits `docker stop`'s default 10 s before SIGKILL; compose raises both together
-# (GREENPOOL_GRACEFUL_TIMEOUT and stop_grace_period). GREENPOOL_INSECURE=1 lets `serve` bind 0.0.0.0 while
-# no tokens exist (it logs a warning); configuring tokens replaces it once authentication lands. Publish the
-# port on a trusted network only (compose publishes it on the host's loopback).
+# (GREENPOOL_GRACEFUL_TIMEOUT and stop_grace_period). GREENPOOL_INSECURE=1 lets `serve` bind 0.0.0.0 with
+# no tokens configured (it logs a warning); set GREENPOOL_TOKENS or GREENPOOL_TOKENS_FILE to require bearer
+# tokens (then the flag is not needed). Publish the port on a trusted network only (compose uses loopback).
 ENV GREENPOOL_BIND=0.0.0.0:8000 \
     GREENPOOL_GRACEFUL_TIMEOUT=8 \
     GREENPOOL_INSECURE=1

@@ -2,6 +2,9 @@
 // Plain JS, no build step, nothing loaded from elsewhere. Every request has a timeout and a poll is only
 // scheduled once the previous one has ended, so a slow or saturated server can never pile requests up
 // or freeze the page; a failed poll shows the banner and the next success clears it.
+// Authentication: when the API answers 401 the page asks for a bearer token (kept in sessionStorage for this
+// tab only) and sends it as `Authorization: Bearer …` on every request; the resize form is enabled only for
+// a token whose role is admin (GET /v1/whoami).
 "use strict";
 
 (() => {
@@ -33,19 +36,38 @@
   }
 
   // -- HTTP with a timeout and the optional bearer token ----------------------------------------------
+  const TOKEN_KEY = "greenpool-token";
+  let memoryToken = ""; // used when sessionStorage is unavailable
   function token() {
-    return $("resize-token").value.trim();
+    try {
+      return sessionStorage.getItem(TOKEN_KEY) || "";
+    } catch (err) {
+      return "";
+    }
+  }
+  function setToken(value) {
+    try {
+      if (value) sessionStorage.setItem(TOKEN_KEY, value);
+      else sessionStorage.removeItem(TOKEN_KEY);
+    } catch (err) {
+      // storage disabled: the token lasts until the page is reloaded
+    }
+    memoryToken = value;
+  }
+  function bearer() {
+    return token() || memoryToken;
   }
   async function api(path, options = {}) {
     const controller = new AbortController();
     const timer = setTimeout(() => controller.abort(), TIMEOUT_MS);
     const headers = Object.assign({ Accept: "application/json" }, options.headers || {});
-    if (token()) headers.Authorization = "Bearer " + token();
+    if (bearer()) headers.Authorization = "Bearer " + bearer();
     try {
       const resp = await fetch(path, Object.assign({}, options, {
         headers, signal: controller.signal, cache: "no-store",
       }));
       const body = await resp.json().catch(() => null);
+      if (resp.status === 401) needToken();
       if (!resp.ok) {
         const detail = body && (body.detail || body.title);
         throw new Error(`${path}: HTTP ${resp.status}${detail ? " — " + detail : ""}`);
@@ -58,6 +80,56 @@
     } finally {
       clearTimeout(timer);
     }
+  }
+
+  // -- the token form and the role ---------------------------------------------------------------------
+  let role = null; // "admin", "submit", or null while unknown
+  function needToken() {
+    role = null;
+    $("token-form").hidden = false;
+    $("token-forget").hidden = !bearer();
+    showRole();
+  }
+  const ADMIN_ONLY = "resizing needs an admin token";
+  function showRole() {
+    const admin = role === "admin";
+    $("resize-size").disabled = !admin;
+    $("resize-submit").disabled = !admin;
+    const status = $("resize-status");
+    if (!admin) {
+      status.className = "muted";
+      status.textContent = ADMIN_ONLY;
+    } else if (status.textContent === ADMIN_ONLY) {
+      status.textContent = "";
+    }
+  }
+  async function whoami() {
+    try {
+      const me = await api("/v1/whoami");
+      role = me.role;
+      $("who").textContent = me.name ? `${me.name} (${me.role})` : "";
+      $("token-form").hidden = true;
+      $("token-forget").hidden = !bearer();
+      report("auth", null);
+    } catch (err) {
+      role = null;
+      $("who").textContent = "";
+      report("auth", err);
+    }
+    showRole();
+  }
+  function useToken(event) {
+    event.preventDefault();
+    const value = $("token").value.trim();
+    if (!value) return;
+    setToken(value);
+    $("token").value = "";
+    whoami();
+  }
+  function forgetToken() {
+    setToken("");
+    $("token-forget").hidden = true;
+    whoami();
   }
 
   // -- the banner: one message per failing source, cleared by that source's next success --------------
@@ -266,12 +338,15 @@
       status.textContent = /HTTP 40[13]/.test(err.message) ? "an admin token is required: " + err.message
         : err.message;
     } finally {
-      button.disabled = false;
+      button.disabled = role !== "admin";
     }
   }
 
   document.addEventListener("DOMContentLoaded", () => {
     $("resize-form").addEventListener("submit", resize);
+    $("token-form").addEventListener("submit", useToken);
+    $("token-forget").addEventListener("click", forgetToken);
+    whoami();
     window.addEventListener("resize", draw);
     pollPool();
     pollJobs();

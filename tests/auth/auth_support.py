@@ -43,7 +43,7 @@ class Api:
         kwargs.setdefault("timeout", HTTP_TIMEOUT)
         return self.session.request(method, self.url + path, headers={**bearer(who), **(headers or {})}, **kwargs)
 
-    def submit(self, who: str, body: dict[str, Any], key: str | None = None, **kwargs: Any) -> requests.Response:
+    def submit(self, who: str | None, body: dict[str, Any], key: str | None = None, **kwargs: Any) -> requests.Response:
         """POST /v1/jobs as `who`, with an Idempotency-Key if given."""
         headers = {} if key is None else {"Idempotency-Key": key}
         return self.call(who, "POST", "/v1/jobs", headers=headers, json=body, **kwargs)
