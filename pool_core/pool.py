@@ -80,11 +80,14 @@ class GreenPool:
         """Run `func(*args, **kwargs)` in the pool, parking while it is full; return its GreenThread."""
         running = self._running
         if len(running) >= self.size or self._blocked:
-            if len(running) >= self.size and self._in_own_call():
-                gt = GreenThread(func, args, kwargs)
-                gt._worker = _getcurrent()
-                gt._run()
-                return gt
+            if len(running) >= self.size:
+                current = _getcurrent()
+                job = getattr(current, "job", None)  # a spawn_n job is an (unhashable) tuple: test the class
+                if job.__class__ is _PooledThread and job in running:
+                    gt = GreenThread(func, args, kwargs)
+                    gt._worker = current
+                    gt._run()
+                    return gt
             self._wait_for_slot()
         gt = _PooledThread(func, args, kwargs)
         gt._pool = self
@@ -99,7 +102,7 @@ class GreenPool:
     def _in_own_call(self) -> bool:
         """True when the caller is one of this pool's running calls (a spawn_n job is a plain tuple)."""
         job = getattr(_getcurrent(), "job", None)
-        return isinstance(job, GreenThread) and job in self._running
+        return job.__class__ is _PooledThread and job in self._running
 
     def _wait_for_slot(self) -> None:
         self._blocked += 1
