@@ -19,12 +19,13 @@ Ours runs with GREENPOOL_MAX_QUEUED high enough never to answer 429, and bounded
 GREENPOOL_RESULT_TTL; after each POST run the report notes how many echo jobs finished while wrk ran and
 the backlog left (accepting faster than running shows up there), and the next case waits for it to drain.
 
-Writes the Markdown table to stdout and to benchmarks/results/http.md (or --output).
+Writes the Markdown table to stdout and to benchmarks/results/http.md (or --output), every round to http.json.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import http.client
 import importlib.metadata
 import importlib.util
@@ -364,7 +365,7 @@ class Case:
 
     def median(self, kind: str, attr: str) -> float | None:
         """The median of `attr` over this server's rounds (None if it did not run)."""
-        values = [getattr(r, attr) for r in self.results[kind]]
+        values = [v for r in self.results[kind] if (v := getattr(r, attr)) is not None]
         return statistics.median(values) if values else None
 
     def invalid(self, kind: str) -> bool:
@@ -620,9 +621,15 @@ def main(argv: list[str] | None = None) -> int:
             print(f"bench_http: {exc}", file=sys.stderr)
             return 2
     load_after = load_average()
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    raw = [
+        {"route": c.route.label, "connections": c.connections,
+         "results": {k: [dataclasses.asdict(r) for r in rs] for k, rs in c.results.items()}}
+        for c in cases
+    ]  # fmt: skip
+    args.output.with_suffix(".json").write_text(json.dumps(raw, indent=1))  # every round, even if the report fails
     text = report(cases, args, wrk, kinds, (load_before, load_after))
     print(text)
-    args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(text)
     print(f"bench_http: wrote {args.output.relative_to(REPO) if args.output.is_relative_to(REPO) else args.output}",
           file=sys.stderr)  # fmt: skip

@@ -75,3 +75,23 @@ def test_bench_http_quick_run(tmp_path: Path) -> None:
     for row in ("| GET /v1/pool | 64 |", "| GET /v1/pool | 512 |", "| POST /v1/jobs | 64 |", "| POST /v1/jobs | 512 |"):
         assert row in proc.stdout
     assert TABLE_HEADER in output.read_text()
+
+
+def test_report_from_synthetic_rounds() -> None:
+    """The report renders every row and verdict from made-up rounds (GET has no job counts; POST has)."""
+    bench = _load_bench()
+    args = bench.parse_args(["--quick"])
+    cases = [bench.Case(route, c) for route in bench.ROUTES for c in (64, 512)]
+    for case in cases:
+        post = case.route.path == "/v1/jobs"
+        for kind, rps in ((bench.OURS, 9000.0), (bench.GEVENT, 6000.0)):
+            result = bench.WrkResult(requests=int(rps), duration_s=1.0, rps=rps, p50_s=0.001, p90_s=0.01,
+                                     p99_s=0.02, max_s=0.03)  # fmt: skip
+            if post and kind == bench.OURS:
+                result.jobs_done_rps, result.backlog = (8900.0, 3) if case.connections == 64 else (100.0, 8000)
+            case.results[kind].append(result)
+    text = bench.report(cases, args, "wrk", [bench.OURS, bench.GEVENT], ("0.1 0.1 0.1", "0.2 0.2 0.2"))
+    assert TABLE_HEADER in text
+    assert "| GET /v1/pool | 64 | 9,000 | 1.0 ms | 20.0 ms | 6,000 | 1.0 ms | 20.0 ms | 1.50× |" in text
+    assert "| POST /v1/jobs | 64 |" in text and "| yes |" in text
+    assert "**NO** (jobs ran at 100/s)" in text
