@@ -464,7 +464,7 @@ def machine_info(wrk: str) -> str:
     except OSError:
         pass
     versions = []
-    for dist in ("gunicorn", "falcon", "gevent", "greenlet"):
+    for dist in ("gunicorn", "gunicorn_h1c", "falcon", "gevent", "greenlet"):
         try:
             versions.append(f"{dist} {importlib.metadata.version(dist)}")
         except importlib.metadata.PackageNotFoundError:
