@@ -38,10 +38,11 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 
 @pytest.fixture(scope="session")
 def full_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """A server that runs nothing (pool size 0) and queues at most 2 jobs: the third submission gets 429."""
+    """A server that runs nothing (pool size 0) and queues at most 2 jobs: the third submission gets 429;
+    one result stream per client at a time: the second gets 429 too."""
     srv = start_server(
         tmp_path_factory.mktemp("contract-full-server"),
-        {"GREENPOOL_POOL_SIZE": "0", "GREENPOOL_MAX_QUEUED": "2"},
+        {"GREENPOOL_POOL_SIZE": "0", "GREENPOOL_MAX_QUEUED": "2", "GREENPOOL_MAX_STREAMS_PER_CLIENT": "1"},
     )
     yield srv
     srv.stop()

@@ -910,6 +910,26 @@ def results_unknown(srv: Server, c: Contract) -> requests.Response:
     return results(srv, PILE_ID, {"order": "random"})  # 404 comes first
 
 
+@case("streamPileResults", 429, "GET", RESULTS, "too-many-streams", server="full_server")
+def results_too_many_streams(srv: Server, c: Contract) -> requests.Response:
+    pile = created_pile(srv, {"jobs": [], "open": True})
+    host, port = srv.url.removeprefix("http://").rsplit(":", 1)
+    held = socket.create_connection((host, int(port)), timeout=10)  # the one stream allowed (no headers
+    try:  # come back before the first heartbeat: the pile's `readers` says when it is being served)
+        held.sendall(f"GET /v1/piles/{pile['id']}/results HTTP/1.1\r\nHost: t\r\n\r\n".encode())
+        for _ in range(100):
+            if srv.request("GET", f"/v1/piles/{pile['id']}").json()["readers"] == 1:
+                break
+            time.sleep(0.02)
+        response = results(srv, pile["id"])
+        srv.request("POST", f"/v1/piles/{pile['id']}/close")  # ends the held stream: its slot is free again
+    finally:
+        held.close()
+    assert response.json()["retry_after"] == int(response.headers["Retry-After"])
+    assert response.json()["type"].endswith("/too-many-streams")
+    return response
+
+
 # POST /v1/map
 @case("mapItems", 200, "POST", "/v1/map", "ndjson-submitted-order")
 def map_ndjson(srv: Server, c: Contract) -> requests.Response:
