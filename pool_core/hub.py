@@ -91,6 +91,8 @@ class Hub:
         self._fds: dict[int, _FdWaiters] = {}
         #: Parked worker greenlets kept for reuse by `greenthread` (creating a greenlet costs ~50 switches).
         self.idle_workers: list[greenlet.greenlet] = []
+        #: When the current pass over the ready deque began: lets busy green threads yield fairly.
+        self.pass_started = _monotonic()
         self.greenlet = greenlet.greenlet(self._run)
         self.thread_ident = threading.get_ident()
 
@@ -121,6 +123,12 @@ class Hub:
         g.gp_pending = WAKE
         self.ready.append(g)
         self.greenlet.switch()
+
+    def yield_if_pass_longer(self, seconds: float) -> None:
+        """`yield_now()` if the current pass has run for more than `seconds`: a green thread that always
+        finds work ready (e.g. a keep-alive connection with requests queued) lets I/O and timers in."""
+        if _monotonic() - self.pass_started > seconds:
+            self.yield_now()
 
     def call_later(self, delay: float, callback: Callable[..., Any], *args: Any) -> Timer:
         """Run `callback(*args)` in the hub after `delay` seconds; returns a cancellable Timer."""
@@ -210,6 +218,7 @@ class Hub:
                 self._fire_timers()
             if self._fds or not ready:
                 self._wait_io(0.0 if ready else self._next_deadline())
+            self.pass_started = _monotonic()
             for _ in range(len(ready)):
                 g = popleft()
                 action = g.gp_pending

@@ -65,6 +65,7 @@ from service import lifecycle
 __all__ = ["ClientDisconnected", "GreenWorker"]
 
 #: A request still running after this many seconds gets a watcher that notices its client leaving.
+_FAIR_SLICE = 0.002  # seconds a hub pass may run before a busy connection yields between requests
 _WATCH_AFTER = 0.05
 
 #: Connection phases whose reads are bounded by a deadline (`_Connection.limit`).
@@ -133,6 +134,8 @@ class _Connection(GreenSocket):
     _seconds: float | None = None
     _header_timeout: float | None = None
     wrote = False  # something was sent since the current request began
+    _hold_first = False
+    _held: bytes | None = None
 
     def limit(self, phase: str, seconds: float | None) -> None:
         """Enter `phase` (`_HEADERS`, `_BODY`, or "" idle): its reads must all be done within `seconds`."""
@@ -158,9 +161,33 @@ class _Connection(GreenSocket):
             self._timeout = saved
 
     def sendall(self, data: Any, flags: int = 0) -> None:
-        """GreenSocket.sendall, noting that the response has begun."""
+        """GreenSocket.sendall, noting that the response has begun. While a request is handled, its first
+        write (gunicorn's status line and headers) is held and sent with the next one, so a response costs one
+        send and one TCP segment, not two; `flush` sends a write still held when the response ends."""
+        if self._hold_first and not self.wrote:
+            self.wrote = True
+            self._held = bytes(data)
+            return
         self.wrote = True
+        if self._held is not None:
+            data, self._held = self._held + bytes(data), None
         super().sendall(data, flags)
+
+    def sendfile(self, file: Any, offset: int = 0, count: int | None = None) -> int:
+        """GreenSocket.sendfile, after any held write (the headers must go first)."""
+        self.flush()
+        return super().sendfile(file, offset, count)
+
+    def hold_first_write(self) -> None:
+        """Start a response: hold its first write until the second (see `sendall`)."""
+        self._hold_first = True
+
+    def flush(self) -> None:
+        """Send the held write, if any, and stop holding."""
+        self._hold_first = False
+        if self._held is not None:
+            held, self._held = self._held, None
+            super().sendall(held)
 
     def watch(self, request: pool_core.GreenThread) -> None:
         """Start watching on behalf of `request` (the connection's green thread)."""
@@ -431,17 +458,24 @@ class GreenWorker(AsyncWorker):
         timer = None
         if isinstance(sock, _Connection):
             sock.limit(_BODY, self._body_timeout)
+            sock.hold_first_write()
             timer = pool_core.get_hub().call_later(_WATCH_AFTER, sock.watch, pool_core.getcurrent())
         try:
-            return super().handle_request(listener_name, req, sock, addr)
+            keep_alive = super().handle_request(listener_name, req, sock, addr)
         finally:
             if timer is not None:
                 timer.cancel()
                 sock.unwatch()
+                with contextlib.suppress(OSError):  # the client left: the next read notices and closes
+                    sock.flush()
                 sock.idle(self._header_timeout)
             if not self.alive and not self._draining:
                 with contextlib.suppress(OSError):
                     os.write(self.PIPE[1], b".")
+        # A client with its next request already buffered would be served without ever parking: after a
+        # slice of the hub's pass, give the other connections, the job pool and the timers their turn.
+        pool_core.get_hub().yield_if_pass_longer(_FAIR_SLICE)
+        return keep_alive
 
     def timeout_ctx(self) -> _IdleWait:
         """Bound the wait for the next request by `keepalive` (0 once draining: only what already arrived)."""
