@@ -59,6 +59,7 @@ def main() -> int:
         "GREENPOOL_MAX_QUEUED": str(max(args.jobs, 10_000)),
         "GREENPOOL_MAX_RECORDS": str(max(args.jobs * 2, 100_000)),
         "GREENPOOL_MAX_BODY_BYTES": str(64 << 20),
+        "GREENPOOL_MAX_PILE_SIZE": str(max(args.jobs, 10_000)),
         "GREENPOOL_LOG_LEVEL": "warning",
     }
     with tempfile.TemporaryDirectory() as tmp:
