@@ -28,10 +28,17 @@ class Server:
     port: int
     log_path: Path
     host: str = "127.0.0.1"
+    scheme: str = "http"
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        """The base URL, e.g. http://127.0.0.1:8123."""
+        return f"{self.scheme}://{self.host}:{self.port}"
+
+    @property
+    def address(self) -> tuple[str, int]:
+        """(host, port) for raw sockets."""
+        return self.host, self.port
 
     def log(self) -> str:
         """Everything the server has logged so far."""

@@ -24,6 +24,7 @@ from typing import Any
 
 import pytest
 import requests
+from serverkit import free_port
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
@@ -34,12 +35,6 @@ TERMINAL = ("succeeded", "failed", "cancelled", "timed_out")
 HTTP_TIMEOUT = 10.0  # every requests call of the suite is bounded by this (or less)
 KEEPALIVE = 30  # seconds; the servers' default keep-alive unless a test sets one
 
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def raise_nofile() -> int:

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pytest
 import requests
+from serverkit import free_port
 
 from service.client import Client
 
@@ -30,12 +31,6 @@ REPO = Path(__file__).resolve().parents[2]
 PLUGINS = "tests.client.client_tasks"
 BOOT_TIMEOUT = 20.0
 
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass

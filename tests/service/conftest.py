@@ -5,62 +5,19 @@ from __future__ import annotations
 import http.client
 import os
 import signal
-import socket
 import ssl
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from serverkit import Server, free_port
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 WORKER_CLASS = "service.worker.GreenWorker"
-
-
-@dataclass
-class Server:
-    """A running gunicorn: its master process, address and combined stdout/stderr log file."""
-
-    proc: subprocess.Popen
-    host: str
-    port: int
-    log_path: Path
-    scheme: str = "http"
-
-    @property
-    def url(self) -> str:
-        """The base URL, e.g. http://127.0.0.1:8123."""
-        return f"{self.scheme}://{self.host}:{self.port}"
-
-    @property
-    def address(self) -> tuple[str, int]:
-        """(host, port) for raw sockets."""
-        return self.host, self.port
-
-    def log(self) -> str:
-        """Everything gunicorn and the app have logged so far."""
-        return self.log_path.read_text(errors="replace")
-
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> int:
-        """Send `sig` to the master, wait up to `timeout` seconds (then SIGKILL); return its exit code."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                return self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-        return self.proc.wait(5)
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_http(
