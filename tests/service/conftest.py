@@ -83,7 +83,7 @@ def gunicorn_factory(tmp_path: Path) -> Iterator[Callable[..., Server]]:
         full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
         with open(log_path, "wb") as log_file:
             proc = subprocess.Popen(cmd, cwd=REPO, env=full_env, stdout=log_file, stderr=subprocess.STDOUT)
-        server = Server(proc, "127.0.0.1", port, log_path, "https" if tls else "http")
+        server = Server(proc=proc, port=port, log_path=log_path, scheme="https" if tls else "http")
         servers.append(server)
         try:
             wait_http(server.host, port, ready_path, proc, time.monotonic() + boot_timeout, tls)
