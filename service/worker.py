@@ -54,6 +54,7 @@ from types import FrameType
 from typing import Any
 
 import greenlet
+from gunicorn import util
 from gunicorn.sock import ssl_context
 from gunicorn.workers.base_async import AsyncWorker
 
@@ -61,6 +62,7 @@ import pool_core
 from pool_core import hub as _hub_module
 from pool_core.sockets import GreenSocket, wrap_ssl
 from service import lifecycle
+from service.http1 import FastPath
 
 __all__ = ["ClientDisconnected", "GreenWorker"]
 
@@ -136,6 +138,7 @@ class _Connection(GreenSocket):
     wrote = False  # something was sent since the current request began
     _hold_first = False
     _held: bytes | None = None
+    _pushback = b""
 
     def limit(self, phase: str, seconds: float | None) -> None:
         """Enter `phase` (`_HEADERS`, `_BODY`, or "" idle): its reads must all be done within `seconds`."""
@@ -200,9 +203,22 @@ class _Connection(GreenSocket):
         if watcher is not None and not watcher.dead:
             watcher.kill()
 
+    def unread(self, data: bytes) -> None:
+        """Push bytes back: the next reads return them before reading the socket again (the fast path hands a
+        request it read to gunicorn's parser this way)."""
+        self._pushback = data + self._pushback
+
+    def _take_pushback(self, size: int) -> bytes:
+        data, self._pushback = self._pushback[:size], self._pushback[size:]
+        if self._phase == "" and self._header_timeout is not None:
+            self.limit(_HEADERS, self._header_timeout)
+        return data
+
     def recv(self, bufsize: int, flags: int = 0) -> bytes:
         """GreenSocket.recv, after stopping the watcher (one reader per socket may wait at a time), within
         the current phase's deadline."""
+        if self._pushback:
+            return self._take_pushback(bufsize)
         if self._watcher is not None:
             self.unwatch()
         if self._deadline is not None:
@@ -214,6 +230,10 @@ class _Connection(GreenSocket):
 
     def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
         """GreenSocket.recv_into, after stopping the watcher, within the current phase's deadline."""
+        if self._pushback:
+            data = self._take_pushback(nbytes or len(buffer))
+            buffer[: len(data)] = data
+            return len(data)
         if self._watcher is not None:
             self.unwatch()
         if self._deadline is not None:
@@ -302,6 +322,7 @@ class GreenWorker(AsyncWorker):
         self._reopen_logs = False
         self._header_timeout: float | None = None
         self._body_timeout: float | None = None
+        self._fast: FastPath | None = None
 
     # -- process setup and signals ---------------------------------------------------------------
     def init_process(self) -> None:
@@ -341,6 +362,11 @@ class GreenWorker(AsyncWorker):
     # -- the main loop ---------------------------------------------------------------------------
     def run(self) -> None:
         """Start an accept loop per listener, supervise until told to stop, then drain and return."""
+        refusal = FastPath.refusal(self.cfg, self.log)
+        if refusal is None:
+            self._fast = FastPath(self.cfg, self.wsgi)
+        else:
+            self.log.info("HTTP fast path off (%s needs gunicorn's request loop)", refusal)
         listeners = [self._listener(s.sock) for s in self.sockets]
         acceptors = [
             pool_core.spawn(self._accept_loop, listener, _ListenerName(listener.getsockname()))
@@ -452,29 +478,77 @@ class GreenWorker(AsyncWorker):
         self._connections.discard(conn)
         self._slots.release()
 
+    def handle(self, listener: Any, client: Any, addr: Any) -> None:
+        """Serve a connection: plain-TCP requests through the fast path (`service.http1`) while they are plain
+        ones, the rest — and every request when the configuration needs it — through gunicorn's loop."""
+        fast = self._fast
+        if fast is None or type(client) is not _Connection:
+            super().handle(listener, client, addr)
+            return
+        try:
+            rest = fast.serve(self, client, addr, listener.getsockname())
+        except OSError as exc:
+            rest = None
+            if exc.errno in (errno.EPIPE, errno.ECONNRESET, errno.ENOTCONN):
+                self.log.debug("Ignoring %s", errno.errorcode.get(exc.errno, exc.errno))
+            else:
+                self.log.exception("Socket error processing request.")
+        except BaseException as exc:
+            rest = None
+            self.handle_error(None, client, addr, exc)
+        if rest is None:
+            util.close(client)
+            return
+        client.unread(rest)
+        super().handle(listener, client, addr)
+
+    # -- what both request paths do around a request (the fast path calls these; see service.http1) -------
+    def count_request(self) -> bool:
+        """Count a request against `max_requests` (reaching it starts the drain); False when this request's
+        connection must close after it (not alive any more, or keep-alive off)."""
+        self.nr += 1
+        if self.nr >= self.max_requests and self.alive:
+            self.log.info("Autorestarting worker after current request.")
+            self.alive = False
+        return self.alive and bool(self.cfg.keepalive)
+
+    def request_started(self, sock: Any) -> Any:
+        """A request's head is in: its body has `body_timeout`; a request still running after a moment is
+        watched for its client leaving (`ClientDisconnected`). Returns what `request_ended` needs."""
+        if not isinstance(sock, _Connection):
+            return None
+        sock.limit(_BODY, self._body_timeout)
+        return pool_core.get_hub().call_later(_WATCH_AFTER, sock.watch, pool_core.getcurrent())
+
+    def request_ended(self, sock: Any, timer: Any) -> None:
+        """Undo `request_started`: stop watching, send a held write, back to the keep-alive wait; when this
+        request used up `max_requests`, wake the supervisor so that the drain starts at once."""
+        if timer is not None:
+            timer.cancel()
+            sock.unwatch()
+            with contextlib.suppress(OSError):  # the client left: the next read notices and closes
+                sock.flush()
+            sock.idle(self._header_timeout)
+        if not self.alive and not self._draining:
+            with contextlib.suppress(OSError):
+                os.write(self.PIPE[1], b".")
+
+    def after_request(self) -> None:
+        """A client with its next request already buffered would be served without ever parking: after a
+        slice of the hub's pass, give the other connections, the job pool and the timers their turn."""
+        pool_core.get_hub().yield_if_pass_longer(_FAIR_SLICE)
+
     def handle_request(self, listener_name: Any, req: Any, sock: Any, addr: Any) -> bool:
-        """gunicorn's, plus: a request still running after a moment is watched for its client leaving
-        (`ClientDisconnected`); when this request used up `max_requests`, the drain starts at once."""
-        timer = None
-        if isinstance(sock, _Connection):
-            sock.limit(_BODY, self._body_timeout)
+        """gunicorn's (the path for requests the fast path hands over), with `request_started`/`ended` around
+        it; the response's first write (status line and headers) is held and sent with the body."""
+        timer = self.request_started(sock)
+        if timer is not None:
             sock.hold_first_write()
-            timer = pool_core.get_hub().call_later(_WATCH_AFTER, sock.watch, pool_core.getcurrent())
         try:
             keep_alive = super().handle_request(listener_name, req, sock, addr)
         finally:
-            if timer is not None:
-                timer.cancel()
-                sock.unwatch()
-                with contextlib.suppress(OSError):  # the client left: the next read notices and closes
-                    sock.flush()
-                sock.idle(self._header_timeout)
-            if not self.alive and not self._draining:
-                with contextlib.suppress(OSError):
-                    os.write(self.PIPE[1], b".")
-        # A client with its next request already buffered would be served without ever parking: after a
-        # slice of the hub's pass, give the other connections, the job pool and the timers their turn.
-        pool_core.get_hub().yield_if_pass_longer(_FAIR_SLICE)
+            self.request_ended(sock, timer)
+        self.after_request()
         return keep_alive
 
     def timeout_ctx(self) -> _IdleWait:
