@@ -461,7 +461,8 @@ class FastPath:
 
         `worker` provides `timeout_ctx()` (the keep-alive wait), `count_request()` (False once the connection
         must close: max_requests reached, draining, keep-alive off), `request_started(sock)` and
-        `request_ended(sock, token)` (deadlines, disconnect watching, fairness)."""
+        `request_ended(sock, token)` (deadlines, disconnect watching), and `fair_turn()`, called between
+        requests so that a connection whose next request is already there cannot keep the hub to itself."""
         conn_base = self.connection_base(sock, addr, server)
         if conn_base is None:
             return b""
@@ -517,4 +518,4 @@ class FastPath:
                 worker.request_ended(sock, token)
             if exchange.should_close():
                 return None
-            worker.after_request()
+            worker.fair_turn()
