@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import gc
 import json
 import os
 import socket
@@ -361,6 +362,8 @@ class GreenWorker(AsyncWorker):
     # -- the main loop ---------------------------------------------------------------------------
     def run(self) -> None:
         """Start an accept loop per listener, supervise until told to stop, then drain and return."""
+        gc.collect()
+        gc.freeze()  # the app and its imports live as long as the process: later full collections skip them
         refusal = FastPath.refusal(self.cfg, self.log)
         if refusal is None:
             self._fast = FastPath(self.cfg, self.wsgi)
