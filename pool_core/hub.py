@@ -4,12 +4,23 @@ What it does, and nothing more:
   * runs resumable greenlets first-in first-out from a ready deque;
   * fires timers from a heap (cancelling a timer is O(1): it is only marked, and the heap is
     compacted when cancelled entries dominate — most timeouts are cancelled before they fire);
-  * wakes greenlets waiting for file-descriptor readiness, through `selectors` (epoll on Linux).
+  * wakes greenlets waiting for file-descriptor readiness, through epoll (`selectors` where there is none).
 
 Every resume goes through the ready deque, and a greenlet holds at most one pending resume: `wake`
 while one is pending is a no-op, `throw` replaces a pending wake or exception — but never a pending
 kill (GreenletExit). So no greenlet is ever resumed twice for one park, a kill or timeout can never be
 followed by a stale wake-up, and a timeout firing in the same turn cannot undo a kill.
+
+File descriptors are armed lazily and watched level-triggered. A park makes sure epoll watches the fd for
+its direction (EPOLL_CTL_ADD or MOD); waking leaves it armed, so the next park on it (a connection's next
+recv) costs no system call. An event nobody waits for (data that came while the connection's green thread
+was busy, a hang-up) disarms its direction then (MOD, or DEL when nothing is left: a hang-up ignores a zero
+mask), so it cannot make the loop spin. Only a park naming the `owner` that armed the fd (`new_fd_owner()`,
+one number per open file: each GreenSocket has one) trusts the table: an fd closed without `notify_close`
+has left epoll and its number may name another file now, so any other park confirms its registration with
+one epoll_ctl (ENOENT → ADD, EEXIST → MOD). `notify_close` disarms and forgets an fd before it is closed. A
+registration no fd reaches any more (closed while a duplicate keeps its file open) makes the hub rebuild its
+epoll set. Idle armed fds never count as something that could wake a greenlet: LoopExit still comes.
 
 It refuses everything else: green threads, events, queues, semaphores, timeouts, pools and piles are
 built in their own modules on four primitives — `park()`, `wake(g)`, `throw(g, exc)`,
@@ -19,8 +30,11 @@ greenlet or a callback is logged with its traceback and never stops the loop.
 
 from __future__ import annotations
 
+import errno
 import heapq
+import itertools
 import logging
+import select
 import selectors
 import threading
 import time
@@ -30,7 +44,7 @@ from typing import Any
 
 import greenlet
 
-__all__ = ["Hub", "LoopExit", "Timer", "get_hub", "WAKE"]
+__all__ = ["Hub", "LoopExit", "Timer", "get_hub", "new_fd_owner", "WAKE"]
 
 log = logging.getLogger("pool_core")
 
@@ -40,6 +54,18 @@ _monotonic = time.monotonic
 _getcurrent = greenlet.getcurrent
 _COMPACT_MIN = 256
 GreenletExit = greenlet.GreenletExit
+#: epoll's event bits (poll's too, so the `selectors` fallback shares them).
+_IN = 0x001
+_OUT = 0x004
+#: What wakes a reader (anything but "writable": data, hang-up, error) and a writer — selectors' rule.
+_READABLE = ~_OUT
+_WRITABLE = ~_IN
+_owner_ids = itertools.count(1)
+
+
+def new_fd_owner() -> int:
+    """A fresh owner number for `wait_read` / `wait_write`: name one open file with it, never another."""
+    return next(_owner_ids)
 
 
 class LoopExit(RuntimeError):
@@ -65,18 +91,58 @@ class Timer:
             self.hub._cancelled += 1
 
 
-class _FdWaiters:
-    """The greenlets parked on one fd: at most one reader and one writer."""
+class _Fd:
+    """One fd the hub watches: its epoll mask, who armed it, and its parked greenlets (one reader, one writer)."""
 
-    __slots__ = ("reader", "writer", "closed")
+    __slots__ = ("events", "owner", "reader", "writer", "closed")
 
     def __init__(self) -> None:
+        self.events = 0  # the mask epoll watches; 0: not registered
+        self.owner = 0  # the owner whose park last set the registration up (0: an anonymous park)
         self.reader: greenlet.greenlet | None = None
         self.writer: greenlet.greenlet | None = None
         self.closed = False
 
-    def mask(self) -> int:
-        return (selectors.EVENT_READ if self.reader else 0) | (selectors.EVENT_WRITE if self.writer else 0)
+
+class _SelectorPoller:
+    """`select.epoll`'s interface over `selectors`, for platforms without epoll."""
+
+    def __init__(self) -> None:
+        self._selector = selectors.DefaultSelector()
+
+    def register(self, fd: int, mask: int) -> None:
+        try:
+            self._selector.register(fd, _to_selector_events(mask))
+        except KeyError:
+            raise FileExistsError(errno.EEXIST, "fd already registered") from None
+
+    def modify(self, fd: int, mask: int) -> None:
+        try:
+            self._selector.modify(fd, _to_selector_events(mask))
+        except KeyError:
+            raise FileNotFoundError(errno.ENOENT, "fd not registered") from None
+
+    def unregister(self, fd: int) -> None:
+        try:
+            self._selector.unregister(fd)
+        except KeyError:
+            raise FileNotFoundError(errno.ENOENT, "fd not registered") from None
+
+    def poll(self, timeout: float | None = None) -> list[tuple[int, int]]:
+        return [
+            (key.fd, (_IN if events & selectors.EVENT_READ else 0) | (_OUT if events & selectors.EVENT_WRITE else 0))
+            for key, events in self._selector.select(timeout)
+        ]
+
+    def close(self) -> None:
+        self._selector.close()
+
+
+def _to_selector_events(mask: int) -> int:
+    return (selectors.EVENT_READ if mask & _IN else 0) | (selectors.EVENT_WRITE if mask & _OUT else 0)
+
+
+_new_poller: Callable[[], Any] = getattr(select, "epoll", _SelectorPoller)
 
 
 class Hub:
@@ -87,8 +153,12 @@ class Hub:
         self._timers: list[tuple[float, int, Timer]] = []
         self._cancelled = 0
         self._seq = 0
-        self._selector = selectors.DefaultSelector()
-        self._fds: dict[int, _FdWaiters] = {}
+        #: The epoll object (a `_SelectorPoller` without epoll); a forked child closes its parent's.
+        self._selector = _new_poller()
+        #: Every fd epoll watches, with a parked greenlet or idle.
+        self._armed: dict[int, _Fd] = {}
+        #: The fds a greenlet is parked on: only these could wake anyone (see `_next_deadline`).
+        self._fds: dict[int, _Fd] = {}
         #: Parked worker greenlets kept for reuse by `greenthread` (creating a greenlet costs ~50 switches).
         self.idle_workers: list[greenlet.greenlet] = []
         #: When the current pass over the ready deque began: lets busy green threads yield fairly.
@@ -138,31 +208,36 @@ class Hub:
         return timer
 
     # -- file descriptors -----------------------------------------------------------------------
-    def wait_read(self, fd: int, timeout: float | None = None, exc: BaseException | None = None) -> None:
-        """Park until `fd` is readable; raise `exc` (default TimeoutError) after `timeout` seconds."""
-        self._wait_fd(fd, True, timeout, exc)
+    def wait_read(
+        self, fd: int, timeout: float | None = None, exc: BaseException | None = None, owner: int = 0
+    ) -> None:
+        """Park until `fd` is readable; raise `exc` (default TimeoutError) after `timeout` seconds.
+        `owner` (`new_fd_owner()`) lets a park on an fd this owner armed before skip the system call."""
+        self._wait_fd(fd, _IN, timeout, exc, owner)
 
-    def wait_write(self, fd: int, timeout: float | None = None, exc: BaseException | None = None) -> None:
-        """Park until `fd` is writable; raise `exc` (default TimeoutError) after `timeout` seconds."""
-        self._wait_fd(fd, False, timeout, exc)
+    def wait_write(
+        self, fd: int, timeout: float | None = None, exc: BaseException | None = None, owner: int = 0
+    ) -> None:
+        """Park until `fd` is writable; raise `exc` (default TimeoutError) after `timeout` seconds.
+        `owner` (`new_fd_owner()`) lets a park on an fd this owner armed before skip the system call."""
+        self._wait_fd(fd, _OUT, timeout, exc, owner)
 
-    def _wait_fd(self, fd: int, read: bool, timeout: float | None, exc: BaseException | None) -> None:
+    def _wait_fd(self, fd: int, flag: int, timeout: float | None, exc: BaseException | None, owner: int) -> None:
         current = _getcurrent()
-        waiters = self._fds.get(fd)
-        if waiters is None:
-            waiters = self._fds[fd] = _FdWaiters()
-        slot = "reader" if read else "writer"
-        if getattr(waiters, slot) is not None:
-            raise RuntimeError(f"fd {fd} already has a green thread waiting to {'read' if read else 'write'}")
-        old_mask = waiters.mask()
-        setattr(waiters, slot, current)
-        try:
-            self._update_fd(fd, old_mask, waiters.mask())
-        except BaseException:  # e.g. a regular file (EPERM) or a closed fd (EBADF): leave no entry behind
-            setattr(waiters, slot, None)
-            if waiters.reader is None and waiters.writer is None:
-                del self._fds[fd]
-            raise
+        entry = self._armed.get(fd)
+        if entry is None:
+            entry = _Fd()
+        reading = flag == _IN
+        if (entry.reader if reading else entry.writer) is not None:
+            raise RuntimeError(f"fd {fd} already has a green thread waiting to {'read' if reading else 'write'}")
+        if not (owner and owner == entry.owner and entry.events & flag):
+            self._arm(fd, entry, flag, owner)
+        if reading:
+            entry.reader = current
+        else:
+            entry.writer = current
+        fds = self._fds
+        fds[fd] = entry
         timer = None
         if timeout is not None:
             timer = self.call_later(timeout, self._expire_fd, current, exc or TimeoutError("timed out"))
@@ -171,42 +246,100 @@ class Hub:
         finally:
             if timer is not None:
                 timer.cancel()
-            if getattr(waiters, slot) is current:
-                old_mask = waiters.mask()
-                setattr(waiters, slot, None)
-                self._update_fd(fd, old_mask, waiters.mask())
-            if waiters.reader is None and waiters.writer is None and self._fds.get(fd) is waiters:
-                del self._fds[fd]
-        if waiters.closed:
+            if reading:
+                if entry.reader is current:
+                    entry.reader = None
+            elif entry.writer is current:
+                entry.writer = None
+            if entry.reader is None and entry.writer is None and fds.get(fd) is entry:
+                del fds[fd]
+        if entry.closed:
             raise OSError(9, "Bad file descriptor: socket closed while a green thread waited on it")
+
+    def _arm(self, fd: int, entry: _Fd, flag: int, owner: int) -> None:
+        """Have epoll watch `fd` for `flag` too, whatever the table believed: an fd closed without
+        `notify_close` has left epoll (MOD: ENOENT), and its number may name a file that never entered it."""
+        mask = entry.events | flag
+        poller = self._selector
+        try:
+            if entry.events:
+                try:
+                    poller.modify(fd, mask)
+                except FileNotFoundError:
+                    entry.events = 0
+                    poller.register(fd, mask)
+            else:
+                try:
+                    poller.register(fd, mask)
+                except FileExistsError:
+                    poller.modify(fd, mask)
+        except BaseException:  # e.g. a regular file (EPERM) or a closed fd (EBADF): leave no entry behind
+            if entry.reader is None and entry.writer is None and self._armed.get(fd) is entry:
+                del self._armed[fd]
+            raise
+        entry.events = mask
+        entry.owner = owner
+        self._armed[fd] = entry
 
     def _expire_fd(self, g: greenlet.greenlet, exc: BaseException) -> None:
         # A resume already pending for `g` (a kill, a Timeout) ends the wait anyway: it must not be replaced.
         if getattr(g, "gp_pending", None) is None:
             self.throw(g, exc)
 
-    def _update_fd(self, fd: int, old: int, new: int) -> None:
-        if old == new:
-            return
-        if not old:
-            self._selector.register(fd, new)
-        elif not new:
-            self._selector.unregister(fd)
-        else:
-            self._selector.modify(fd, new)
-
     def notify_close(self, fd: int) -> None:
-        """Wake every greenlet waiting on `fd` with an error, before the fd is closed."""
-        waiters = self._fds.pop(fd, None)
-        if waiters is None:
+        """Disarm and forget `fd` before it is closed; greenlets parked on it wake with OSError(EBADF)."""
+        entry = self._armed.pop(fd, None)
+        if entry is None:
             return
-        waiters.closed = True
-        if waiters.mask():
-            self._selector.unregister(fd)
-        for g in (waiters.reader, waiters.writer):
+        if self._fds.get(fd) is entry:
+            del self._fds[fd]
+        entry.closed = True
+        for g in (entry.reader, entry.writer):
             if g is not None:
                 self.wake(g)
-        waiters.reader = waiters.writer = None
+        entry.reader = entry.writer = None
+        try:
+            self._selector.unregister(fd)
+        except OSError as exc:  # ENOENT, EBADF: already closed, so already out of epoll
+            if exc.errno not in (errno.ENOENT, errno.EBADF):
+                raise
+
+    def _disarm(self, fd: int, entry: _Fd, keep: int) -> bool:
+        """Stop epoll reporting on `fd` what nobody waits for (level-triggered, it would on every poll).
+        False when `fd` does not reach that registration any more: see `_rebuild`."""
+        try:
+            if keep:
+                self._selector.modify(fd, keep)
+            else:
+                self._selector.unregister(fd)
+        except OSError:
+            return False
+        if keep:
+            entry.events = keep
+        else:
+            del self._armed[fd]
+        return True
+
+    def _rebuild(self) -> None:
+        """Replace the epoll set with one watching only the fds greenlets are parked on: the one way to drop
+        a registration no fd reaches any more (its fd was closed without `notify_close` while a duplicate
+        keeps the file open), which epoll would report on every poll."""
+        old, self._selector = self._selector, _new_poller()
+        old.close()
+        armed = self._armed
+        armed.clear()
+        for fd, entry in self._fds.items():
+            mask = (_IN if entry.reader is not None else 0) | (_OUT if entry.writer is not None else 0)
+            try:
+                self._selector.register(fd, mask)
+            except OSError:  # closed under its waiters: they retry their call and meet the error themselves
+                entry.events = 0
+                for g in (entry.reader, entry.writer):
+                    if g is not None:
+                        self.wake(g)
+                continue
+            entry.events = mask
+            armed[fd] = entry
 
     # -- the loop -------------------------------------------------------------------------------
     def _run(self) -> None:
@@ -249,18 +382,37 @@ class Hub:
         parent.throw(LoopExit("pool_core: this would wait forever: nothing is left that could wake it"))
 
     def _wait_io(self, timeout: float | None) -> None:
-        if not self._fds:
+        if not self._fds:  # idle armed fds wake nobody: their events can wait for the next poll
             if timeout:
                 time.sleep(timeout)
             return
-        for key, events in self._selector.select(timeout):
-            waiters = self._fds.get(key.fd)
-            if waiters is None:
+        armed = self._armed
+        append = self.ready.append
+        lost = False
+        for fd, events in self._selector.poll(timeout):
+            entry = armed.get(fd)
+            if entry is None:  # a registration the table forgot: only a rebuild can drop it
+                lost = True
                 continue
-            if events & selectors.EVENT_READ and waiters.reader is not None:
-                self.wake(waiters.reader)
-            if events & selectors.EVENT_WRITE and waiters.writer is not None:
-                self.wake(waiters.writer)
+            unwanted = 0
+            if events & _READABLE:
+                g = entry.reader
+                if g is None:
+                    unwanted = _IN
+                elif getattr(g, "gp_pending", None) is None:
+                    g.gp_pending = WAKE
+                    append(g)
+            if events & _WRITABLE:
+                g = entry.writer
+                if g is None:
+                    unwanted |= _OUT
+                elif getattr(g, "gp_pending", None) is None:
+                    g.gp_pending = WAKE
+                    append(g)
+            if unwanted & entry.events and not self._disarm(fd, entry, entry.events & ~unwanted):
+                lost = True
+        if lost:
+            self._rebuild()
 
     def _fire_timers(self) -> None:
         timers = self._timers

@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from .hub import get_hub
+from .hub import get_hub, new_fd_owner
 from .threads import execute
 
 try:
@@ -89,6 +89,7 @@ class GreenSocket:
         self._timeout: float | None = timeout
         self._io_refs = 0  # open makefile() objects: the fd is really closed when the last one closes
         self._closed = False
+        self._fd_owner = new_fd_owner()  # re-parking on the fd then costs no epoll_ctl (see pool_core.hub)
 
     # -- delegation and introspection -------------------------------------------------------
     def __getattr__(self, name: str) -> Any:
@@ -164,10 +165,10 @@ class GreenSocket:
         fd = self._sock.fileno()
         if fd < 0:
             raise OSError(errno.EBADF, "Bad file descriptor")
-        if reading:
-            get_hub().wait_read(fd, wait, _timed_out())
+        if reading:  # the hub's own timeout exception is TimeoutError("timed out") too
+            get_hub().wait_read(fd, wait, None, self._fd_owner)
         else:
-            get_hub().wait_write(fd, wait, _timed_out())
+            get_hub().wait_write(fd, wait, None, self._fd_owner)
 
     # -- receiving ----------------------------------------------------------------------------
     def recv(self, bufsize: int, flags: int = 0) -> bytes:

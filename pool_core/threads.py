@@ -9,7 +9,8 @@ How the hub hears about a finished call, without ever polling: each hub owns a n
 thread-safe deque. The OS thread appends the finished call to the deque and writes one byte to the pipe.
 One *waker* green thread per hub waits on the pipe's read end with `wait_read`, drains it, and wakes
 the callers whose calls are in the deque. The waker exists only while some green thread waits in
-`execute`; its registered fd is what keeps the hub from declaring a deadlock (LoopExit) meanwhile.
+`execute`; its wait on the pipe is what keeps the hub from declaring a deadlock (LoopExit) meanwhile (the
+pipe stays armed in the hub between waits, which the hub does not count).
 
 Killing or timing out a green thread blocked in `execute` raises in it at once. The OS thread cannot be
 interrupted: it finishes in the background and its result is dropped (a call still queued is cancelled).
@@ -28,7 +29,7 @@ from typing import Any, TypeVar
 import greenlet
 
 from .greenthread import spawn_n
-from .hub import Hub, get_hub
+from .hub import Hub, get_hub, new_fd_owner
 
 __all__ = ["execute", "get_num_threads", "set_num_threads"]
 
@@ -94,6 +95,7 @@ class _HubLink:
         self.hub = hub
         self.finished: deque[_Call] = deque()  # appended by OS threads, drained by the waker
         self.read_fd, self.write_fd = os.pipe()
+        self.read_owner = new_fd_owner()  # the waker's next wait on the pipe then costs no epoll_ctl
         os.set_blocking(self.read_fd, False)
         os.set_blocking(self.write_fd, False)
         self.waiting = 0  # callers parked in execute (touched in the hub's thread only)
@@ -122,7 +124,7 @@ class _HubLink:
         hub = self.hub
         try:
             while self.waiting:
-                hub.wait_read(self.read_fd)
+                hub.wait_read(self.read_fd, owner=self.read_owner)
                 with suppress(BlockingIOError):
                     while os.read(self.read_fd, 4096):
                         pass

@@ -162,9 +162,9 @@ def test_sendall_of_a_large_payload_parks_in_wait_write_while_the_reader_is_slow
     write_waits = []
     real_wait_write = hub.wait_write
 
-    def counting_wait_write(fd, timeout=None, exc=None):
+    def counting_wait_write(fd, timeout=None, exc=None, owner=0):
         write_waits.append(fd)
-        real_wait_write(fd, timeout, exc)
+        real_wait_write(fd, timeout, exc, owner)
 
     monkeypatch.setattr(hub, "wait_write", counting_wait_write)
     payload = bytes(range(256)) * (4 * 1024 * 1024 // 256)
