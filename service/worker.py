@@ -45,6 +45,7 @@ import contextlib
 import errno
 import gc
 import json
+import math
 import os
 import socket
 import sys
@@ -69,6 +70,9 @@ __all__ = ["ClientDisconnected", "GreenWorker"]
 
 #: A request still running after this many seconds gets a watcher that notices its client leaving.
 _WATCH_AFTER = 0.05
+#: How often the worker's clock runs (`GreenWorker._clock`), and how often it looks at keep-alive waits.
+_TICK = 0.025
+_IDLE_TICK = 0.25
 
 #: Connection phases whose reads are bounded by a deadline (`_Connection.limit`).
 _HEADERS, _BODY = "headers", "body"
@@ -285,28 +289,32 @@ class _ListenerName:
         return self._name
 
 
-class _IdleWait(pool_core.Timeout):
-    """The keep-alive wait for a connection's next request; a drain ends it early with `fire()`."""
+class KeepAliveExpired(BaseException):
+    """Thrown by the worker's clock into a connection still waiting for its next request when its keep-alive
+    time is up (or the worker drains): the wait ends and the connection closes."""
 
-    def __init__(self, worker: GreenWorker, seconds: float | None) -> None:
-        self._worker = worker
-        self._greenlet = greenlet.getcurrent()
-        super().__init__(seconds, False)
+
+class _IdleWait:
+    """The keep-alive wait for a connection's next request (`GreenWorker.timeout_ctx`). It registers its
+    deadline with the worker's clock, which ends it with `KeepAliveExpired`; that ending is not an error."""
+
+    __slots__ = ("_idle", "_deadline", "_greenlet")
+
+    def __init__(self, idle: dict[greenlet.greenlet, float], deadline: float | None) -> None:
+        self._idle = idle
+        self._deadline = deadline
+        self._greenlet = None
 
     def __enter__(self) -> _IdleWait:
-        super().__enter__()
-        self._worker._idle.add(self)
+        if self._deadline is not None:
+            self._greenlet = greenlet.getcurrent()
+            self._idle[self._greenlet] = self._deadline
         return self
 
     def __exit__(self, typ: Any, value: Any, tb: Any) -> bool:
-        self._worker._idle.discard(self)
-        return super().__exit__(typ, value, tb)
-
-    def fire(self) -> None:
-        """Expire now, from another green thread: the connection closes as after a keep-alive timeout."""
-        if self.pending:
-            self.cancel()
-            pool_core.get_hub().throw(self._greenlet, self)
+        if self._greenlet is not None:
+            self._idle.pop(self._greenlet, None)
+        return typ is KeepAliveExpired
 
 
 class GreenWorker(AsyncWorker):
@@ -315,7 +323,10 @@ class GreenWorker(AsyncWorker):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._connections: set[pool_core.GreenThread] = set()
-        self._idle: set[_IdleWait] = set()
+        self._idle: dict[greenlet.greenlet, float] = {}  # connections in the keep-alive wait: deadline
+        self._busy: dict[_Connection, tuple[float, Any]] = {}  # requests not yet watched: start, green thread
+        self._next_idle_check = 0.0
+        self._keepalive = 0.0
         self._slots = pool_core.Semaphore(max(1, self.worker_connections))  # creating it needs no hub
         self._draining = False
         self._quit_signals = 0
@@ -364,6 +375,8 @@ class GreenWorker(AsyncWorker):
         """Start an accept loop per listener, supervise until told to stop, then drain and return."""
         gc.collect()
         gc.freeze()  # the app and its imports live as long as the process: later full collections skip them
+        self._keepalive = float(self.cfg.keepalive or 0)
+        pool_core.get_hub().call_later(_TICK, self._clock)
         refusal = FastPath.refusal(self.cfg, self.log)
         if refusal is None:
             self._fast = FastPath(self.cfg, self.wsgi)
@@ -512,21 +525,22 @@ class GreenWorker(AsyncWorker):
         if self.nr >= self.max_requests and self.alive:
             self.log.info("Autorestarting worker after current request.")
             self.alive = False
-        return self.alive and bool(self.cfg.keepalive)
+        return self.alive and self._keepalive > 0
 
     def request_started(self, sock: Any) -> Any:
-        """A request's head is in: its body has `body_timeout`; a request still running after a moment is
-        watched for its client leaving (`ClientDisconnected`). Returns what `request_ended` needs."""
+        """A request's head is in: its body has `body_timeout`, and the clock gives a request still running
+        after `_WATCH_AFTER` a watcher that notices its client leaving (`ClientDisconnected`)."""
         if not isinstance(sock, _Connection):
             return None
         sock.limit(_BODY, self._body_timeout)
-        return pool_core.get_hub().call_later(_WATCH_AFTER, sock.watch, pool_core.getcurrent())
+        self._busy[sock] = (time.monotonic(), pool_core.getcurrent())
+        return sock
 
-    def request_ended(self, sock: Any, timer: Any) -> None:
+    def request_ended(self, sock: Any, token: Any) -> None:
         """Undo `request_started`: stop watching, send a held write, back to the keep-alive wait; when this
         request used up `max_requests`, wake the supervisor so that the drain starts at once."""
-        if timer is not None:
-            timer.cancel()
+        if token is not None:
+            self._busy.pop(sock, None)
             sock.unwatch()
             with contextlib.suppress(OSError):  # the client left: the next read notices and closes
                 sock.flush()
@@ -534,6 +548,32 @@ class GreenWorker(AsyncWorker):
         if not self.alive and not self._draining:
             with contextlib.suppress(OSError):
                 os.write(self.PIPE[1], b".")
+
+    def _clock(self) -> None:
+        """Every `_TICK`, in the hub: watch requests running for `_WATCH_AFTER`, and (every `_IDLE_TICK`, or
+        every tick while draining) end the keep-alive waits whose time is up. One timer for all connections
+        costs less than two per request, and these deadlines need no better precision."""
+        hub = pool_core.get_hub()
+        hub.call_later(_TICK, self._clock)
+        now = time.monotonic()
+        busy = self._busy
+        if busy:
+            late = now - _WATCH_AFTER
+            for sock in [sock for sock, (started, _request) in busy.items() if started <= late]:
+                sock.watch(busy.pop(sock)[1])
+        if self._idle and (self._draining or now >= self._next_idle_check):
+            self._next_idle_check = now + _IDLE_TICK
+            self._expire_idle(now)
+
+    def _expire_idle(self, now: float) -> None:
+        """End the keep-alive waits whose deadline is `now` or earlier (a wait with a kill or another
+        exception already on its way is left to it)."""
+        hub = pool_core.get_hub()
+        for g in [g for g, deadline in self._idle.items() if deadline <= now]:
+            pending = getattr(g, "gp_pending", None)
+            if pending is None or pending is _hub_module.WAKE:
+                del self._idle[g]
+                hub.throw(g, KeepAliveExpired())
 
     def fair_turn(self) -> None:
         """Between two requests of a connection: when other green threads are ready, let them run first.
@@ -561,7 +601,10 @@ class GreenWorker(AsyncWorker):
 
     def timeout_ctx(self) -> _IdleWait:
         """Bound the wait for the next request by `keepalive` (0 once draining: only what already arrived)."""
-        return _IdleWait(self, 0 if self._draining else (self.cfg.keepalive or None))
+        if self._draining:
+            return _IdleWait(self._idle, 0.0)
+        keepalive = self._keepalive
+        return _IdleWait(self._idle, time.monotonic() + keepalive if keepalive else None)
 
     def handle_error(self, req: Any, client: Any, addr: Any, exc: BaseException) -> None:
         """Like gunicorn's, except that a connection whose client left, or killed at the end of a drain, is
@@ -602,8 +645,7 @@ class GreenWorker(AsyncWorker):
             except Exception:
                 self.log.exception("Exception in worker_int hook")
         hooks = lifecycle.drain(grace)
-        for wait in list(self._idle):
-            wait.fire()
+        self._expire_idle(math.inf)
         self.log.info(
             "Draining (pid: %s): %d connection(s), %d drain callback(s), up to %.1fs",
             self.pid,
