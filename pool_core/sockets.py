@@ -203,10 +203,19 @@ class GreenSocket:
     def sendall(self, data: Any, flags: int = 0) -> None:
         """Send all of `data`, parking whenever the send buffer is full; the timeout bounds the whole call."""
         timeout = self._timeout
-        deadline = None if not timeout else _monotonic() + timeout
         send = self._sock.send
+        sent = 0
+        if data.__class__ is bytes:  # the usual case: one send takes it all, no memoryview needed
+            try:
+                sent = send(data, flags)
+            except _WOULD_BLOCK:
+                if timeout == 0.0:
+                    raise
+            if sent == len(data):
+                return
+        deadline = None if not timeout else _monotonic() + timeout
         with memoryview(data) as view, view.cast("B") as buf:
-            total, sent = len(buf), 0
+            total = len(buf)
             while sent < total:
                 try:
                     sent += send(buf[sent:], flags)
