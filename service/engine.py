@@ -1,9 +1,17 @@
 """The job engine: the only owner of the GreenPool.
 
-Accepted jobs enter a bounded FIFO queue; one dispatcher green thread moves them into the pool, so the
-pool's size is the number of jobs running at once. Each accepted job reaches exactly one terminal state
-through `Job.finish`, whoever gets there first (the job itself, a cancel, its timeout, or a drain).
-Finished records are kept for `result_ttl` seconds and at most `max_records`, oldest evicted first.
+Accepted jobs enter a bounded FIFO queue. A pool green thread is a *slot*: it takes the job at the head of
+the queue, runs it, and takes the next one in the same green thread while jobs are queued and the pool is
+not over its size, so the pool's size is the number of jobs running at once and job throughput does not
+depend on how long a hub pass is (a green thread made ready runs only in the next pass: with one spawn
+per job, each slot would run one job per two passes). One dispatcher green thread spawns a slot for each
+queued job no slot is on its way to, while the pool has room. A slot that has run jobs back to back for
+`_TURN` seconds yields to the other green threads (connections) before it takes the next.
+
+Each accepted job reaches exactly one terminal state through `Job.finish`, whoever gets there first (the
+job itself, a cancel, its timeout, or a drain); a cancel or timeout kills the job, not its slot, which goes
+on with the next queued job. Finished records are kept for `result_ttl` seconds and at most
+`max_records`, oldest evicted first.
 """
 
 from __future__ import annotations
@@ -14,10 +22,11 @@ import math
 import os
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
-from pool_core import GreenletExit, GreenPool, LightQueue, Timeout, get_hub, sleep, spawn
+from pool_core import GreenletExit, GreenPool, GreenThread, Timeout, get_hub, getcurrent, sleep, spawn
+from pool_core.waitqueue import WaitQueue
 
 from .config import Config
 from .errors import (
@@ -31,7 +40,7 @@ from .errors import (
     UnknownTaskProblem,
     ValidationFailed,
 )
-from .jobs import CANCELLED, FAILED, QUEUED, RUNNING, SUCCEEDED, TIMED_OUT, Job
+from .jobs import CANCELLED, FAILED, QUEUED, RUNNING, SUCCEEDED, TERMINAL, TIMED_OUT, Job
 from .piles import Pile
 from .tasks import InvalidArguments, Registry, UnknownTask
 
@@ -40,6 +49,9 @@ __all__ = ["Engine"]
 log = logging.getLogger("greenpool.jobs")
 _SWEEP_INTERVAL = 1.0
 _MAX_ERRORS_SHOWN = 50
+_TURN = 0.002  # seconds a slot may run jobs back to back before it lets the other green threads run
+_IDS_PER_READ = 256  # job and pile ids drawn from one os.urandom call
+_monotonic = time.monotonic
 JobSpec = tuple[str, Any, float | None]  # (task, args, timeout)
 
 
@@ -51,8 +63,12 @@ class Engine:
         self.registry = registry
         self.pool = GreenPool(config.pool_size)
         self.draining = False
-        self._queue: LightQueue = LightQueue()
-        self._queued = 0
+        self._queue: deque[Job] = deque()  # FIFO; a job cancelled while queued stays until a slot skips it
+        self._queued = 0  # jobs in the queue still QUEUED
+        self._starting = 0  # slots spawned that have not yet taken their first job
+        self._dispatcher = WaitQueue()  # the dispatcher, parked until it has a slot to spawn
+        self._pool_full = False  # the dispatcher is parked because every slot is taken (`waiting`)
+        self._ids = _random_ids()
         self._jobs: dict[str, Job] = {}
         self._finished: deque[Job] = deque()
         self._piles: dict[str, Pile] = {}
@@ -105,13 +121,15 @@ class Engine:
 
     def _enqueue(self, task: str, args: dict, timeout: float | None, pile: Pile | None, owner: str | None) -> Job:
         self._seq += 1
-        job = Job(os.urandom(16).hex(), self._seq, task, args, timeout, pile and pile.id, owner)
+        job = Job(next(self._ids), self._seq, task, args, timeout, pile and pile.id, owner)
         self._jobs[job.id] = job
         if pile is not None:
             pile.add(job)
         self._queued += 1
         self._counts["submitted"] += 1
-        self._queue.put(job)
+        self._queue.append(job)
+        if not self._pool_full:
+            self._dispatcher.wake_one()
         self._notify(QUEUED, job)
         if log.isEnabledFor(logging.INFO):
             log.info("job queued", extra={"job_id": job.id, "task": task, "status": QUEUED, "pile": job.pile})
@@ -124,7 +142,7 @@ class Engine:
         """A new pile of jobs (all accepted or none); closed unless `open`. `fields` name each spec in errors."""
         self._admit(len(specs))
         checked = self._validate_all(specs, fields)
-        pile = Pile(os.urandom(16).hex(), owner)
+        pile = Pile(next(self._ids), owner)
         self._piles[pile.id] = pile
         for task, args, timeout in checked:
             self._enqueue(task, args, timeout, pile, owner)
@@ -139,7 +157,7 @@ class Engine:
         if self.draining:
             raise Draining()
         if pile.closed:
-            raise PileClosed(f"pile {pile_id} is closed; create a new pile or open one with \"open\": true")
+            raise PileClosed(f'pile {pile_id} is closed; create a new pile or open one with "open": true')
         limit = self.config.max_pile_size
         if len(pile.jobs) + len(specs) > limit:
             raise PayloadTooLarge(
@@ -172,9 +190,7 @@ class Engine:
                 errors.extend(exc.extra["errors"])
         if errors:
             shown = errors[:_MAX_ERRORS_SHOWN]
-            raise ValidationFailed(
-                f"{len(errors)} invalid job(s): " + ", ".join(e["field"] for e in shown[:5]), shown
-            )
+            raise ValidationFailed(f"{len(errors)} invalid job(s): " + ", ".join(e["field"] for e in shown[:5]), shown)
         return checked
 
     def get(self, job_id: str) -> Job:
@@ -212,6 +228,7 @@ class Engine:
     def resize(self, size: int) -> None:
         """Change how many jobs may run at once (running jobs continue; see GreenPool.resize)."""
         self.pool.resize(size)
+        self._dispatcher.wake_one()  # growing may let it spawn slots for queued jobs
 
     def stats(self) -> dict[str, Any]:
         """The counters `/v1/pool` reports."""
@@ -220,7 +237,7 @@ class Engine:
             "size": pool.size,
             "running": pool.running(),
             "free": pool.free(),
-            "waiting": pool.waiting(),
+            "waiting": pool.waiting() + (1 if self._pool_full else 0),  # the dispatcher, waiting for a slot
             "queued": self._queued,
             **self._counts,
             "uptime_s": round(time.monotonic() - self._started, 3),
@@ -250,17 +267,50 @@ class Engine:
 
     # -- internals ------------------------------------------------------------------------------
     def _dispatch(self) -> None:
-        queue, pool = self._queue, self.pool
+        """Spawn a slot for each queued job that no slot is on its way to, while the pool has room."""
+        pool, parked = self.pool, self._dispatcher
         while True:
-            job = queue.get()
-            if job.status is QUEUED:
-                job.thread = pool.spawn(self._run, job)
+            if self._queued <= self._starting:
+                parked.park()  # woken by a submission
+            elif pool.running() >= pool.size:
+                self._pool_full = True
+                try:
+                    parked.park()  # woken by a slot leaving the pool, or a resize
+                finally:
+                    self._pool_full = False
+            else:
+                pool.spawn(self._slot)
+                self._starting += 1
 
-    def _run(self, job: Job) -> None:
-        if job.status is not QUEUED:  # cancelled while it waited
-            return
+    def _slot(self) -> None:
+        """One pool slot: run queued jobs back to back, in FIFO order, while more are queued than slots on
+        their way to them and the pool is not over its size; yield after `_TURN` s of instant jobs."""
+        self._starting -= 1
+        hub, pool, queue = get_hub(), self.pool, self._queue
+        thread = getcurrent()
+        turn, turn_started = hub.pass_started, _monotonic()
+        try:
+            while queue:
+                job = queue.popleft()
+                if job.status is not QUEUED:  # cancelled while it waited
+                    continue
+                self._run(job, thread)
+                if hub.pass_started != turn:  # the job parked: this slot's turn began when it resumed
+                    turn, turn_started = hub.pass_started, _monotonic()
+                elif _monotonic() - turn_started > _TURN:
+                    hub.yield_now()
+                    turn, turn_started = hub.pass_started, _monotonic()
+                if self._queued <= self._starting or pool.free() < 0:
+                    return
+        finally:  # leaving frees a slot: the dispatcher may be waiting for one, or have jobs with no slot
+            if self._pool_full or self._queued > self._starting:
+                self._dispatcher.wake_one()
+
+    def _run(self, job: Job, thread: GreenThread) -> None:
+        """Run one queued job in the calling slot (`thread`) to its terminal state."""
         self._queued -= 1
         waited = job.start()
+        job.thread = thread
         self._notify(RUNNING, job)
         if log.isEnabledFor(logging.INFO):
             log.info("job running", extra={"job_id": job.id, "task": job.task, "status": RUNNING,
@@ -272,7 +322,9 @@ class Engine:
             result = self.registry.get(job.task).run(job.args)
             size = len(json.dumps(result))  # ASCII (ensure_ascii): characters are bytes
         except GreenletExit:
-            return  # killed: whoever killed it has already ended the job
+            if job.status in TERMINAL:
+                return  # killed by its cancel, timeout or the drain, which ended it: the slot goes on
+            raise  # a kill meant for the slot itself
         except Exception as exc:  # the task failed: that is the job's outcome, not the server's
             self._end(job, FAILED, type(exc).__name__, str(exc) or repr(exc))
             return
@@ -290,7 +342,7 @@ class Engine:
 
     def _end(self, job: Job, status: str, error_type: str | None = None, message: str | None = None,
              result: Any = None) -> bool:  # fmt: skip
-        """Put `job` into terminal `status` unless it already ended; kills its green thread if running."""
+        """Put `job` into terminal `status` unless it already ended; kills the job (not its slot) if running."""
         was_queued, thread = job.status is QUEUED, job.thread
         error = None if error_type is None else {"type": error_type, "message": message}
         if not job.finish(status, result, error):
@@ -342,6 +394,14 @@ class Engine:
             self._finish_rate = 0.7 * self._finish_rate + 0.3 * (self._finished_since_sweep / _SWEEP_INTERVAL)
             self._finished_since_sweep = 0
             self._evict()
+
+
+def _random_ids() -> Iterator[str]:
+    """Unpredictable 128-bit ids as 32 hex digits, as `os.urandom(16).hex()` but one system call per 256."""
+    while True:
+        block = os.urandom(16 * _IDS_PER_READ).hex()
+        for start in range(0, len(block), 32):
+            yield block[start : start + 32]
 
 
 def _join(prefix: str, field: str) -> str:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import math
 import time
-from datetime import UTC, datetime
 from typing import Any
 
 from pool_core import Event
@@ -14,11 +14,25 @@ TERMINAL = (SUCCEEDED, FAILED, CANCELLED, TIMED_OUT)
 STATUSES = (QUEUED, RUNNING, *TERMINAL)
 
 
+_last_second: tuple[float, str] = (math.nan, "")  # the last whole second formatted, as "YYYY-MM-DDTHH:MM:SS"
+
+
 def rfc3339(ts: float | None) -> str | None:
-    """A UTC RFC 3339 timestamp with milliseconds, or None."""
+    """A UTC RFC 3339 timestamp with milliseconds, or None: `datetime.fromtimestamp(ts, UTC)` formatted with
+    `isoformat(timespec="milliseconds")` and "Z", with the date and time of day cached per second."""
+    global _last_second
     if ts is None:
         return None
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    fraction, whole = math.modf(ts)
+    micros = round(fraction * 1e6)  # as datetime does: to the microsecond, half to even; then truncated to ms
+    if micros >= 1_000_000:
+        whole, micros = whole + 1, micros - 1_000_000
+    elif micros < 0:
+        whole, micros = whole - 1, micros + 1_000_000
+    second = _last_second
+    if whole != second[0]:
+        second = _last_second = (whole, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)))
+    return f"{second[1]}.{micros // 1000:03d}Z"
 
 
 class Job:

@@ -96,6 +96,9 @@ class Metrics:
             ["method", "route"], buckets=HTTP_BUCKETS, registry=reg,
         )  # fmt: skip
         self._request_children: dict[tuple[str, str | None, int], tuple[Any, Any]] = {}
+        # `labels()` validates and locks: each job event looks its child up here instead (created on first use,
+        # as before, so a series appears in the exposition only once it has something to count).
+        self._job_children: dict[tuple[Any, str, str], Any] = {}
         for spec in engine.registry.describe():  # every known task shows up as 0 before its first job
             self.jobs_submitted.labels(spec["name"])
             for status in TERMINAL:
@@ -105,15 +108,23 @@ class Metrics:
     def observe(self, event: str, job: Job) -> None:
         """The engine's observer: count submissions and ends, time queue waits and runs."""
         if event == QUEUED:
-            self.jobs_submitted.labels(job.task).inc()
+            self._child(self.jobs_submitted, job.task).inc()
         elif event == RUNNING:
             if job.started_at is not None:
-                self.queue_wait.labels(job.task).observe(max(0.0, job.started_at - job.submitted_at))
+                self._child(self.queue_wait, job.task).observe(max(0.0, job.started_at - job.submitted_at))
         elif event in TERMINAL:
-            self.jobs_finished.labels(job.task, event).inc()
+            self._child(self.jobs_finished, job.task, event).inc()
             ran = job.run_seconds()
             if ran is not None:
-                self.run_time.labels(job.task, event).observe(ran)
+                self._child(self.run_time, job.task, event).observe(ran)
+
+    def _child(self, metric: Any, task: str, status: str = "") -> Any:
+        """`metric.labels(task)` or `metric.labels(task, status)`, looked up once per label set."""
+        key = (metric, task, status)
+        child = self._job_children.get(key)
+        if child is None:
+            child = self._job_children[key] = metric.labels(task, status) if status else metric.labels(task)
+        return child
 
     def observe_request(self, method: str, route: str | None, status: int, seconds: float) -> None:
         """Count one answered request (called by `service.middleware`)."""
@@ -121,8 +132,9 @@ class Metrics:
         children = self._request_children.get(key)
         if children is None:  # `labels()` validates and locks: look each label set up once
             label = method if method in KNOWN_METHODS else "other"
-            children = self.http_requests.labels(label, route or UNMATCHED, str(status)), self.http_duration.labels(
-                label, route or UNMATCHED
+            children = (
+                self.http_requests.labels(label, route or UNMATCHED, str(status)),
+                self.http_duration.labels(label, route or UNMATCHED),
             )
             self._request_children[key] = children
         children[0].inc()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import re
+from typing import Any
 
 import falcon
 
@@ -15,6 +17,15 @@ from .body import check_args_size, query_float, query_int, read_json_object
 
 _SUBMIT_FIELDS = {"task", "args", "timeout"}
 _CURSOR = re.compile(r"[0-9]{1,19}")
+#: What falcon's default JSON media handler writes (`json.dumps(obj, ensure_ascii=False)`), with one encoder
+#: for every response instead of a new one each time.
+_dumps = json.JSONEncoder(ensure_ascii=False).encode
+
+
+def _send_json(resp: falcon.Response, document: Any) -> None:
+    """Answer `document` as JSON, exactly as `resp.media = document` would (the app's media type is JSON)."""
+    resp.content_type = resp.options.default_media_type
+    resp.text = _dumps(document)
 
 
 def parse_job_spec(body: dict, engine: Engine, prefix: str = "") -> tuple[str, dict, float | None]:
@@ -60,7 +71,7 @@ class JobsResource:
         ended = wait is not None and job.wait(wait)
         resp.status = falcon.HTTP_200 if ended else falcon.HTTP_202
         resp.location = f"/v1/jobs/{job.id}"
-        resp.media = job.to_dict()
+        _send_json(resp, job.to_dict())
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         status = req.get_param("status")
@@ -72,10 +83,13 @@ class JobsResource:
             raise BadRequest("query parameter 'cursor' must be a value returned as next_cursor", parameter="cursor")
         before = None if cursor is None else int(cursor)
         jobs, next_seq = self.engine.list(status, limit, before, owner=principal_of(req).only_owner)
-        resp.media = {
-            "jobs": [job.to_dict() for job in jobs],
-            "next_cursor": None if next_seq is None else str(next_seq),
-        }
+        _send_json(
+            resp,
+            {
+                "jobs": [job.to_dict() for job in jobs],
+                "next_cursor": None if next_seq is None else str(next_seq),
+            },
+        )
 
 
 class JobResource:
@@ -89,8 +103,8 @@ class JobResource:
         job = visible_job(req, self.engine, job_id)
         if wait:
             job.wait(wait)
-        resp.media = job.to_dict()
+        _send_json(resp, job.to_dict())
 
     def on_delete(self, req: falcon.Request, resp: falcon.Response, job_id: str) -> None:
         visible_job(req, self.engine, job_id)
-        resp.media = self.engine.cancel(job_id).to_dict()
+        _send_json(resp, self.engine.cancel(job_id).to_dict())

@@ -29,6 +29,8 @@ from .errors import InvalidArguments, TaskDefinitionError
 __all__ = ["ArgsValidator", "JSON_SCHEMA_DIALECT", "json_type"]
 
 JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
+#: `json.dumps(obj, allow_nan=False)`, without building a new encoder for each call.
+_strict_dumps = json.JSONEncoder(allow_nan=False).encode
 
 
 class ArgsValidator:
@@ -80,7 +82,7 @@ class ArgsValidator:
         if bad_keys:
             raise InvalidArguments([{"field": "", "message": f"argument names must be strings: {bad_keys!r}"}])
         try:
-            payload = json.dumps(args, allow_nan=False)
+            payload = _strict_dumps(args)
         except (TypeError, ValueError) as exc:
             raise InvalidArguments([{"field": "", "message": f"args must hold only JSON values: {exc}"}]) from None
         if self._any_object:

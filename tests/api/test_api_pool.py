@@ -147,7 +147,7 @@ def test_resize_up_down_and_to_zero_while_jobs_run(server_factory: ServerFactory
     ids = [server.submit("sleep", {"seconds": 30})["id"] for _ in range(6)]
     stats = server.pool_until(lambda s: s["running"] == 2 and s["queued"] == 4, what="running 2, queued 4")
     assert stats["size"] == 2 and stats["free"] == 0
-    assert stats["waiting"] <= 1  # at most the dispatcher, parked in spawn with the next job
+    assert stats["waiting"] <= 1  # at most the dispatcher, parked until a slot is free
 
     # to 0: running jobs continue, free goes negative, nothing new starts
     resp = server.patch("/v1/pool", json={"size": 0})
