@@ -4,6 +4,7 @@ every request goes to 127.0.0.1."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -73,7 +74,8 @@ def test_insecure_binds_and_warns(tmp_path: Path) -> None:
     finally:
         assert _stop(proc) == 0
     text = log.read_text()
-    assert '"level": "warning"' in text and "insecure" in text, text
+    records = [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+    assert any(r["level"] == "warning" and "insecure" in r["msg"] for r in records), text
 
 
 @pytest.mark.timeout(60)
