@@ -19,6 +19,7 @@ from .config import Config
 from .engine import Engine
 from .errors import PROBLEM_JSON, Problem
 from .idempotency import IdempotencyStore
+from .media import dumps
 from .metrics import Metrics, MetricsResource
 from .middleware import RequestMiddleware
 from .resources import (
@@ -63,6 +64,9 @@ def create_app(config: Config | None = None) -> GreenpoolApp:
     keys = IdempotencyStore(engine)
     app = GreenpoolApp(media_type=falcon.MEDIA_JSON, middleware=[RequestMiddleware(metrics), auth])
     app.req_options.strip_url_path_trailing_slash = True
+    json_handler = falcon.media.JSONHandler(dumps=dumps, loads=json.loads)
+    app.req_options.media_handlers[falcon.MEDIA_JSON] = json_handler
+    app.resp_options.media_handlers[falcon.MEDIA_JSON] = json_handler
     app.add_error_handler(Problem, _render_problem)
     app.set_error_serializer(_serialize_http_error)
     app.add_route("/v1/tasks", TasksResource(registry))
@@ -97,7 +101,7 @@ def _grace_left(config: Config) -> float:
 def _render_problem(req: falcon.Request, resp: falcon.Response, ex: Problem, params: dict[str, Any]) -> None:
     resp.status = ex.status
     resp.content_type = PROBLEM_JSON
-    resp.text = json.dumps(ex.to_dict())
+    resp.data = dumps(ex.to_dict())
     for name, value in ex.headers.items():
         resp.set_header(name, value)
 
@@ -106,7 +110,7 @@ def _serialize_http_error(req: falcon.Request, resp: falcon.Response, ex: falcon
     body = {"type": "about:blank", "title": ex.title, "status": ex.status_code}
     body["detail"] = ex.description or _default_detail(req, resp, ex.status_code)
     resp.content_type = PROBLEM_JSON
-    resp.text = json.dumps(body)
+    resp.data = dumps(body)
 
 
 def _default_detail(req: falcon.Request, resp: falcon.Response, status: int) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any
 
@@ -13,19 +12,17 @@ from ..engine import Engine
 from ..errors import BadRequest, ValidationFailed
 from ..idempotency import JOB, REPLAYED, IdempotencyStore
 from ..jobs import STATUSES
+from ..media import dumps
 from .body import check_args_size, query_float, query_int, read_json_object
 
 _SUBMIT_FIELDS = {"task", "args", "timeout"}
 _CURSOR = re.compile(r"[0-9]{1,19}")
-#: What falcon's default JSON media handler writes (`json.dumps(obj, ensure_ascii=False)`), with one encoder
-#: for every response instead of a new one each time.
-_dumps = json.JSONEncoder(ensure_ascii=False).encode
 
 
 def _send_json(resp: falcon.Response, document: Any) -> None:
-    """Answer `document` as JSON, exactly as `resp.media = document` would (the app's media type is JSON)."""
+    """Answer `document` as JSON, as `resp.media = document` would (the app's media type is JSON)."""
     resp.content_type = resp.options.default_media_type
-    resp.text = _dumps(document)
+    resp.data = dumps(document)
 
 
 def parse_job_spec(body: dict, engine: Engine, prefix: str = "") -> tuple[str, dict, float | None]:
