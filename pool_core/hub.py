@@ -194,12 +194,6 @@ class Hub:
         self.ready.append(g)
         self.greenlet.switch()
 
-    def yield_if_pass_longer(self, seconds: float) -> None:
-        """`yield_now()` if the current pass has run for more than `seconds`: a green thread that always
-        finds work ready (e.g. a keep-alive connection with requests queued) lets I/O and timers in."""
-        if _monotonic() - self.pass_started > seconds:
-            self.yield_now()
-
     def call_later(self, delay: float, callback: Callable[..., Any], *args: Any) -> Timer:
         """Run `callback(*args)` in the hub after `delay` seconds; returns a cancellable Timer."""
         timer = Timer(self, callback, args)

@@ -527,19 +527,17 @@ class GreenWorker(AsyncWorker):
             self.alive = False
         return self.alive and self._keepalive > 0
 
-    def request_started(self, sock: Any) -> Any:
+    def request_started(self, sock: Any) -> None:
         """A request's head is in: its body has `body_timeout`, and the clock gives a request still running
         after `_WATCH_AFTER` a watcher that notices its client leaving (`ClientDisconnected`)."""
-        if not isinstance(sock, _Connection):
-            return None
-        sock.limit(_BODY, self._body_timeout)
-        self._busy[sock] = (time.monotonic(), pool_core.getcurrent())
-        return sock
+        if isinstance(sock, _Connection):
+            sock.limit(_BODY, self._body_timeout)
+            self._busy[sock] = (time.monotonic(), pool_core.getcurrent())
 
-    def request_ended(self, sock: Any, token: Any) -> None:
+    def request_ended(self, sock: Any) -> None:
         """Undo `request_started`: stop watching, send a held write, back to the keep-alive wait; when this
         request used up `max_requests`, wake the supervisor so that the drain starts at once."""
-        if token is not None:
+        if isinstance(sock, _Connection):
             self._busy.pop(sock, None)
             sock.unwatch()
             with contextlib.suppress(OSError):  # the client left: the next read notices and closes
@@ -589,13 +587,13 @@ class GreenWorker(AsyncWorker):
     def handle_request(self, listener_name: Any, req: Any, sock: Any, addr: Any) -> bool:
         """gunicorn's (the path for requests the fast path hands over), with `request_started`/`ended` around
         it; the response's first write (status line and headers) is held and sent with the body."""
-        timer = self.request_started(sock)
-        if timer is not None:
+        self.request_started(sock)
+        if isinstance(sock, _Connection):
             sock.hold_first_write()
         try:
             keep_alive = super().handle_request(listener_name, req, sock, addr)
         finally:
-            self.request_ended(sock, timer)
+            self.request_ended(sock)
         self.fair_turn()
         return keep_alive
 
