@@ -18,6 +18,20 @@ def hub():
 
 
 @pytest.fixture
+def loop_turns(hub, monkeypatch):
+    """The timeouts of the hub's I/O waits, one per turn of its loop: a hub that spins shows many."""
+    turns = []
+    real_wait_io = hub._wait_io
+
+    def counting_wait_io(timeout):
+        turns.append(timeout)
+        real_wait_io(timeout)
+
+    monkeypatch.setattr(hub, "_wait_io", counting_wait_io)
+    return turns
+
+
+@pytest.fixture
 def quiet_hub():
     hub = get_hub()
     before = {id(entry[2]) for entry in hub._timers}

@@ -58,19 +58,6 @@ def poller(hub, monkeypatch):
 
 
 @pytest.fixture
-def loop_turns(hub, monkeypatch):
-    turns = []
-    real_wait_io = hub._wait_io
-
-    def counting_wait_io(timeout):
-        turns.append(timeout)
-        real_wait_io(timeout)
-
-    monkeypatch.setattr(hub, "_wait_io", counting_wait_io)
-    return turns
-
-
-@pytest.fixture
 def make_pipe(hub):
     """Non-blocking pipes, closed (through notify_close) after the test unless the test closed them."""
     opened = []
