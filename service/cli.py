@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from .cli_client import add_client_parsers
+from .client.cli import add_client_parsers
 from .config import Config, ConfigError
 
 log = logging.getLogger("greenpool")
@@ -81,7 +81,7 @@ def serve(args: argparse.Namespace) -> int:
             extra={"bind": config.bind},
         )
     os.environ.update(config.to_env())
-    from .gunicorn_app import run
+    from .server.gunicorn_app import run
 
     return run(config)
 

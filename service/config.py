@@ -111,7 +111,7 @@ class Config:
 
     def token_table(self) -> tuple[Any, ...]:
         """The configured bearer tokens (`service.auth.Token`s, from TOKENS and TOKENS_FILE); empty: auth off."""
-        from .auth import load_tokens
+        from .api.auth import load_tokens
 
         return load_tokens(self.tokens, self.tokens_file)
 

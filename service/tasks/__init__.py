@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from .decorator import TaskSpec, reject, task
 from .errors import DuplicateTask, InvalidArguments, PluginError, TaskDefinitionError, UnknownTask
-from .http_errors import (
+from .http.errors import (
     DestinationNotAllowed,
     HttpConnectError,
     HttpError,
@@ -23,7 +23,7 @@ from .http_errors import (
     TLSError,
     TooManyRedirects,
 )
-from .policy import HttpPolicy
+from .http.policy import HttpPolicy
 from .registry import ENTRY_POINT_GROUP, Registry
 from .taskdef import Task
 

@@ -9,8 +9,8 @@ from pydantic import Field
 import pool_core
 
 from .decorator import task
-from .http import HttpClient
-from .policy import HttpPolicy
+from .http.client import HttpClient
+from .http.policy import HttpPolicy
 
 if TYPE_CHECKING:
     from .registry import Registry

@@ -20,7 +20,7 @@ from .errors import DuplicateTask, PluginError, UnknownTask
 from .taskdef import Task
 
 if TYPE_CHECKING:
-    from .policy import HttpPolicy
+    from .http.policy import HttpPolicy
 
 __all__ = ["ENTRY_POINT_GROUP", "Registry"]
 
@@ -51,7 +51,7 @@ class Registry:
         `http_policy` replaces the whole policy instead.
         """
         from .builtins import register_builtins
-        from .policy import HttpPolicy
+        from .http.policy import HttpPolicy
 
         if http_policy is None:
             http_policy = HttpPolicy(allow=tuple(http_allow or ()))

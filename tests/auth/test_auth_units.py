@@ -11,11 +11,11 @@ from types import SimpleNamespace
 import pytest
 from serverkit import REPO
 
-from service import auth
-from service.auth import ADMIN, POLICY, SUBMIT, AuthMiddleware, Principal, load_tokens
+from service.api import auth
+from service.api.auth import ADMIN, POLICY, SUBMIT, AuthMiddleware, Principal, load_tokens
+from service.api.errors import Forbidden, JobNotFound, PileNotFound, Unauthorized
+from service.api.idempotency import IdempotencyStore
 from service.config import Config, ConfigError
-from service.errors import Forbidden, JobNotFound, PileNotFound, Unauthorized
-from service.idempotency import IdempotencyStore
 
 SECRET_A, SECRET_B, SECRET_C = "a" * 16, "b-secret-0123456789", "c~secret/0123456789=="
 

@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 from conftest import REPO, Server, free_port
 
-from service import cli, cli_client
+from service import cli
 from service.client import Client
+from service.client import cli as cli_client
 
 pytestmark = pytest.mark.timeout(30)
 SCRIPT = Path(sys.executable).parent / "greenpool"

@@ -10,7 +10,6 @@ import pytest
 import requests
 from conftest import CuttingProxy, Server
 
-from service import client as client_module
 from service.client import (
     BadRequest,
     Client,
@@ -25,8 +24,9 @@ from service.client import (
     Unauthorized,
     Unavailable,
     ValidationError,
-    error_for,
 )
+from service.client import client as client_module
+from service.client.client import error_for
 
 pytestmark = pytest.mark.timeout(30)
 TERMINAL = ("succeeded", "failed", "cancelled", "timed_out")

@@ -1,4 +1,4 @@
-"""The http task's guard against names and redirects that lead into denied ranges (see service.tasks.policy).
+"""The http task's guard against names and redirects that lead into denied ranges (see service.tasks.http.policy).
 
 The allow-list is judged on the addresses a name RESOLVES to, for the first request and for every redirect:
 a DNS name pointing at loopback, private or link-local space is refused before any connection is made, a
@@ -22,7 +22,7 @@ import pytest
 import pool_core
 from pool_core.hub import get_hub
 from service.tasks import DestinationNotAllowed, HttpPolicy, Registry, Task
-from service.tasks import connections as connections_module
+from service.tasks.http import connections as connections_module
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "service"))
 from http_testserver import TestServer  # noqa: E402  (tests/service is not a package)

@@ -13,7 +13,7 @@ import pytest
 import pool_core
 from service.config import Config
 from service.engine import Engine
-from service.jobs import CANCELLED, SUCCEEDED, TIMED_OUT, Job
+from service.engine.jobs import CANCELLED, SUCCEEDED, TIMED_OUT, Job
 from service.tasks import Registry
 
 pytestmark = pytest.mark.timeout(60)

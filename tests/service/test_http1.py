@@ -15,7 +15,7 @@ from gunicorn.http.parser import RequestParser
 from gunicorn.http.wsgi import create
 from serverkit import Server
 
-from service.http1 import FastPath
+from service.server.http1 import FastPath
 
 Factory = Callable[..., Server]
 PEER, SERVER = ("127.0.0.1", 40001), ("127.0.0.1", 8000)

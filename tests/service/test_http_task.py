@@ -24,8 +24,8 @@ from service.tasks import (
     TLSError,
     TooManyRedirects,
 )
-from service.tasks import connections as connections_module
-from service.tasks.policy import address_kind
+from service.tasks.http import connections as connections_module
+from service.tasks.http.policy import address_kind
 
 pytestmark = pytest.mark.timeout(60)
 

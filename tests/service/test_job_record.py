@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 
 from service.config import Config
 from service.engine import Engine
-from service.jobs import rfc3339
+from service.engine.jobs import rfc3339
 from service.tasks import Registry
 
 

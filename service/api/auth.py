@@ -22,7 +22,7 @@ from typing import Any
 
 import falcon
 
-from .config import ConfigError
+from ..config import ConfigError
 from .errors import Forbidden, JobNotFound, PileNotFound, Unauthorized
 
 __all__ = [

@@ -9,11 +9,11 @@ from typing import Any
 
 import falcon
 
+from ...engine import Engine, JobSpec
+from ...engine.piles import COMPLETION, SUBMITTED, Pile
 from ..auth import principal_of, visible_pile
-from ..engine import Engine, JobSpec
 from ..errors import BadRequest, PayloadTooLarge, Problem, ValidationFailed
 from ..idempotency import PILE, REPLAYED, IdempotencyStore
-from ..piles import COMPLETION, SUBMITTED, Pile
 from ..streams import NDJSON, SSE, ndjson, sse
 from .body import check_args_size, query_int, read_json_object
 from .jobs import parse_job_spec

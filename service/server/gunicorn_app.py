@@ -7,9 +7,9 @@ from typing import Any
 
 from gunicorn.app.base import BaseApplication
 
-from .config import Config
+from ..config import Config
 
-WORKER_CLASS = "service.worker.GreenWorker"
+WORKER_CLASS = "service.server.worker.GreenWorker"
 
 
 def gunicorn_options(config: Config) -> dict[str, Any]:
@@ -53,7 +53,7 @@ class GreenpoolApplication(BaseApplication):
             self.cfg.set(key, value)
 
     def load(self) -> Any:
-        from .app import create_app
+        from ..api.app import create_app
 
         return create_app(self.config_obj)
 

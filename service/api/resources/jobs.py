@@ -7,11 +7,11 @@ from typing import Any
 
 import falcon
 
+from ...engine import Engine
+from ...engine.jobs import STATUSES
 from ..auth import principal_of, visible_job
-from ..engine import Engine
 from ..errors import BadRequest, ValidationFailed
 from ..idempotency import JOB, REPLAYED, IdempotencyStore
-from ..jobs import STATUSES
 from ..media import dumps
 from .body import check_args_size, query_float, query_int, read_json_object
 

@@ -6,7 +6,7 @@ from importlib import resources
 
 import falcon
 
-from ..engine import Engine
+from ...engine import Engine
 from ..errors import Draining
 
 

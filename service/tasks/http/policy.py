@@ -18,7 +18,7 @@ from typing import Any
 
 from pool_core import threads
 
-from .http_errors import DestinationNotAllowed, HttpConnectError
+from .errors import DestinationNotAllowed, HttpConnectError
 
 __all__ = ["HttpPolicy", "IPAddress", "MiB", "address_kind", "resolve_allowed"]
 

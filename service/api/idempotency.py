@@ -23,7 +23,7 @@ from typing import Any
 
 import falcon
 
-from .engine import Engine
+from ..engine import Engine
 from .errors import BadRequest, IdempotencyKeyReused, JobNotFound, PileNotFound
 
 __all__ = ["HEADER", "REPLAYED", "IdempotencyStore"]

@@ -28,8 +28,7 @@ from typing import Any
 from pool_core import GreenletExit, GreenPool, GreenThread, Timeout, get_hub, getcurrent, sleep, spawn
 from pool_core.waitqueue import WaitQueue
 
-from .config import Config
-from .errors import (
+from ..api.errors import (
     Draining,
     JobAlreadyEnded,
     JobNotFound,
@@ -40,9 +39,10 @@ from .errors import (
     UnknownTaskProblem,
     ValidationFailed,
 )
+from ..config import Config
+from ..tasks import InvalidArguments, Registry, UnknownTask
 from .jobs import CANCELLED, FAILED, QUEUED, RUNNING, SUCCEEDED, TERMINAL, TIMED_OUT, Job
 from .piles import Pile
-from .tasks import InvalidArguments, Registry, UnknownTask
 
 __all__ = ["Engine"]
 

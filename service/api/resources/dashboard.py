@@ -17,7 +17,7 @@ INDEX = "index.html"
 
 
 def _read(name: str) -> bytes:
-    return resources.files("service").joinpath("static", name).read_bytes()
+    return resources.files("service.api").joinpath("static", name).read_bytes()
 
 
 class DashboardResource:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import falcon
 
-from ..tasks import Registry
+from ...tasks import Registry
 
 
 class TasksResource:

@@ -25,9 +25,9 @@ from pydantic import AfterValidator, Field, StringConstraints
 
 from pool_core import Timeout
 
+from ..decorator import reject
 from .connections import Connection, ConnectionPool, Key, Lease
-from .decorator import reject
-from .http_errors import (
+from .errors import (
     HttpConnectError,
     HttpError,
     HttpProtocolError,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import falcon
 
-from ..engine import Engine
+from ...engine import Engine
 from ..errors import ValidationFailed
 from .body import read_json_object
 

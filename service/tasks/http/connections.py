@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pool_core import Semaphore
 from pool_core.sockets import create_connection, wrap_ssl
 
-from .http_errors import HttpConnectError, TLSError
+from .errors import HttpConnectError, TLSError
 
 __all__ = ["Connection", "ConnectionPool", "Key", "Lease"]
 

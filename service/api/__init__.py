@@ -1,0 +1,1 @@
+"""The HTTP API layer: the falcon app, its resources, auth, problem documents, streams and metrics."""

@@ -1,0 +1,1 @@
+"""The built-in `http` task: its client, keep-alive connections, destination policy and errors."""
