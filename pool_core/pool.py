@@ -7,6 +7,9 @@ The pool only bounds concurrency; it does not own results (see `pile` for that).
     work drains; `resize(0)` pauses new starts; growing wakes parked spawners at once.
   * `waitall()` returns only when nothing runs and no spawner is parked or about to start, so work
     started by spawners that were blocked when it was called is waited for too.
+  * As in eventlet: `size` is `int(size)` (TypeError only when that fails); `imap(None, ...)` and
+    `starmap(None, ...)` yield the argument tuples; the imap iterator has `.next()`; `waitall()` from one of
+    the pool's own green threads raises WaitallInPoolError, an AssertionError (eventlet's) and a RuntimeError.
 """
 
 from __future__ import annotations
@@ -22,17 +25,31 @@ from .greenthread import GreenThread, _start, spawn
 from .hub import get_hub
 from .waitqueue import WaitQueue
 
-__all__ = ["GreenPool"]
+__all__ = ["GreenPool", "WaitallInPoolError"]
 
 _getcurrent = greenlet.getcurrent
 
 
 def _check_size(size: Any) -> int:
-    if not isinstance(size, int) or isinstance(size, bool):
-        raise TypeError(f"GreenPool size must be an int, not {type(size).__name__}")
+    """`int(size)`, as eventlet takes it: TypeError when `int()` cannot convert it, ValueError when negative."""
+    try:
+        size = int(size)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise TypeError(f"GreenPool size must be an int, got {size!r} ({exc})") from None
     if size < 0:
         raise ValueError(f"GreenPool size must be >= 0, got {size}")
     return size
+
+
+class WaitallInPoolError(AssertionError, RuntimeError):
+    """`waitall()` called from one of the pool's own green threads, where it would never return.
+
+    Both classes, so eventlet's callers (AssertionError) and ours (RuntimeError) catch it."""
+
+
+def _args_tuple(*args: Any) -> tuple:
+    """The arguments themselves: what `imap(None, ...)` and `starmap(None, ...)` yield, as in eventlet."""
+    return args
 
 
 class _PooledThread(GreenThread):
@@ -128,19 +145,21 @@ class GreenPool:
     def waitall(self) -> None:
         """Park until every call spawned (or about to be spawned) through the pool has ended."""
         if self._in_own_call():
-            raise RuntimeError(
+            raise WaitallInPoolError(
                 "Calling waitall() from within one of the GreenPool's green threads would never return"
             )
         while self._running or self._blocked:
             self._idle.park()
 
-    def imap(self, func: Callable[..., Any], *iterables: Iterable[Any]) -> Iterator[Any]:
-        """`map` through the pool: results in input order, lazily, stopping at the shortest iterable."""
-        return _IMap(self, func, zip(*iterables, strict=False))
+    def imap(self, func: Callable[..., Any] | None, *iterables: Iterable[Any]) -> Iterator[Any]:
+        """`map` through the pool: results in input order, lazily, stopping at the shortest iterable;
+        with `func=None`, the argument tuples."""
+        return _IMap(self, _args_tuple if func is None else func, zip(*iterables, strict=False))
 
-    def starmap(self, func: Callable[..., Any], iterable: Iterable[Iterable[Any]]) -> Iterator[Any]:
-        """`itertools.starmap` through the pool: `func(*args)` for each tuple, results in input order."""
-        return _IMap(self, func, iterable)
+    def starmap(self, func: Callable[..., Any] | None, iterable: Iterable[Iterable[Any]]) -> Iterator[Any]:
+        """`itertools.starmap` through the pool: `func(*args)` for each tuple, results in input order;
+        with `func=None`, each argument tuple (as a tuple)."""
+        return _IMap(self, _args_tuple if func is None else func, iterable)
 
 
 class _IMapState:
@@ -202,6 +221,8 @@ class _IMap:
         gt = pending.popleft()
         state.space.wake_one()
         return gt.wait()
+
+    next = __next__  # eventlet's iterators have it (a Python 2 name)
 
     def close(self) -> None:
         """Stop spawning further calls (those already spawned run to their end)."""

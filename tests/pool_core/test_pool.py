@@ -4,6 +4,7 @@ import time
 import pytest
 
 from pool_core import Event, GreenletExit, GreenPool, LoopExit, getcurrent, sleep, spawn, spawn_n
+from pool_core.pool import WaitallInPoolError
 
 pytestmark = pytest.mark.usefixtures("quiet_hub")
 
@@ -39,8 +40,13 @@ def gate():
 
 
 # -- construction -------------------------------------------------------------------------------------
-@pytest.mark.parametrize("size", [1.5, "3", None, True])
-def test_a_size_that_is_not_an_int_is_a_type_error(size):
+@pytest.mark.parametrize(("size", "expected"), [(1e3, 1000), ("3", 3), (2.7, 2), (True, 1), (0, 0)])
+def test_the_size_is_int_of_the_argument_as_in_eventlet(size, expected):
+    assert GreenPool(size).size == expected
+
+
+@pytest.mark.parametrize("size", ["foo", None, object(), float("inf"), float("nan")])
+def test_a_size_that_int_cannot_convert_is_a_type_error(size):
     with pytest.raises(TypeError):
         GreenPool(size)
 
@@ -53,10 +59,16 @@ def test_a_negative_size_is_a_value_error():
 def test_resizing_to_an_invalid_size_is_refused_and_keeps_the_old_size():
     pool = GreenPool(3)
     with pytest.raises(TypeError):
-        pool.resize(2.0)
+        pool.resize("two")
     with pytest.raises(ValueError):
         pool.resize(-2)
     assert pool.size == 3
+
+
+def test_resize_takes_int_of_its_argument():
+    pool = GreenPool(3)
+    pool.resize(5.0)
+    assert pool.size == 5
 
 
 def test_the_default_size_is_a_thousand():
@@ -182,11 +194,13 @@ def test_spawn_into_a_full_pool_from_another_pools_green_thread_parks_instead_of
 
 
 @pytest.mark.timeout(5)
-def test_waitall_from_inside_one_of_the_pools_green_threads_is_a_runtime_error():
+def test_waitall_from_inside_one_of_the_pools_green_threads_is_an_assertion_and_a_runtime_error():
     pool = GreenPool(2)
     gt = pool.spawn(pool.waitall)
-    with pytest.raises(RuntimeError):
+    with pytest.raises(WaitallInPoolError) as raised:
         gt.wait()
+    assert isinstance(raised.value, AssertionError)
+    assert isinstance(raised.value, RuntimeError)
 
 
 @pytest.mark.timeout(5)
@@ -527,6 +541,24 @@ def test_imap_through_a_pool_of_size_zero_makes_no_progress_until_resized():
 def test_starmap_unpacks_each_argument_tuple():
     pool = GreenPool(2)
     assert list(pool.starmap(lambda a, b: a - b, [(5, 1), (10, 3), (7, 7)])) == [4, 7, 0]
+
+
+def test_imap_without_a_function_yields_the_argument_tuples():
+    pool = GreenPool(3)
+    assert list(pool.imap(None, range(3))) == [(0,), (1,), (2,)]
+    assert list(pool.imap(None, [1, 2, 3], "ab")) == [(1, "a"), (2, "b")]
+
+
+def test_starmap_without_a_function_yields_each_argument_tuple():
+    pool = GreenPool(3)
+    assert list(pool.starmap(None, [(1, 2), [3], ()])) == [(1, 2), (3,), ()]
+
+
+def test_the_imap_iterator_has_eventlets_next_method():
+    results = GreenPool(2).imap(lambda x: x + 1, [1])
+    assert results.next() == 2
+    with pytest.raises(StopIteration):
+        results.next()
 
 
 def test_starmap_yields_in_input_order():

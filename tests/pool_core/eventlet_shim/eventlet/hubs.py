@@ -1,0 +1,3 @@
+"""`eventlet.hubs`: the hub of the current OS thread."""
+
+from pool_core.hub import get_hub  # noqa: F401

@@ -1,0 +1,1 @@
+"""`eventlet.support`: only the `greenlets` module eventlet's tests use."""
