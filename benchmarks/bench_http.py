@@ -2,8 +2,9 @@
 """Load-test one greenpool worker process with wrk, side by side with a minimal falcon app on gevent.
 
 Both servers run under gunicorn with ONE worker process, access log off, on a free 127.0.0.1 port:
-  ours      gunicorn -k service.worker.GreenWorker -w 1 service.app:app   (GREENPOOL_LOG_LEVEL=warning)
+  ours      gunicorn -k service.worker.GreenWorker -w 1 service.app:app   (the server's default log level, info)
   gevent    gunicorn -k gevent -w 1 baseline_gevent_app:app               (benchmarks/baseline_gevent_app.py)
+  before    with --before DIR: ours again, from another checkout (e.g. a `git worktree` of an older commit)
 Each round starts a fresh server, checks the routes once, warms up, then runs
 `wrk -t2 -c{64,512} -d{duration}s --latency` on GET /v1/pool and on POST /v1/jobs (a real `echo` job on
 ours; benchmarks/wrk_post_job.lua). Rounds alternate servers (ours, gevent, ours, gevent, ...); the table
@@ -12,7 +13,8 @@ invalid. wrk is installed with apt-get if it is missing (Debian package `wrk`).
 
     .venv/bin/python benchmarks/bench_http.py                 # full run: 3 rounds of 10 s per case
     .venv/bin/python benchmarks/bench_http.py --quick         # smoke run: 1 round of 2 s, no warm-up
-    .venv/bin/python benchmarks/bench_http.py --log-level info    # with a JSON log line per job event
+    .venv/bin/python benchmarks/bench_http.py --log-level warning # fewer log lines than the default
+    .venv/bin/python benchmarks/bench_http.py --before /tmp/old   # + ours at the checkout in /tmp/old
     .venv/bin/python benchmarks/bench_http.py --only ours --profile /tmp/prof   # + py-spy stacks (pip install py-spy)
 
 Ours runs with GREENPOOL_MAX_QUEUED high enough never to answer 429, and bounded GREENPOOL_MAX_RECORDS and
@@ -51,7 +53,8 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 BENCH_DIR = REPO / "benchmarks"
 RESULTS_DIR = BENCH_DIR / "results"
-OURS, GEVENT = "ours", "gevent"
+OURS, GEVENT, BEFORE = "ours", "gevent", "before"
+KINDS = (OURS, BEFORE, GEVENT)
 WORKER_CLASS = "service.worker.GreenWorker"
 OURS_APP = "service.app:app"
 POST_BODY = {"task": "echo", "args": {"x": 1}}
@@ -67,6 +70,8 @@ OURS_ENV = {
 #: gunicorn settings both servers share (access log stays off: no --access-logfile, no logconfig).
 COMMON_GUNICORN = ["-w", "1", "--keep-alive", "5", "--worker-connections", "10000", "--graceful-timeout", "5",
                    "--timeout", "60", "--backlog", "2048", "--no-control-socket"]  # fmt: skip
+#: A change must keep at least this share of the throughput of the checkout given with --before.
+MIN_VS_BEFORE = 0.95
 #: POST /v1/jobs must also run its jobs: at least this share of the accepted rate must finish during the run.
 KEEP_UP = 0.9
 BOOT_TIMEOUT = 30.0
@@ -92,8 +97,8 @@ class Route:
 
 
 ROUTES = (
-    Route("GET /v1/pool", "/v1/pool", "wrk_report.lua", min_ratio=1.2, max_p99_s=0.050),
-    Route("POST /v1/jobs", "/v1/jobs", "wrk_post_job.lua", min_ratio=1.0),
+    Route("GET /v1/pool", "/v1/pool", "wrk_report.lua", min_ratio=2.0, max_p99_s=0.050),
+    Route("POST /v1/jobs", "/v1/jobs", "wrk_post_job.lua", min_ratio=1.2),
 )
 
 
@@ -210,14 +215,18 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def server_command(kind: str, port: int, log_level: str, ours_app: str = OURS_APP) -> tuple[list[str], dict[str, str]]:
-    """The gunicorn command line and extra environment for server `kind` on `port`."""
+def server_command(kind: str, port: int, log_level: str, ours_app: str = OURS_APP,
+                   before: Path | None = None) -> tuple[list[str], dict[str, str], Path]:  # fmt: skip
+    """The gunicorn command line, extra environment and working directory for server `kind` on `port`."""
     base = [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--log-level", log_level,
             *COMMON_GUNICORN]  # fmt: skip
-    if kind == OURS:
-        env = {**OURS_ENV, "GREENPOOL_LOG_LEVEL": log_level, "GREENPOOL_BIND": f"127.0.0.1:{port}"}
-        return [*base, "-k", WORKER_CLASS, "--chdir", str(REPO), ours_app], env
-    return [*base, "-k", "gevent", "--chdir", str(BENCH_DIR), "baseline_gevent_app:app"], {}
+    if kind in (OURS, BEFORE):
+        tree = REPO if kind == OURS else before
+        assert tree is not None, "--before names the other checkout"
+        env = {**OURS_ENV, "GREENPOOL_LOG_LEVEL": log_level, "GREENPOOL_BIND": f"127.0.0.1:{port}",
+               "PYTHONPATH": str(tree)}  # fmt: skip
+        return [*base, "-k", WORKER_CLASS, "--chdir", str(tree), ours_app], env, tree
+    return [*base, "-k", "gevent", "--chdir", str(BENCH_DIR), "baseline_gevent_app:app"], {}, REPO
 
 
 def http_request(port: int, method: str, path: str, body: dict | None = None) -> tuple[int, dict, Any]:
@@ -266,14 +275,15 @@ class Server:
 
 
 @contextmanager
-def running_server(kind: str, log_level: str, log_dir: Path, ours_app: str = OURS_APP) -> Iterator[Server]:
+def running_server(kind: str, log_level: str, log_dir: Path, ours_app: str = OURS_APP,
+                   before: Path | None = None) -> Iterator[Server]:  # fmt: skip
     """Start server `kind`, wait until GET /v1/pool answers 200, and stop it (SIGTERM, then SIGKILL) after."""
     port = free_port()
-    cmd, extra_env = server_command(kind, port, log_level, ours_app)
+    cmd, extra_env, cwd = server_command(kind, port, log_level, ours_app, before)
     log_path = log_dir / f"{kind}-{port}.log"
     env = {**os.environ, **extra_env, "PYTHONUNBUFFERED": "1"}
     with open(log_path, "wb") as log_file:
-        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log_file, stderr=subprocess.STDOUT,
+        proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=log_file, stderr=subprocess.STDOUT,
                                 start_new_session=True)  # fmt: skip
     server = Server(kind, proc, port, log_path)
     try:
@@ -361,7 +371,7 @@ class Case:
 
     route: Route
     connections: int
-    results: dict[str, list[WrkResult]] = field(default_factory=lambda: {OURS: [], GEVENT: []})
+    results: dict[str, list[WrkResult]] = field(default_factory=lambda: {kind: [] for kind in KINDS})
 
     def median(self, kind: str, attr: str) -> float | None:
         """The median of `attr` over this server's rounds (None if it did not run)."""
@@ -379,7 +389,7 @@ def run_benchmark(args: argparse.Namespace, wrk: str, kinds: list[str], log_dir:
              for c in args.connections]  # fmt: skip
     for rnd in range(1, args.rounds + 1):
         for kind in kinds:
-            with running_server(kind, args.log_level, log_dir, args.ours_app) as server:
+            with running_server(kind, args.log_level, log_dir, args.ours_app, args.before) as server:
                 check_routes(server)
                 for case in cases:
                     url = server.base_url + case.route.path
@@ -388,7 +398,7 @@ def run_benchmark(args: argparse.Namespace, wrk: str, kinds: list[str], log_dir:
                     wait_idle(server)
                     before = http_request(server.port, "GET", "/v1/pool")[2] or {}
                     result = run_wrk(wrk, url, case.route, case.connections, args.duration)
-                    if kind == OURS and case.route.path == "/v1/jobs":
+                    if kind in (OURS, BEFORE) and case.route.path == "/v1/jobs":
                         job_progress(server, before, result)
                     case.results[kind].append(result)
                     if args.profile and kind == OURS and rnd == 1:
@@ -489,11 +499,11 @@ def command_line() -> str:
     return shlex.join([shown, script_shown, *sys.argv[1:]])
 
 
-def git_revision() -> str:
-    """The short commit, with "+ uncommitted changes" if the tree is dirty."""
+def git_revision(tree: Path = REPO) -> str:
+    """The short commit of `tree`, with "+ uncommitted changes" if it is dirty."""
     try:
-        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO,
+        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=tree, capture_output=True, text=True)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=tree,
                                capture_output=True, text=True)  # fmt: skip
         return rev.stdout.strip() + (" + uncommitted changes" if dirty.stdout.strip() else "")
     except OSError:
@@ -533,6 +543,17 @@ def report(cases: list[Case], args: argparse.Namespace, wrk: str, kinds: list[st
               "(2026-11-24, 64 connections): " + "; ".join(f"{label} {rps / 1000:.1f}k req/s, p99 {p99:g} s"
                                                           for (label, _), (rps, p99) in REFERENCE_BASELINE.items())
               + "."]  # fmt: skip
+    if BEFORE in kinds:
+        lines += ["", f"ours vs before (`--before {args.before}`, at {git_revision(args.before)}):", "",
+                  "| route | connections | ours req/s | before req/s | ours p99 | before p99 | ratio | target | met? |",
+                  "|---|---:|---:|---:|---:|---:|---:|---|---|"]  # fmt: skip
+        for case in cases:
+            ours, old = case.median(OURS, "rps"), case.median(BEFORE, "rps")
+            ratio = ours / old if ours and old else None
+            met = "n/a" if ratio is None else ("yes" if ratio >= MIN_VS_BEFORE else "**NO**")
+            lines.append(f"| {case.route.label} | {case.connections} | {fmt_rps(ours)} | {fmt_rps(old)} "
+                         f"| {fmt_s(case.median(OURS, 'p99_s'))} | {fmt_s(case.median(BEFORE, 'p99_s'))} "
+                         f"| {'—' if ratio is None else f'{ratio:.2f}×'} | ≥ {MIN_VS_BEFORE:g}× before | {met} |")
     post = [c for c in cases if c.route.path == "/v1/jobs" and c.results[OURS]]
     if post:
         lines.append(
@@ -579,8 +600,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--routes", default="get,post", help="which routes: get, post or get,post (default both)")
     p.add_argument("--only", choices=(OURS, GEVENT), help="run one server only (no ratios)")
     p.add_argument("--pool-size", type=int, default=100, help="our GREENPOOL_POOL_SIZE (default 100)")
-    p.add_argument("--log-level", default="warning", help="log level of both servers (default warning)")
+    p.add_argument("--log-level", default="info", help="log level of the servers (default info, the server's own)")
     p.add_argument("--ours-app", default=OURS_APP, help="WSGI app our worker serves (default service.app:app)")
+    p.add_argument("--before", type=Path, metavar="DIR", help="also run ours from checkout DIR; ratios vs it")
     p.add_argument(
         "--profile", type=Path, metavar="DIR", help="after ours' round-1 cases: an extra untimed run sampled by py-spy"
     )
@@ -607,12 +629,16 @@ def main(argv: list[str] | None = None) -> int:
     wrk = ensure_wrk()
     OURS_ENV["GREENPOOL_POOL_SIZE"] = str(args.pool_size)
     kinds = [args.only] if args.only else [OURS, GEVENT]
+    if args.before is not None:
+        if not (args.before / "service").is_dir():
+            sys.exit(f"bench_http: --before {args.before} is not a greenpool checkout (no service/ in it)")
+        kinds.insert(1, BEFORE)
     if GEVENT in kinds and importlib.util.find_spec("gevent") is None:
         if args.only == GEVENT:
             sys.exit("bench_http: gevent is not installed (pip install -e '.[bench]')")
         print("bench_http: gevent is not installed (pip install -e '.[bench]'): running ours only",
               file=sys.stderr)  # fmt: skip
-        kinds = [OURS]
+        kinds.remove(GEVENT)
     load_before = load_average()
     with tempfile.TemporaryDirectory(prefix="bench_http-") as tmp:
         try:
