@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import importlib.util
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 from types import ModuleType
 
 import pytest
+from tools import needs
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "benchmarks" / "bench_http.py"
@@ -61,10 +61,9 @@ def test_parse_wrk_json_line_wins() -> None:
 
 
 @pytest.mark.timeout(90)
+@needs("wrk")  # else bench_http.py would install it with apt-get itself
 def test_bench_http_quick_run(tmp_path: Path) -> None:
     """`bench_http.py --quick` runs both servers (ours only without gevent), exits 0 and prints the table."""
-    if shutil.which("wrk") is None:
-        pytest.skip("wrk is not installed (Debian: apt-get install -y wrk; bench_http.py installs it as root)")
     output = tmp_path / "http.md"
     cmd = [sys.executable, str(SCRIPT), "--quick", "--output", str(output)]
     if importlib.util.find_spec("gevent") is None:
