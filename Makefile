@@ -5,6 +5,8 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
+# `make run PORT=9000` (or HOST=...) binds there; else GREENPOOL_BIND from the environment; else $(HOST):$(PORT).
+BIND    = $(if $(filter command line,$(origin HOST) $(origin PORT)),$(HOST):$(PORT),$(or $(GREENPOOL_BIND),$(HOST):$(PORT)))
 
 .PHONY: run test lint bench system-deps clean
 
@@ -22,7 +24,7 @@ system-deps:
 	@scripts/install-system-deps.sh
 
 run: $(BIN)/.installed
-	$(BIN)/greenpool serve --bind $(HOST):$(PORT)
+	$(BIN)/greenpool serve --bind $(BIND)
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check .
