@@ -4,10 +4,8 @@ form only for an admin token."""
 
 from __future__ import annotations
 
-import shutil
 import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -15,39 +13,9 @@ from auth_support import TOKENS, tokens_env
 from serverkit import Server
 
 try:
-    from selenium import webdriver
-    from selenium.common.exceptions import WebDriverException
     from selenium.webdriver.common.by import By
-except ImportError:
-    webdriver = None
-
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-CHROMEDRIVER = shutil.which("chromedriver")
-
-
-@pytest.fixture
-def browser(tmp_path: Path) -> Iterator[Any]:
-    """A headless system Chromium with a fresh profile (skips if unavailable)."""
-    if webdriver is None or CHROMIUM is None or CHROMEDRIVER is None:
-        pytest.skip("needs selenium and the system packages chromium and chromium-driver")
-    from selenium.webdriver.chrome.options import Options
-    from selenium.webdriver.chrome.service import Service
-
-    options = Options()
-    options.binary_location = CHROMIUM
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
-                 "--disable-background-networking", f"--user-data-dir={tmp_path / 'profile'}"):  # fmt: skip
-        options.add_argument(flag)
-    service = Service(executable_path=CHROMEDRIVER, log_output=str(tmp_path / "chromedriver.log"))
-    try:
-        driver = webdriver.Chrome(options=options, service=service)
-    except WebDriverException as exc:
-        pytest.fail(f"chromium/chromedriver are installed but would not start: {exc.msg}")
-    driver.set_page_load_timeout(20)
-    try:
-        yield driver
-    finally:
-        driver.quit()
+except ImportError:  # the browser tests skip (see the `browser` fixture)
+    By = None
 
 
 def until(check: Callable[[], Any], timeout: float = 8.0, what: str = "") -> None:

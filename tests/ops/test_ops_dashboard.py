@@ -5,8 +5,7 @@ resizes the pool from its form, and shows a banner when polling fails. Screensho
 
 from __future__ import annotations
 
-import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -14,49 +13,11 @@ import pytest
 from ops_support import ARTIFACTS, POOL_GAUGES, OpsServer, wait_until
 
 try:
-    from selenium import webdriver
-    from selenium.common.exceptions import WebDriverException
     from selenium.webdriver.common.by import By
-except ImportError:  # the browser tests skip (see `browser`); the plain HTTP test still runs
-    webdriver = None
+except ImportError:  # the browser tests skip (see the `browser` fixture); the plain HTTP test still runs
+    By = None
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-CHROMEDRIVER = shutil.which("chromedriver")
 COUNTERS = ("submitted", "succeeded", "failed", "cancelled", "timed_out")
-
-
-@pytest.fixture
-def browser(tmp_path: Path) -> Iterator[Any]:
-    """A headless system Chromium with a fresh profile, its console log captured (skips if unavailable)."""
-    if webdriver is None:
-        pytest.skip("selenium is not installed (pip install '.[test]')")
-    if CHROMIUM is None or CHROMEDRIVER is None:
-        pytest.skip(
-            "headless Chromium needs the Debian packages `chromium` and `chromium-driver` "
-            "(not installed here; .ci/run installs them when it runs as root)"
-        )
-    from selenium.webdriver.chrome.options import Options
-    from selenium.webdriver.chrome.service import Service
-
-    options = Options()
-    options.binary_location = CHROMIUM
-    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-             "--disable-background-networking", "--disable-component-update", "--disable-sync",
-             "--disable-dev-shm-usage", "--window-size=1280,1200"]  # fmt: skip
-    for flag in [*flags, f"--user-data-dir={tmp_path / 'profile'}"]:
-        options.add_argument(flag)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    service = Service(executable_path=CHROMEDRIVER, log_output=str(tmp_path / "chromedriver.log"))
-    try:
-        driver = webdriver.Chrome(options=options, service=service)
-    except WebDriverException as exc:
-        pytest.fail(f"chromium/chromedriver are installed but would not start: {exc.msg}")
-    driver.set_page_load_timeout(20)
-    driver.set_script_timeout(10)
-    try:
-        yield driver
-    finally:
-        driver.quit()
 
 
 def screenshot(driver: Any, name: str) -> Path:

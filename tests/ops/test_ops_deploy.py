@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 from ops_support import REPO, OpsServer, free_port
+from tools import needs, which
 
 from service.config import ENV_PREFIX, Config
 
@@ -151,11 +152,11 @@ def test_compose_file() -> None:
     assert job["static_configs"][0]["targets"] == ["greenpool:8000"]
 
 
-@pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool (Debian package `prometheus`) is not installed")
+@needs("promtool")
 def test_prometheus_config_is_valid() -> None:
     """deploy/prometheus.yml passes `promtool check config`."""
     done = subprocess.run(
-        ["promtool", "check", "config", str(REPO / "deploy" / "prometheus.yml")],
+        [which("promtool"), "check", "config", str(REPO / "deploy" / "prometheus.yml")],
         capture_output=True, text=True, timeout=30,
     )  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr

@@ -3,7 +3,6 @@ and scraped by a real Prometheus (the Debian `prometheus` binary) whose query AP
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import time
 from collections.abc import Callable
@@ -14,6 +13,7 @@ import pytest
 import requests
 from ops_support import POOL_GAUGES, TERMINAL, OpsServer, free_port, wait_until
 from prometheus_client.parser import text_string_to_metric_families
+from tools import needs, which
 
 EXPECTED_TYPES = {
     **{f"greenpool_pool_{key}": "gauge" for key in POOL_GAUGES},
@@ -166,14 +166,8 @@ def test_http_requests_are_counted_by_route_template_and_status(ops_server: Call
 
 
 # -- a real Prometheus -------------------------------------------------------------------------------------
-PROMETHEUS = shutil.which("prometheus")
-
-
 @pytest.mark.timeout(120)
-@pytest.mark.skipif(
-    PROMETHEUS is None,
-    reason="the `prometheus` binary is not installed (Debian package `prometheus`; .ci/run installs it as root)",
-)
+@needs("prometheus")
 def test_real_prometheus_scrapes_the_service(ops_server: Callable[..., OpsServer], tmp_path: Path) -> None:
     """Prometheus, on loopback with a temporary config, scrapes /metrics: its query API returns
     `greenpool_pool_running` equal to what `/v1/pool` reports, and the target is up."""
@@ -192,7 +186,7 @@ def test_real_prometheus_scrapes_the_service(ops_server: Callable[..., OpsServer
     port = free_port()
     log = open(tmp_path / "prometheus.log", "wb")  # noqa: SIM115 - closed in the finally below
     proc = subprocess.Popen(
-        [PROMETHEUS, f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'data'}",
+        [which("prometheus"), f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'data'}",
          f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"],
         stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=tmp_path,
     )  # fmt: skip

@@ -6,13 +6,13 @@ import hashlib
 import http.client
 import http.server
 import io
-import shutil
 import socket
 import ssl
 import subprocess
 import time
 
 import pytest
+from tools import require
 
 from pool_core import GreenSocket, Timeout, create_connection, listen, sleep, sockets, spawn, wrap_ssl
 from pool_core.hub import get_hub
@@ -333,8 +333,7 @@ def test_http_client_over_green_sockets_against_a_green_http_server():
 @pytest.fixture(scope="module")
 def certs(tmp_path_factory):
     """A throwaway CA and a server certificate for localhost / 127.0.0.1, made with the openssl CLI."""
-    if shutil.which("openssl") is None:
-        pytest.skip("the openssl command line tool is not installed")
+    (openssl,) = require("openssl")
     d = tmp_path_factory.mktemp("certs")
     ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
     (d / "server.ext").write_text(
@@ -349,7 +348,7 @@ def certs(tmp_path_factory):
         ["x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
          "-out", "server.pem", "-days", "2", "-extfile", "server.ext"],
     ):  # fmt: skip
-        subprocess.run(["openssl", *args], cwd=d, check=True, capture_output=True)
+        subprocess.run([openssl, *args], cwd=d, check=True, capture_output=True)
     server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     server.load_cert_chain(d / "server.pem", d / "server.key")
     client = ssl.create_default_context(cafile=str(d / "ca.pem"))

@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from tools import require
+
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive
@@ -181,10 +183,11 @@ class Certs:
 
 
 def make_certs(directory: Path) -> Certs:
-    """A CA and two server certificates under `directory` (needs the `openssl` command)."""
+    """A CA and two server certificates under `directory` (skips the test without the `openssl` command)."""
+    (openssl,) = require("openssl")
 
     def run(*args: str) -> None:
-        subprocess.run(["openssl", *args], cwd=directory, check=True, capture_output=True, timeout=60)
+        subprocess.run([openssl, *args], cwd=directory, check=True, capture_output=True, timeout=60)
 
     ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
     run("req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=greenpool test CA",

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import http.client
-import shutil
 import signal
 import socket
 import ssl
@@ -18,6 +17,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 import requests
+from tools import needs, which
 
 import pool_core
 
@@ -194,11 +194,11 @@ def test_file_wrapper_is_sent_with_sendfile(gunicorn_server: Server, tmp_path: P
 
 
 @pytest.mark.timeout(40)
-@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command to make a certificate")
+@needs("openssl")
 def test_tls_with_certfile_and_keyfile(gunicorn_factory: Factory, tmp_path: Path) -> None:
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
     subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+        [which("openssl"), "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
          "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
         check=True, capture_output=True, timeout=30,
     )  # fmt: skip
