@@ -110,6 +110,11 @@ class GreenSocket:
         """The descriptor, or -1 once closed or detached."""
         return self._sock.fileno()
 
+    @property
+    def fd(self) -> socket.socket:
+        """The underlying non-blocking socket (eventlet's name), for a call that must never park."""
+        return self._sock
+
     # -- timeouts -----------------------------------------------------------------------------
     def settimeout(self, timeout: float | None) -> None:
         """Set the green timeout: None waits forever, 0 never waits (BlockingIOError), >0 raises TimeoutError."""

@@ -61,9 +61,9 @@ from gunicorn.sock import ssl_context
 from gunicorn.workers.base_async import AsyncWorker
 
 import pool_core
-from pool_core import hub as _hub_module
 from pool_core.sockets import GreenSocket, wrap_ssl
 from service import lifecycle
+from service.config import Config, ConfigError
 from service.server.http1 import FastPath
 
 __all__ = ["ClientDisconnected", "GreenWorker"]
@@ -83,20 +83,14 @@ _ACCEPT_RETRY = {errno.EAGAIN, errno.EWOULDBLOCK, errno.ECONNABORTED, errno.EPRO
 _ACCEPT_BACKOFF = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
 
 
-def _fresh_hub() -> pool_core.Hub:
+def _fresh_hub() -> None:
     """Give this forked process its own hub; one created in the arbiter would share the arbiter's epoll fd."""
-    old = getattr(_hub_module._local, "hub", None)
-    if old is None:
-        return pool_core.get_hub()
-    hub = _hub_module._local.hub = pool_core.Hub()
-    if old.ready or old._timers or old._fds:
+    if not pool_core.reinit_after_fork():
         print(
             "greenpool: green threads were started in the arbiter before fork (preload_app?); they do not run "
             "in the worker: start them when the app is loaded in the worker instead",
             file=sys.stderr,
         )
-    old._selector.close()
-    return hub
 
 
 class ClientDisconnected(pool_core.GreenletExit):
@@ -118,8 +112,6 @@ class SlowClient(BaseException):
 def _read_limits() -> tuple[float, float]:
     """(header_timeout, body_timeout) from the `GREENPOOL_*` configuration (defaults if it is invalid: the
     app refuses to load with that error anyway)."""
-    from service.config import Config, ConfigError
-
     try:
         config = Config.from_env()
     except ConfigError:
@@ -156,16 +148,16 @@ class _Connection(GreenSocket):
         self._header_timeout = header_timeout
         self.wrote = False
 
-    def _bounded(self, fn: Any, *args: Any) -> Any:
-        """`fn(*args)` through the green wait loop, raising SlowClient once the phase's deadline passes."""
-        saved = self._timeout
-        self._timeout = max(1e-6, self._deadline - time.monotonic())  # type: ignore[operator]
+    def _bounded(self, read: Any, *args: Any) -> Any:
+        """`read(*args)` (a GreenSocket read), raising SlowClient once the phase's deadline passes."""
+        saved = self.gettimeout()
+        self.settimeout(max(1e-6, self._deadline - time.monotonic()))  # type: ignore[operator]
         try:
-            return self._io(True, fn, *args)
+            return read(*args)
         except TimeoutError:
             raise SlowClient(self._phase, self._seconds) from None
         finally:
-            self._timeout = saved
+            self.settimeout(saved)
 
     def sendall(self, data: Any, flags: int = 0) -> None:
         """GreenSocket.sendall, noting that the response has begun. While a request is handled, its first
@@ -226,7 +218,7 @@ class _Connection(GreenSocket):
         if self._watcher is not None:
             self.unwatch()
         if self._deadline is not None:
-            return self._bounded(self._sock.recv, bufsize, flags)
+            return self._bounded(super().recv, bufsize, flags)
         data = super().recv(bufsize, flags)
         if data and self._phase == "" and self._header_timeout is not None:
             self.limit(_HEADERS, self._header_timeout)
@@ -241,7 +233,7 @@ class _Connection(GreenSocket):
         if self._watcher is not None:
             self.unwatch()
         if self._deadline is not None:
-            return self._bounded(self._sock.recv_into, buffer, nbytes, flags)
+            return self._bounded(super().recv_into, buffer, nbytes, flags)
         count = super().recv_into(buffer, nbytes, flags)
         if count and self._phase == "" and self._header_timeout is not None:
             self.limit(_HEADERS, self._header_timeout)
@@ -257,7 +249,7 @@ class _Connection(GreenSocket):
             if self._watcher is pool_core.getcurrent():
                 self._watcher = None
         try:
-            gone = self._sock.recv(1, socket.MSG_PEEK) == b""
+            gone = self.fd.recv(1, socket.MSG_PEEK) == b""
         except BlockingIOError:
             gone = False
         except OSError:
@@ -568,8 +560,7 @@ class GreenWorker(AsyncWorker):
         exception already on its way is left to it)."""
         hub = pool_core.get_hub()
         for g in [g for g, deadline in self._idle.items() if deadline <= now]:
-            pending = getattr(g, "gp_pending", None)
-            if pending is None or pending is _hub_module.WAKE:
+            if hub.pending_exception(g) is None:
                 del self._idle[g]
                 hub.throw(g, KeepAliveExpired())
 
