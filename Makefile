@@ -18,6 +18,7 @@ run: $(BIN)/.installed
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 
 test: $(BIN)/.installed lint
 	$(BIN)/python -m pytest
