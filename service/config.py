@@ -80,7 +80,6 @@ class Config:
     max_streams_per_client: int = DEFAULT_MAX_STREAMS_PER_CLIENT  # open result streams per token/address (429)
     header_timeout: float = DEFAULT_HEADER_TIMEOUT  # request line + headers, from accept or first byte
     body_timeout: float = DEFAULT_BODY_TIMEOUT  # request body, from the end of the headers (408)
-    extra: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Config:
@@ -88,8 +87,6 @@ class Config:
         environ = os.environ if environ is None else environ
         values: dict[str, Any] = {}
         for f in dataclasses.fields(cls):
-            if f.name == "extra":
-                continue
             raw = environ.get(ENV_PREFIX + f.name.upper())
             if raw is not None and raw != "":
                 values[f.name] = _parse(f.name, f.type, raw)
@@ -121,8 +118,6 @@ class Config:
         """The `GREENPOOL_*` variables that reproduce this config (how `serve` hands it to the worker)."""
         env = {}
         for f in dataclasses.fields(self):
-            if f.name == "extra":
-                continue
             value = getattr(self, f.name)
             env[ENV_PREFIX + f.name.upper()] = ",".join(value) if isinstance(value, tuple) else str(value)
         return env
