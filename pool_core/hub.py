@@ -1,31 +1,14 @@
 """The hub: one scheduler greenlet per OS thread.
 
-What it does, and nothing more:
-  * runs resumable greenlets first-in first-out from a ready deque;
-  * fires timers from a heap (cancelling a timer is O(1): it is only marked, and the heap is
-    compacted when cancelled entries dominate — most timeouts are cancelled before they fire);
-  * wakes greenlets waiting for file-descriptor readiness, through epoll (`selectors` where there is none).
+It does three things: runs ready greenlets first-in first-out, fires due timers (`timers`), and wakes
+greenlets waiting for fd readiness through epoll (`poller` where there is none). Every resume goes through
+the ready deque and a greenlet holds at most one pending resume: `wake` while one is pending is a no-op,
+`throw` replaces a pending wake or exception but never a pending kill, so no greenlet is resumed twice for
+one park and a timeout firing in the same turn cannot undo a kill.
 
-Every resume goes through the ready deque, and a greenlet holds at most one pending resume: `wake`
-while one is pending is a no-op, `throw` replaces a pending wake or exception — but never a pending
-kill (GreenletExit). So no greenlet is ever resumed twice for one park, a kill or timeout can never be
-followed by a stale wake-up, and a timeout firing in the same turn cannot undo a kill.
-
-File descriptors are armed lazily and watched level-triggered. A park makes sure epoll watches the fd for
-its direction (EPOLL_CTL_ADD or MOD); waking leaves it armed, so the next park on it (a connection's next
-recv) costs no system call. An event nobody waits for (data that came while the connection's green thread
-was busy, a hang-up) disarms its direction then (MOD, or DEL when nothing is left: a hang-up ignores a zero
-mask), so it cannot make the loop spin. Only a park naming the `owner` that armed the fd (`new_fd_owner()`,
-one number per open file: each GreenSocket has one) trusts the table: an fd closed without `notify_close`
-has left epoll and its number may name another file now, so any other park confirms its registration with
-one epoll_ctl (ENOENT → ADD, EEXIST → MOD). `notify_close` disarms and forgets an fd before it is closed. A
-registration no fd reaches any more (closed while a duplicate keeps its file open) makes the hub rebuild its
-epoll set. Idle armed fds never count as something that could wake a greenlet: LoopExit still comes.
-
-It refuses everything else: timers (`timers`), green threads, events, queues, semaphores, timeouts, pools
-and piles are built in their own modules on four primitives — `park()`, `wake(g)`, `throw(g, exc)`,
-`call_later(delay, fn, *args)` — plus `wait_read` / `wait_write` for sockets. An exception escaping a
-greenlet or a callback is logged with its traceback and never stops the loop.
+It refuses everything else: green threads, events, queues, semaphores, timeouts, pools and piles live in
+their own modules, built on `park()`, `wake(g)`, `throw(g, exc)`, `call_later(delay, fn, *args)` and
+`wait_read` / `wait_write`. An exception escaping a greenlet or a callback is logged, never stops the loop.
 """
 
 from __future__ import annotations
@@ -157,6 +140,16 @@ class Hub:
         self._selector.close()
 
     # -- file descriptors -----------------------------------------------------------------------
+    # Armed lazily, watched level-triggered. A park makes sure epoll watches the fd for its direction (ADD or
+    # MOD); waking leaves it armed, so the next park on it (a connection's next recv) costs no system call.
+    # An event nobody waits for (data that came while the connection's green thread was busy, a hang-up)
+    # disarms its direction then (MOD, or DEL when nothing is left: a hang-up ignores a zero mask), so it
+    # cannot make the loop spin. Only a park naming the `owner` that armed the fd (`new_fd_owner()`, one per
+    # open file: each GreenSocket has one) trusts the table: an fd closed without `notify_close` has left
+    # epoll and its number may name another file now, so any other park confirms its registration with one
+    # epoll_ctl (ENOENT -> ADD, EEXIST -> MOD). A registration no fd reaches any more (closed while a
+    # duplicate keeps its file open) makes the hub rebuild its epoll set. Idle armed fds never count as
+    # something that could wake a greenlet: LoopExit still comes.
     def wait_read(
         self, fd: int, timeout: float | None = None, exc: BaseException | None = None, owner: int = 0
     ) -> None:

@@ -1,18 +1,11 @@
 """The HTTP/1.1 fast path of `GreenWorker`: plain requests parsed by gunicorn's C parser, answered lean.
 
-gunicorn's per-request Python (its `Request`, header policy, `wsgi.create`, `Response`, access-log atoms) cost
-about 50 µs a request, more than the rest of a `GET /v1/pool` together. For the requests that make up nearly all of our
-traffic this module does the same work with a few dict operations: `gunicorn_h1c.parse_request_fast` (the C
-parser gunicorn itself uses, with gunicorn's limits) parses the head, the environ is built from a per-connection
-template, and the status line and headers go out with the first body bytes in one `send`.
-
-Anything unusual is *not* handled here: the bytes read so far are pushed back into the connection and gunicorn's
-own request loop takes the connection over, so its rules and error answers apply unchanged. Unusual means: a
-parse error or limit hit, HTTP/1.0, a method outside the common seven, a request target that is not a plain
-origin-form path, `Transfer-Encoding`, `Expect`, `Upgrade`/`HTTP2-Settings`, header names with `_`, the
-configured secure-scheme and forwarder headers, or a repeated singleton field. A worker whose configuration
-needs gunicorn's per-request machinery (TLS, proxy protocol, h2c, an access log that is written, request hooks,
-`SCRIPT_NAME`, debug logging) does not use the fast path at all (`FastPath.refusal`).
+gunicorn's per-request Python costs about 50 µs a request, more than the rest of a `GET /v1/pool`. For plain
+requests this does the same work with a few dict operations: `gunicorn_h1c.parse_request_fast` (with
+gunicorn's limits), an environ from a per-connection template, the head sent with the first body bytes.
+Anything unusual (a parse error, HTTP/1.0, an uncommon method or target, `Transfer-Encoding`, `Expect`,
+`Upgrade`, `_` in a header name, forwarder headers, a repeated singleton field) is pushed back and served by
+gunicorn's own loop; a configuration that needs gunicorn per request turns it off (`FastPath.refusal`).
 """
 
 from __future__ import annotations
