@@ -207,7 +207,7 @@ class GreenWorker(AsyncWorker):
         self._slots.release()
 
     def handle(self, listener: Any, client: Any, addr: Any) -> None:
-        """Serve a connection: plain-TCP requests through the fast path (`service.http1`) while they are plain
+        """Serve a connection: plain-TCP requests through the fast path (`http1`) while they are plain
         ones, the rest — and every request when the configuration needs it — through gunicorn's loop."""
         fast = self._fast
         if fast is None or type(client) is not Connection:
@@ -230,7 +230,7 @@ class GreenWorker(AsyncWorker):
         client.unread(rest)
         super().handle(listener, client, addr)
 
-    # -- what both request paths do around a request (the fast path calls these; see service.http1) -------
+    # -- what both request paths do around a request (the fast path calls these; see http1) ---------------
     def count_request(self) -> bool:
         """Count a request against `max_requests` (reaching it starts the drain); False when this request's
         connection must close after it (not alive any more, or keep-alive off)."""
