@@ -28,6 +28,7 @@ run: $(BIN)/.installed
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 
 test: $(BIN)/.bench-installed system-deps lint
 	$(BIN)/python -m pytest

@@ -8,7 +8,7 @@ from queue import Empty, Full
 
 from .event import Event
 from .greenthread import GreenletExit, GreenThread, getcurrent, kill, sleep, spawn, spawn_after, spawn_n
-from .hub import Hub, LoopExit, get_hub
+from .hub import Hub, LoopExit, get_hub, reinit_after_fork
 from .pile import GreenPile
 from .pool import GreenPool
 from .queue import LightQueue, Queue
@@ -16,6 +16,7 @@ from .semaphore import BoundedSemaphore, Semaphore
 from .sockets import GreenSocket, create_connection, listen, wrap_ssl
 from .threads import execute
 from .timeout import Timeout, with_timeout
+from .waitqueue import WaitQueue
 
 __all__ = [
     "BoundedSemaphore",
@@ -33,12 +34,14 @@ __all__ = [
     "Queue",
     "Semaphore",
     "Timeout",
+    "WaitQueue",
     "create_connection",
     "execute",
     "getcurrent",
     "get_hub",
     "kill",
     "listen",
+    "reinit_after_fork",
     "sleep",
     "spawn",
     "spawn_after",

@@ -1,41 +1,22 @@
 """The hub: one scheduler greenlet per OS thread.
 
-What it does, and nothing more:
-  * runs resumable greenlets first-in first-out from a ready deque;
-  * fires timers from a heap (cancelling a timer is O(1): it is only marked, and the heap is
-    compacted when cancelled entries dominate — most timeouts are cancelled before they fire);
-  * wakes greenlets waiting for file-descriptor readiness, through epoll (`selectors` where there is none).
+It does three things: runs ready greenlets first-in first-out, fires due timers (`timers`), and wakes
+greenlets waiting for fd readiness through epoll (`poller` where there is none). Every resume goes through
+the ready deque and a greenlet holds at most one pending resume: `wake` while one is pending is a no-op,
+`throw` replaces a pending wake or exception but never a pending kill, so no greenlet is resumed twice for
+one park and a timeout firing in the same turn cannot undo a kill.
 
-Every resume goes through the ready deque, and a greenlet holds at most one pending resume: `wake`
-while one is pending is a no-op, `throw` replaces a pending wake or exception — but never a pending
-kill (GreenletExit). So no greenlet is ever resumed twice for one park, a kill or timeout can never be
-followed by a stale wake-up, and a timeout firing in the same turn cannot undo a kill.
-
-File descriptors are armed lazily and watched level-triggered. A park makes sure epoll watches the fd for
-its direction (EPOLL_CTL_ADD or MOD); waking leaves it armed, so the next park on it (a connection's next
-recv) costs no system call. An event nobody waits for (data that came while the connection's green thread
-was busy, a hang-up) disarms its direction then (MOD, or DEL when nothing is left: a hang-up ignores a zero
-mask), so it cannot make the loop spin. Only a park naming the `owner` that armed the fd (`new_fd_owner()`,
-one number per open file: each GreenSocket has one) trusts the table: an fd closed without `notify_close`
-has left epoll and its number may name another file now, so any other park confirms its registration with
-one epoll_ctl (ENOENT → ADD, EEXIST → MOD). `notify_close` disarms and forgets an fd before it is closed. A
-registration no fd reaches any more (closed while a duplicate keeps its file open) makes the hub rebuild its
-epoll set. Idle armed fds never count as something that could wake a greenlet: LoopExit still comes.
-
-It refuses everything else: green threads, events, queues, semaphores, timeouts, pools and piles are
-built in their own modules on four primitives — `park()`, `wake(g)`, `throw(g, exc)`,
-`call_later(delay, fn, *args)` — plus `wait_read` / `wait_write` for sockets. An exception escaping a
-greenlet or a callback is logged with its traceback and never stops the loop.
+It refuses everything else: green threads, events, queues, semaphores, timeouts, pools and piles live in
+their own modules, built on `park()`, `wake(g)`, `throw(g, exc)`, `call_later(delay, fn, *args)` and
+`wait_read` / `wait_write`. An exception escaping a greenlet or a callback is logged, never stops the loop.
 """
 
 from __future__ import annotations
 
 import errno
-import heapq
 import itertools
 import logging
 import select
-import selectors
 import threading
 import time
 from collections import deque
@@ -44,7 +25,12 @@ from typing import Any
 
 import greenlet
 
-__all__ = ["Hub", "LoopExit", "Timer", "get_hub", "new_fd_owner", "WAKE"]
+from .poller import IN as _IN
+from .poller import OUT as _OUT
+from .poller import SelectorPoller
+from .timers import Timer, TimerQueue
+
+__all__ = ["Hub", "LoopExit", "Timer", "WAKE", "get_hub", "new_fd_owner", "reinit_after_fork"]
 
 log = logging.getLogger("pool_core")
 
@@ -52,11 +38,7 @@ log = logging.getLogger("pool_core")
 WAKE = object()
 _monotonic = time.monotonic
 _getcurrent = greenlet.getcurrent
-_COMPACT_MIN = 256
 GreenletExit = greenlet.GreenletExit
-#: epoll's event bits (poll's too, so the `selectors` fallback shares them).
-_IN = 0x001
-_OUT = 0x004
 #: What wakes a reader (anything but "writable": data, hang-up, error) and a writer — selectors' rule.
 _READABLE = ~_OUT
 _WRITABLE = ~_IN
@@ -72,25 +54,6 @@ class LoopExit(RuntimeError):
     """Raised in the hub's parent when it parks with nothing left that could ever wake it."""
 
 
-class Timer:
-    """A scheduled callback; `cancel()` is O(1) and idempotent."""
-
-    __slots__ = ("hub", "callback", "args", "pending")
-
-    def __init__(self, hub: Hub, callback: Callable[..., Any], args: tuple) -> None:
-        self.hub = hub
-        self.callback = callback
-        self.args = args
-        self.pending = True
-
-    def cancel(self) -> None:
-        """Stop the timer from firing; harmless after it fired or was cancelled."""
-        if self.pending:
-            self.pending = False
-            self.callback = self.args = None
-            self.hub._cancelled += 1
-
-
 class _Fd:
     """One fd the hub watches: its epoll mask, who armed it, and its parked greenlets (one reader, one writer)."""
 
@@ -104,45 +67,7 @@ class _Fd:
         self.closed = False
 
 
-class _SelectorPoller:
-    """`select.epoll`'s interface over `selectors`, for platforms without epoll."""
-
-    def __init__(self) -> None:
-        self._selector = selectors.DefaultSelector()
-
-    def register(self, fd: int, mask: int) -> None:
-        try:
-            self._selector.register(fd, _to_selector_events(mask))
-        except KeyError:
-            raise FileExistsError(errno.EEXIST, "fd already registered") from None
-
-    def modify(self, fd: int, mask: int) -> None:
-        try:
-            self._selector.modify(fd, _to_selector_events(mask))
-        except KeyError:
-            raise FileNotFoundError(errno.ENOENT, "fd not registered") from None
-
-    def unregister(self, fd: int) -> None:
-        try:
-            self._selector.unregister(fd)
-        except KeyError:
-            raise FileNotFoundError(errno.ENOENT, "fd not registered") from None
-
-    def poll(self, timeout: float | None = None) -> list[tuple[int, int]]:
-        return [
-            (key.fd, (_IN if events & selectors.EVENT_READ else 0) | (_OUT if events & selectors.EVENT_WRITE else 0))
-            for key, events in self._selector.select(timeout)
-        ]
-
-    def close(self) -> None:
-        self._selector.close()
-
-
-def _to_selector_events(mask: int) -> int:
-    return (selectors.EVENT_READ if mask & _IN else 0) | (selectors.EVENT_WRITE if mask & _OUT else 0)
-
-
-_new_poller: Callable[[], Any] = getattr(select, "epoll", _SelectorPoller)
+_new_poller: Callable[[], Any] = getattr(select, "epoll", SelectorPoller)
 
 
 class Hub:
@@ -150,10 +75,8 @@ class Hub:
 
     def __init__(self) -> None:
         self.ready: deque[greenlet.greenlet] = deque()
-        self._timers: list[tuple[float, int, Timer]] = []
-        self._cancelled = 0
-        self._seq = 0
-        #: The epoll object (a `_SelectorPoller` without epoll); a forked child closes its parent's.
+        self._timers = TimerQueue()
+        #: The epoll object (a `SelectorPoller` without epoll); a forked child closes its parent's.
         self._selector = _new_poller()
         #: Every fd epoll watches, with a parked greenlet or idle.
         self._armed: dict[int, _Fd] = {}
@@ -196,12 +119,37 @@ class Hub:
 
     def call_later(self, delay: float, callback: Callable[..., Any], *args: Any) -> Timer:
         """Run `callback(*args)` in the hub after `delay` seconds; returns a cancellable Timer."""
-        timer = Timer(self, callback, args)
-        self._seq += 1
-        heapq.heappush(self._timers, (_monotonic() + delay, self._seq, timer))
-        return timer
+        return self._timers.add(delay, callback, args)
+
+    # -- what callers may ask of the hub (and tests check) ----------------------------------------
+    def pending_exception(self, g: greenlet.greenlet) -> BaseException | None:
+        """The exception `g` is about to be resumed with (a kill, a timeout), or None (none, or a plain wake)."""
+        pending = getattr(g, "gp_pending", None)
+        return None if pending is None or pending is WAKE else pending
+
+    def timers(self) -> list[Timer]:
+        """The timers still to fire, earliest first."""
+        return self._timers.live()
+
+    def is_quiet(self) -> bool:
+        """True when nothing could run: no greenlet ready, no timer to fire, no greenlet waiting on an fd."""
+        return not self.ready and not self._fds and self._timers.next_delay() is None
+
+    def close(self) -> None:
+        """Release the hub's epoll descriptor (a forked child must not keep, or use, its parent's)."""
+        self._selector.close()
 
     # -- file descriptors -----------------------------------------------------------------------
+    # Armed lazily, watched level-triggered. A park makes sure epoll watches the fd for its direction (ADD or
+    # MOD); waking leaves it armed, so the next park on it (a connection's next recv) costs no system call.
+    # An event nobody waits for (data that came while the connection's green thread was busy, a hang-up)
+    # disarms its direction then (MOD, or DEL when nothing is left: a hang-up ignores a zero mask), so it
+    # cannot make the loop spin. Only a park naming the `owner` that armed the fd (`new_fd_owner()`, one per
+    # open file: each GreenSocket has one) trusts the table: an fd closed without `notify_close` has left
+    # epoll and its number may name another file now, so any other park confirms its registration with one
+    # epoll_ctl (ENOENT -> ADD, EEXIST -> MOD). A registration no fd reaches any more (closed while a
+    # duplicate keeps its file open) makes the hub rebuild its epoll set. Idle armed fds never count as
+    # something that could wake a greenlet: LoopExit still comes.
     def wait_read(
         self, fd: int, timeout: float | None = None, exc: BaseException | None = None, owner: int = 0
     ) -> None:
@@ -340,9 +288,10 @@ class Hub:
         ready = self.ready
         popleft = ready.popleft
         timers = self._timers
+        heap = timers.heap
         while True:
-            if timers:
-                self._fire_timers()
+            if heap:
+                timers.fire_due()
             if self._fds or not ready:
                 self._wait_io(0.0 if ready else self._next_deadline())
             self.pass_started = _monotonic()
@@ -359,15 +308,10 @@ class Hub:
                     log.exception("pool_core: exception escaped greenlet %r", g)
 
     def _next_deadline(self) -> float | None:
-        timers = self._timers
-        while timers and not timers[0][2].pending:
-            heapq.heappop(timers)
-            self._cancelled -= 1
-        if timers:
-            return max(0.0, timers[0][0] - _monotonic())
-        if not self._fds:
+        delay = self._timers.next_delay()
+        if delay is None and not self._fds:
             self._deadlock()
-        return None
+        return delay
 
     def _deadlock(self) -> None:
         parent = self.greenlet.parent
@@ -408,26 +352,6 @@ class Hub:
         if lost:
             self._rebuild()
 
-    def _fire_timers(self) -> None:
-        timers = self._timers
-        now = _monotonic()
-        while timers and timers[0][0] <= now:
-            timer = heapq.heappop(timers)[2]
-            if not timer.pending:
-                self._cancelled -= 1
-                continue
-            timer.pending = False
-            callback, args = timer.callback, timer.args
-            timer.callback = timer.args = None
-            try:
-                callback(*args)
-            except BaseException:
-                log.exception("pool_core: timer callback %r failed", callback)
-        if self._cancelled > _COMPACT_MIN and self._cancelled * 2 > len(timers):
-            self._timers[:] = [entry for entry in timers if entry[2].pending]
-            heapq.heapify(self._timers)
-            self._cancelled = 0
-
 
 _local = threading.local()
 
@@ -439,3 +363,16 @@ def get_hub() -> Hub:
     except AttributeError:
         hub = _local.hub = Hub()
         return hub
+
+
+def reinit_after_fork() -> bool:
+    """In a forked child: give this thread a fresh hub and close the inherited one's epoll descriptor (shared
+    with the parent). Green threads of the old hub never run in the child; False when it had any (ready,
+    timed or waiting on an fd) so the caller can warn, True when it was quiet or there was none."""
+    old = getattr(_local, "hub", None)
+    _local.hub = Hub()
+    if old is None:
+        return True
+    quiet = old.is_quiet()
+    old.close()
+    return quiet

@@ -14,6 +14,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from . import logs
 from .client.cli import add_client_parsers
 from .config import Config, ConfigError
 
@@ -73,15 +74,13 @@ def serve(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             return 2
-        from . import logs
-
         logs.configure(config.log_level)
         log.warning(
             "insecure: serving on a non-loopback address without tokens; anyone who can reach it may use the API",
             extra={"bind": config.bind},
         )
     os.environ.update(config.to_env())
-    from .server.gunicorn_app import run
+    from .server.gunicorn_app import run  # here, not at the top: client sub-commands need none of the server
 
     return run(config)
 

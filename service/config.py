@@ -1,4 +1,5 @@
-"""Configuration: one `Config`, defaults as named constants, `GREENPOOL_*` environment overrides in one place.
+"""Configuration: one `Config`, defaults as named constants, `GREENPOOL_*` environment overrides in one place,
+and the bearer-token table it holds (`load_tokens`; `service.api.auth` checks requests against it).
 
 `greenpool serve` flags override the environment (see `service.cli`).
 """
@@ -6,9 +7,12 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 DEFAULT_BIND = "127.0.0.1:8000"
@@ -66,7 +70,7 @@ class Config:
     plugins: tuple[str, ...] = ()
     log_level: str = DEFAULT_LOG_LEVEL
     stream_heartbeat: float = DEFAULT_STREAM_HEARTBEAT
-    tokens: str = field(default="", repr=False)  # `name:role:secret,...` (service.auth); never logged
+    tokens: str = field(default="", repr=False)  # `name:role:secret,...` (see load_tokens); never logged
     tokens_file: str = ""
     metrics_public: bool = DEFAULT_METRICS_PUBLIC
     max_args_bytes: int = DEFAULT_MAX_ARGS_BYTES  # one job's `args`, serialized (413)
@@ -76,7 +80,6 @@ class Config:
     max_streams_per_client: int = DEFAULT_MAX_STREAMS_PER_CLIENT  # open result streams per token/address (429)
     header_timeout: float = DEFAULT_HEADER_TIMEOUT  # request line + headers, from accept or first byte
     body_timeout: float = DEFAULT_BODY_TIMEOUT  # request body, from the end of the headers (408)
-    extra: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Config:
@@ -84,8 +87,6 @@ class Config:
         environ = os.environ if environ is None else environ
         values: dict[str, Any] = {}
         for f in dataclasses.fields(cls):
-            if f.name == "extra":
-                continue
             raw = environ.get(ENV_PREFIX + f.name.upper())
             if raw is not None and raw != "":
                 values[f.name] = _parse(f.name, f.type, raw)
@@ -109,21 +110,82 @@ class Config:
             raise ConfigError(f"{ENV_PREFIX}POOL_SIZE must be <= {ENV_PREFIX}MAX_POOL_SIZE")
         self.token_table()
 
-    def token_table(self) -> tuple[Any, ...]:
-        """The configured bearer tokens (`service.auth.Token`s, from TOKENS and TOKENS_FILE); empty: auth off."""
-        from .api.auth import load_tokens
-
+    def token_table(self) -> tuple[Token, ...]:
+        """The configured bearer tokens (from TOKENS and TOKENS_FILE); empty: authentication is off."""
         return load_tokens(self.tokens, self.tokens_file)
 
     def to_env(self) -> dict[str, str]:
         """The `GREENPOOL_*` variables that reproduce this config (how `serve` hands it to the worker)."""
         env = {}
         for f in dataclasses.fields(self):
-            if f.name == "extra":
-                continue
             value = getattr(self, f.name)
             env[ENV_PREFIX + f.name.upper()] = ",".join(value) if isinstance(value, tuple) else str(value)
         return env
+
+
+# -- bearer tokens (the table `service.api.auth` checks requests against) ----------------------------
+SUBMIT, ADMIN = "submit", "admin"
+ROLES = (SUBMIT, ADMIN)  # in increasing power: a route that needs `submit` is open to `admin` too
+_NAME = re.compile(r"[A-Za-z0-9_.@-]{1,64}")
+_SECRET = re.compile(r"[A-Za-z0-9._~+/-]{16,4096}=*")  # RFC 6750 b64token, at least 16 characters
+
+
+@dataclass(frozen=True)
+class Token:
+    """One configured token: its name, role, and the SHA-256 digest of its secret (the secret is not kept)."""
+
+    name: str
+    role: str
+    digest: bytes
+
+
+def token_digest(secret: str) -> bytes:
+    """The SHA-256 digest a secret is kept and compared as."""
+    return hashlib.sha256(secret.encode("utf-8", "replace")).digest()
+
+
+def load_tokens(spec: str, path: str = "") -> tuple[Token, ...]:
+    """Tokens from `GREENPOOL_TOKENS` (`name:role:secret,…`) and the file `GREENPOOL_TOKENS_FILE`
+    (`name role secret` per line, `#` comments); ConfigError naming the entry (never the secret) if bad.
+
+    A name may appear more than once with the same role (several secrets for one principal, for rotation);
+    the same secret twice, or one name with two roles, is refused.
+    """
+    entries: list[tuple[str, str, str, str]] = []  # (where, name, role, secret)
+    for number, item in enumerate((p.strip() for p in spec.split(",")), 1):
+        if item:
+            parts = item.split(":", 2)
+            if len(parts) != 3:
+                raise ConfigError(f"GREENPOOL_TOKENS entry {number} is not name:role:secret")
+            entries.append((f"GREENPOOL_TOKENS entry {number}", *parts))
+    if path:
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"GREENPOOL_TOKENS_FILE={path!r} cannot be read: {exc.__class__.__name__}") from None
+        for number, line in enumerate(text.splitlines(), 1):
+            line = line.strip()
+            if line and not line.startswith("#"):
+                parts = line.split()
+                if len(parts) != 3:
+                    raise ConfigError(f"GREENPOOL_TOKENS_FILE line {number} is not `name role secret`")
+                entries.append((f"GREENPOOL_TOKENS_FILE line {number}", *parts))
+    tokens: list[Token] = []
+    roles: dict[str, str] = {}
+    for where, name, role, secret in entries:
+        if not _NAME.fullmatch(name):
+            raise ConfigError(f"{where}: the name must be 1-64 of A-Z a-z 0-9 _ . @ -")
+        if role not in ROLES:
+            raise ConfigError(f"{where}: the role must be one of {', '.join(ROLES)}")
+        if not _SECRET.fullmatch(secret):
+            raise ConfigError(f"{where}: the secret must be at least 16 characters of A-Z a-z 0-9 - . _ ~ + / =")
+        if roles.setdefault(name, role) != role:
+            raise ConfigError(f"{where}: {name!r} is given two roles")
+        token = Token(name, role, token_digest(secret))
+        if any(t.digest == token.digest for t in tokens):
+            raise ConfigError(f"{where}: this secret is already configured")
+        tokens.append(token)
+    return tuple(tokens)
 
 
 def _parse(name: str, kind: Any, raw: str) -> Any:

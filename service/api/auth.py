@@ -13,16 +13,14 @@ another token's job or pile gets the same 404 as for an unknown id (existence is
 
 from __future__ import annotations
 
-import hashlib
 import hmac
-import re
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import falcon
 
-from ..config import ConfigError
+from ..config import ADMIN, ROLES, SUBMIT, Token, load_tokens
+from ..config import token_digest as _digest
 from .errors import Forbidden, JobNotFound, PileNotFound, Unauthorized
 
 __all__ = [
@@ -30,8 +28,6 @@ __all__ = [
     "principal_of", "visible_job", "visible_pile",
 ]  # fmt: skip
 
-SUBMIT, ADMIN = "submit", "admin"
-ROLES = (SUBMIT, ADMIN)  # in increasing power: a route that needs `submit` is open to `admin` too
 _RANK = {SUBMIT: 1, ADMIN: 2}
 OPEN = None  # no token needed
 METRICS = "metrics"  # placeholder: OPEN when GREENPOOL_METRICS_PUBLIC (the default), else SUBMIT
@@ -60,10 +56,6 @@ POLICY: dict[str, dict[str, str | None]] = {
     "/static/{name}": {"GET": OPEN},
 }
 
-_NAME = re.compile(r"[A-Za-z0-9_.@-]{1,64}")
-_SECRET = re.compile(r"[A-Za-z0-9._~+/-]{16,4096}=*")  # RFC 6750 b64token, at least 16 characters
-
-
 @dataclass(frozen=True)
 class Principal:
     """Who a request acts for: a token's name and role (name None: authentication is off)."""
@@ -87,67 +79,6 @@ class Principal:
 
 ANONYMOUS = Principal(None, ADMIN)  # every request when no tokens are configured
 NOBODY = Principal(None, "")  # on an open route with authentication on
-
-
-@dataclass(frozen=True)
-class Token:
-    """One configured token: its name, role, and the SHA-256 digest of its secret (the secret is not kept)."""
-
-    name: str
-    role: str
-    digest: bytes
-
-    @property
-    def principal(self) -> Principal:
-        return Principal(self.name, self.role)
-
-
-def _digest(secret: str) -> bytes:
-    return hashlib.sha256(secret.encode("utf-8", "replace")).digest()
-
-
-def load_tokens(spec: str, path: str = "") -> tuple[Token, ...]:
-    """Tokens from `GREENPOOL_TOKENS` (`name:role:secret,…`) and the file `GREENPOOL_TOKENS_FILE`
-    (`name role secret` per line, `#` comments); ConfigError naming the entry (never the secret) if bad.
-
-    A name may appear more than once with the same role (several secrets for one principal, for rotation);
-    the same secret twice, or one name with two roles, is refused.
-    """
-    entries: list[tuple[str, str, str, str]] = []  # (where, name, role, secret)
-    for number, item in enumerate((p.strip() for p in spec.split(",")), 1):
-        if item:
-            parts = item.split(":", 2)
-            if len(parts) != 3:
-                raise ConfigError(f"GREENPOOL_TOKENS entry {number} is not name:role:secret")
-            entries.append((f"GREENPOOL_TOKENS entry {number}", *parts))
-    if path:
-        try:
-            text = Path(path).read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"GREENPOOL_TOKENS_FILE={path!r} cannot be read: {exc.__class__.__name__}") from None
-        for number, line in enumerate(text.splitlines(), 1):
-            line = line.strip()
-            if line and not line.startswith("#"):
-                parts = line.split()
-                if len(parts) != 3:
-                    raise ConfigError(f"GREENPOOL_TOKENS_FILE line {number} is not `name role secret`")
-                entries.append((f"GREENPOOL_TOKENS_FILE line {number}", *parts))
-    tokens: list[Token] = []
-    roles: dict[str, str] = {}
-    for where, name, role, secret in entries:
-        if not _NAME.fullmatch(name):
-            raise ConfigError(f"{where}: the name must be 1-64 of A-Z a-z 0-9 _ . @ -")
-        if role not in ROLES:
-            raise ConfigError(f"{where}: the role must be one of {', '.join(ROLES)}")
-        if not _SECRET.fullmatch(secret):
-            raise ConfigError(f"{where}: the secret must be at least 16 characters of A-Z a-z 0-9 - . _ ~ + / =")
-        if roles.setdefault(name, role) != role:
-            raise ConfigError(f"{where}: {name!r} is given two roles")
-        token = Token(name, role, _digest(secret))
-        if any(t.digest == token.digest for t in tokens):
-            raise ConfigError(f"{where}: this secret is already configured")
-        tokens.append(token)
-    return tuple(tokens)
 
 
 class AuthMiddleware:
@@ -176,7 +107,7 @@ class AuthMiddleware:
                 found = token
         if found is None:
             raise Unauthorized("the bearer token is not valid", error="invalid_token")
-        return found.principal
+        return Principal(found.name, found.role)
 
     def requirement(self, route: str | None, method: str, resource: Any) -> str | None:
         """The least role `method` on `route` needs (None: open)."""

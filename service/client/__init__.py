@@ -1,20 +1,20 @@
 """The greenpool client: a Python client and the `greenpool` client sub-commands. Speaks HTTP only."""
 
-from .client import (
+from .client import Client
+from .errors import (
     BadRequest,
-    Client,
     Conflict,
     Forbidden,
     GreenpoolError,
     JobFailed,
     NotFound,
     PayloadTooLarge,
-    Pile,
     QueueFull,
     Unauthorized,
     Unavailable,
     ValidationError,
 )
+from .streams import Pile
 
 __all__ = [
     "BadRequest",

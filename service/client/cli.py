@@ -17,7 +17,8 @@ from typing import IO, Any
 
 import requests
 
-from .client import DEFAULT_URL, TERMINAL, Client, GreenpoolError
+from .client import DEFAULT_URL, TERMINAL, Client
+from .errors import GreenpoolError
 
 EXIT_OK, EXIT_JOB_FAILED, EXIT_ERROR = 0, 1, 2
 BATCH_BYTES = 256 * 1024  # a pile larger than this is sent as an open pile in several requests

@@ -8,147 +8,28 @@
             print(record["index"], record["status"])
         assert list(gp.map("echo", [{"a": 1}, {"a": 2}])) == [{"a": 1}, {"a": 2}]
 
-Every error answer becomes a typed exception carrying the RFC 9457 problem document (`GreenpoolError` and
-its subclasses). Result streams (`Pile` iteration, `map`) resume transparently when a connection drops: the
-client remembers the last stream position it received and reconnects with `?after=N`, so every record is
-yielded exactly once; retries are bounded and back off exponentially.
+Every error answer raises a typed exception (`errors`); result streams (`Pile` iteration, `map`) resume
+transparently when a connection drops (`streams`).
 """
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterable, Iterator
 from typing import Any
 
 import requests
 
-__all__ = [
-    "BadRequest",
-    "Client",
-    "Conflict",
-    "Forbidden",
-    "GreenpoolError",
-    "JobFailed",
-    "NotFound",
-    "Pile",
-    "PayloadTooLarge",
-    "QueueFull",
-    "Unauthorized",
-    "Unavailable",
-    "ValidationError",
-]
+from .errors import JobFailed, error_for
+from .streams import Pile, ResultStream, pile_body
+
+__all__ = ["DEFAULT_URL", "MAX_WAIT", "TERMINAL", "Client"]
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 TERMINAL = ("succeeded", "failed", "cancelled", "timed_out")
 MAX_WAIT = 60.0  # the server's longest ?wait= (GREENPOOL_MAX_WAIT default)
-# What a dropped connection looks like; a body cut inside the headers reads as empty, so also bad JSON.
-_STREAM_ERRORS = (
-    requests.ConnectionError,
-    requests.Timeout,
-    requests.exceptions.ChunkedEncodingError,
-    requests.exceptions.JSONDecodeError,
-)
 
 
-# -- errors -------------------------------------------------------------------------------------------
-class GreenpoolError(Exception):
-    """An error answer from the server; `.problem` is its problem document and `.status` its HTTP status."""
-
-    def __init__(self, problem: dict[str, Any]) -> None:
-        self.problem = problem
-        self.status: int | None = problem.get("status")
-        self.title: str = problem.get("title") or "Error"
-        self.detail: str = problem.get("detail") or self.title
-        super().__init__(f"{self.status} {self.title}: {self.detail}" if self.status else self.detail)
-
-
-class BadRequest(GreenpoolError):
-    """400: a malformed request (bad JSON, bad query parameter)."""
-
-
-class Unauthorized(GreenpoolError):
-    """401: no or an unknown bearer token."""
-
-
-class Forbidden(GreenpoolError):
-    """403: the token's role does not allow this."""
-
-
-class NotFound(GreenpoolError):
-    """404: no such job, pile or route (unknown, or its record expired)."""
-
-
-class Conflict(GreenpoolError):
-    """409: the job already ended, or the pile is closed."""
-
-
-class PayloadTooLarge(GreenpoolError):
-    """413: the request body is over the server's limit."""
-
-
-class ValidationError(GreenpoolError):
-    """422: the body's content is wrong; `.errors` lists `{field, message}` pairs."""
-
-    @property
-    def errors(self) -> list[dict[str, str]]:
-        """The `{field, message}` pairs of the problem document."""
-        return list(self.problem.get("errors") or [])
-
-
-class QueueFull(GreenpoolError):
-    """429: the submit queue is full; retry after `.retry_after` seconds."""
-
-    @property
-    def retry_after(self) -> int | None:
-        """Seconds the server suggests waiting (problem member, else the Retry-After header)."""
-        value = self.problem.get("retry_after")
-        return None if value is None else int(value)
-
-
-class Unavailable(GreenpoolError):
-    """503: the server is draining (shutting down) and accepts no new work."""
-
-
-class JobFailed(GreenpoolError):
-    """A mapped item whose job did not succeed; `.record` is its result record."""
-
-    def __init__(self, record: dict[str, Any]) -> None:
-        self.record = record
-        error = record.get("error") or {}
-        detail = f"item {record.get('index')} {record.get('status')}: {error.get('type')}: {error.get('message')}"
-        super().__init__({"title": "Job Failed", "detail": detail, "status": None})
-
-
-_BY_STATUS: dict[int, type[GreenpoolError]] = {
-    400: BadRequest,
-    401: Unauthorized,
-    403: Forbidden,
-    404: NotFound,
-    409: Conflict,
-    413: PayloadTooLarge,
-    422: ValidationError,
-    429: QueueFull,
-    503: Unavailable,
-}
-
-
-def error_for(resp: requests.Response) -> GreenpoolError:
-    """The typed exception for an error response (a problem document is synthesised if the body is not one)."""
-    try:
-        problem = resp.json()
-        if not isinstance(problem, dict):
-            raise ValueError("not an object")
-    except ValueError:
-        problem = {"title": resp.reason or "Error", "detail": resp.text[:500] or resp.reason or "no detail"}
-    problem.setdefault("status", resp.status_code)
-    problem.setdefault("title", resp.reason or "Error")
-    if "retry_after" not in problem and resp.headers.get("Retry-After", "").isdigit():
-        problem["retry_after"] = int(resp.headers["Retry-After"])
-    return _BY_STATUS.get(resp.status_code, GreenpoolError)(problem)
-
-
-# -- the client ---------------------------------------------------------------------------------------
 class Client:
     """One `requests.Session` to one greenpool server; a method per endpoint."""
 
@@ -272,7 +153,7 @@ class Client:
 
         With `idempotency_key`, a retry (same key, same body) returns the pile the first request created.
         """
-        body = _pile_body(task, items, jobs, timeout)
+        body = pile_body(task, items, jobs, timeout)
         if open:
             body["open"] = True
         summary = self._json("POST", "/v1/piles", json=body, headers=_idempotency(idempotency_key))
@@ -302,7 +183,7 @@ class Client:
                 resp.close()
         location = resp.headers.get("Content-Location", "")
         pile_id = location.rstrip("/").rsplit("/", 1)[-1] if location else None
-        stream = _ResultStream(self, pile_id, order)
+        stream = ResultStream(self, pile_id, order)
         yield from stream.follow(first=resp)
 
     def map(
@@ -336,160 +217,6 @@ class Client:
         return self._json("GET", "/readyz")
 
 
-class Pile:
-    """A pile on the server: iterate it for result records as they arrive; add to it and close it when open."""
-
-    def __init__(
-        self, client: Client, pile_id: str, order: str = "completion", summary: dict[str, Any] | None = None
-    ) -> None:
-        self.client = client
-        self.id = pile_id
-        self.order = order
-        self.last_summary = summary or {}
-        self._stream = _ResultStream(client, pile_id, order)
-
-    def __repr__(self) -> str:
-        return f"<Pile {self.id} order={self.order}>"
-
-    def __iter__(self) -> Iterator[dict[str, Any]]:
-        """Result records from where this handle's stream last stopped (a second loop continues, never repeats)."""
-        return self._stream.follow()
-
-    @property
-    def position(self) -> int:
-        """The last stream position received (-1 before the first record)."""
-        return self._stream.position
-
-    def results(self, order: str | None = None, after: int = -1) -> Iterator[dict[str, Any]]:
-        """A fresh stream of records from position `after + 1` (in `order`, default this pile's)."""
-        stream = _ResultStream(self.client, self.id, order or self.order)
-        stream.position = after
-        return stream.follow()
-
-    def add(
-        self,
-        task: str | None = None,
-        items: Iterable[dict[str, Any]] | None = None,
-        jobs: Iterable[dict[str, Any]] | None = None,
-        timeout: float | None = None,
-    ) -> dict[str, Any]:
-        """Add jobs to an open pile (Conflict if closed); the summary with `added: [{index, job_id}]`."""
-        summary = self.client._json("POST", f"/v1/piles/{self.id}/jobs", json=_pile_body(task, items, jobs, timeout))
-        self.last_summary = summary
-        return summary
-
-    def close(self) -> dict[str, Any]:
-        """Close the pile: its streams end once every job has ended."""
-        self.last_summary = self.client._json("POST", f"/v1/piles/{self.id}/close")
-        return self.last_summary
-
-    def summary(self) -> dict[str, Any]:
-        """`GET /v1/piles/{id}`: size, done, succeeded, failed, cancelled, timed_out, pending, closed, readers."""
-        self.last_summary = self.client._json("GET", f"/v1/piles/{self.id}")
-        return self.last_summary
-
-
-class _ResultStream:
-    """Follows one pile's NDJSON result stream, resuming after drops from the last position received."""
-
-    def __init__(self, client: Client, pile_id: str | None, order: str) -> None:
-        self.client = client
-        self.pile_id = pile_id
-        self.order = order
-        self.position = -1  # last stream position received; a record's position is its line number
-
-    def _open(self) -> requests.Response:
-        client = self.client
-        params: dict[str, Any] = {"order": self.order}
-        if self.position >= 0:
-            params["after"] = self.position
-        resp = client.session.get(
-            f"{client.base_url}/v1/piles/{self.pile_id}/results",
-            params=params,
-            headers={"Accept": "application/x-ndjson"},
-            stream=True,
-            timeout=(client.timeout, client.stream_timeout),
-        )
-        if resp.status_code >= 400:
-            try:
-                raise error_for(resp)
-            finally:
-                resp.close()
-        return resp
-
-    def _complete(self) -> bool:
-        """After a stream ended normally: is the pile closed, with no job pending and every record received?"""
-        summary = self.client._json("GET", f"/v1/piles/{self.pile_id}")
-        return bool(summary["closed"]) and summary["pending"] == 0 and self.position + 1 >= summary["size"]
-
-    def follow(self, first: requests.Response | None = None) -> Iterator[dict[str, Any]]:
-        """Yield records from `self.position + 1` on until the pile is complete, reconnecting after drops."""
-        failures = 0
-        resp = first
-        while True:
-            error: Exception | None = None
-            try:
-                if resp is None:
-                    resp = self._open()
-                for record in self._records(resp):
-                    failures = 0  # progress: the retry budget is per silence, not per stream
-                    yield record
-            except _STREAM_ERRORS as exc:
-                error = exc
-            finally:
-                if resp is not None:
-                    resp.close()
-                resp = None
-            if self.pile_id is None:  # a map answer without Content-Location cannot resume
-                if error is not None:
-                    raise error
-                return
-            if error is None:
-                try:
-                    if self._complete():
-                        return
-                except _STREAM_ERRORS as exc:
-                    error = exc
-            failures += 1
-            if failures > self.client.max_retries:
-                if error is not None:
-                    raise error
-                detail = f"pile {self.pile_id}: the result stream kept ending before the pile was complete"
-                raise GreenpoolError({"title": "Stream Incomplete", "status": None, "detail": detail})
-            self.client._sleep_before_retry(failures)
-
-    def _records(self, resp: requests.Response) -> Iterator[dict[str, Any]]:
-        """Records of one response; a line that is not whole JSON means the connection was cut mid-record."""
-        for line in resp.iter_lines(chunk_size=None):
-            if not line.strip():
-                continue  # heartbeat
-            try:
-                record = json.loads(line)
-            except ValueError:
-                raise requests.exceptions.ChunkedEncodingError(f"truncated record: {line[:80]!r}") from None
-            self.position += 1
-            yield record
-
-
 def _idempotency(key: str | None) -> dict[str, str] | None:
     """The Idempotency-Key header for `key` (None: no header)."""
     return None if key is None else {"Idempotency-Key": key}
-
-
-def _pile_body(
-    task: str | None, items: Iterable[dict[str, Any]] | None, jobs: Iterable[dict[str, Any]] | None,
-    timeout: float | None,
-) -> dict[str, Any]:  # fmt: skip
-    """`{task, items, timeout?}` or `{jobs}` from the keyword arguments (exactly one shape)."""
-    if (jobs is None) == (items is None):
-        raise TypeError("give either task and items, or jobs")
-    if jobs is not None:
-        if task is not None or timeout is not None:
-            raise TypeError("with jobs, give each job its own task and timeout")
-        return {"jobs": list(jobs)}
-    if task is None:
-        raise TypeError("items need a task")
-    body: dict[str, Any] = {"task": task, "items": list(items or [])}
-    if timeout is not None:
-        body["timeout"] = timeout
-    return body

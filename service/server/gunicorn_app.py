@@ -7,6 +7,7 @@ from typing import Any
 
 from gunicorn.app.base import BaseApplication
 
+from ..api.app import create_app
 from ..config import Config
 
 WORKER_CLASS = "service.server.worker.GreenWorker"
@@ -53,8 +54,6 @@ class GreenpoolApplication(BaseApplication):
             self.cfg.set(key, value)
 
     def load(self) -> Any:
-        from ..api.app import create_app
-
         return create_app(self.config_obj)
 
 

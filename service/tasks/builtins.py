@@ -1,21 +1,16 @@
-"""The built-in tasks: `sleep`, `echo` and `http` (see `http.py`)."""
+"""The built-in tasks `sleep` and `echo` (`http` is `HttpClient.http`); `Registry.with_builtins` adds them."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 from pydantic import Field
 
 import pool_core
 
 from .decorator import task
-from .http.client import HttpClient
-from .http.policy import HttpPolicy
 
-if TYPE_CHECKING:
-    from .registry import Registry
-
-__all__ = ["echo", "register_builtins", "sleep"]
+__all__ = ["echo", "sleep"]
 
 MAX_SLEEP = 3600.0
 
@@ -31,13 +26,3 @@ def sleep(seconds: Annotated[float, Field(ge=0, le=MAX_SLEEP, description="secon
 def echo(**args: Any) -> dict[str, Any]:
     """Return the arguments as given (any JSON object)."""
     return args
-
-
-def register_builtins(registry: Registry, policy: HttpPolicy | None = None) -> HttpClient:
-    """Register `sleep`, `echo` and `http` (bound to `policy`) into `registry`; returns the http client."""
-    registry.register(sleep)
-    registry.register(echo)
-    client = HttpClient(policy)
-    registry.register(client.http, name="http", check=client.check)
-    registry.on_close(client.close)
-    return client

@@ -13,14 +13,14 @@ import importlib.metadata
 import logging
 from collections.abc import Callable, Iterable, Iterator
 from types import ModuleType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from .builtins import echo, sleep
 from .decorator import spec_of
 from .errors import DuplicateTask, PluginError, UnknownTask
+from .http.client import HttpClient
+from .http.policy import HttpPolicy
 from .taskdef import Task
-
-if TYPE_CHECKING:
-    from .http.policy import HttpPolicy
 
 __all__ = ["ENTRY_POINT_GROUP", "Registry"]
 
@@ -50,15 +50,16 @@ class Registry:
         `http_allow` adds CIDRs the `http` task may reach besides public addresses (e.g. `["127.0.0.0/8"]`);
         `http_policy` replaces the whole policy instead.
         """
-        from .builtins import register_builtins
-        from .http.policy import HttpPolicy
-
         if http_policy is None:
             http_policy = HttpPolicy(allow=tuple(http_allow or ()))
         elif http_allow:
             raise ValueError("give either http_allow or http_policy, not both")
         registry = cls()
-        register_builtins(registry, http_policy)
+        registry.register(sleep)
+        registry.register(echo)
+        http = HttpClient(http_policy)
+        registry.register(http.http, name="http", check=http.check)
+        registry.on_close(http.close)
         for module in plugins:
             registry.load_module(module)
         if entry_points:

@@ -94,7 +94,7 @@ def make_task() -> Iterator[Any]:
     yield make
     for registry in registries:
         registry.close()
-    for _deadline, _seq, timer in list(get_hub()._timers):
+    for timer in get_hub().timers():
         timer.cancel()
     pool_core.sleep(0)
 

@@ -34,9 +34,9 @@ def loop_turns(hub, monkeypatch):
 @pytest.fixture
 def quiet_hub():
     hub = get_hub()
-    before = {id(entry[2]) for entry in hub._timers}
+    before = {id(timer) for timer in hub.timers()}
     yield
-    for _deadline, _seq, timer in list(hub._timers):
+    for timer in hub.timers():
         if id(timer) not in before:
             timer.cancel()
     pool_core.sleep(0)

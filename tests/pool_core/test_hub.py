@@ -89,9 +89,9 @@ def test_timers_fire_in_deadline_order_not_creation_order(hub):
 
 
 def test_timers_with_the_same_deadline_fire_in_creation_order(hub, monkeypatch):
-    import pool_core.hub as hub_module
+    import pool_core.timers as timers_module
 
-    monkeypatch.setattr(hub_module, "_monotonic", lambda: 0.0)
+    monkeypatch.setattr(timers_module, "_monotonic", lambda: 0.0)
     fired = []
     for i in range(10):
         hub.call_later(0, fired.append, i)
@@ -113,19 +113,19 @@ def test_cancelling_a_timer_twice_or_after_it_fired_is_harmless(hub):
     fired = []
     timer = hub.call_later(0, fired.append, 1)
     sleep(0.01)
-    cancelled = hub._cancelled
+    cancelled = hub._timers.cancelled
     timer.cancel()
-    assert hub._cancelled == cancelled  # a fired timer is not counted as a cancelled heap entry
+    assert hub._timers.cancelled == cancelled  # a fired timer is not counted as a cancelled heap entry
     other = hub.call_later(10, fired.append, 2)
     other.cancel()
     other.cancel()
-    assert hub._cancelled == cancelled + 1
+    assert hub._timers.cancelled == cancelled + 1
     assert fired == [1]
 
 
 @pytest.mark.timeout(10)
 def test_cancelling_a_hundred_thousand_timers_is_fast_and_the_heap_compacts(hub):
-    before = len(hub._timers)
+    before = len(hub._timers.heap)
     timers = [hub.call_later(60, lambda: None) for _ in range(100_000)]
     start = time.perf_counter()
     for timer in timers:
@@ -133,7 +133,7 @@ def test_cancelling_a_hundred_thousand_timers_is_fast_and_the_heap_compacts(hub)
     elapsed = time.perf_counter() - start
     sleep(0)  # one hub turn
     assert elapsed < 1.0  # ~30 ms: removing each entry from the heap instead would take minutes
-    assert len(hub._timers) <= before + 300
+    assert len(hub._timers.heap) <= before + 300
 
 
 def test_the_heap_still_fires_live_timers_after_compaction(hub):

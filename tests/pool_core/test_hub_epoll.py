@@ -13,6 +13,7 @@ import pytest
 from pool_core import Event, LoopExit, Queue, sleep, spawn
 from pool_core import hub as hub_module
 from pool_core.hub import get_hub, new_fd_owner
+from pool_core.poller import SelectorPoller
 from pool_core.sockets import GreenSocket
 
 pytestmark = [pytest.mark.timeout(10), pytest.mark.usefixtures("quiet_hub")]
@@ -262,11 +263,11 @@ def test_a_registration_orphaned_by_raw_closing_a_duplicated_fd_is_dropped_by_a_
 
 
 def test_the_selectors_fallback_serves_a_green_socket_ping_pong(monkeypatch):
-    monkeypatch.setattr(hub_module, "_new_poller", hub_module._SelectorPoller)
+    monkeypatch.setattr(hub_module, "_new_poller", SelectorPoller)
     results = []
 
     def in_a_thread_with_its_own_hub():
-        assert isinstance(get_hub()._selector, hub_module._SelectorPoller)
+        assert isinstance(get_hub()._selector, SelectorPoller)
         a, b = (GreenSocket(s) for s in socket.socketpair())
         with a, b:
 

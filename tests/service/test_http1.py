@@ -1,4 +1,4 @@
-"""The worker's HTTP/1.1 fast path (service/http1.py): the same environ and answers as gunicorn's own request
+"""The worker's HTTP/1.1 fast path (service/server/http1.py): the same environ and answers as gunicorn's own request
 loop, and a clean hand-over to that loop for every request it does not serve itself."""
 
 from __future__ import annotations

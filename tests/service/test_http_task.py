@@ -34,7 +34,7 @@ LOOPBACK = ("127.0.0.0/8",)
 @pytest.fixture(autouse=True)
 def _quiet_hub_after_test():
     yield
-    for _deadline, _seq, timer in list(get_hub()._timers):
+    for timer in get_hub().timers():
         timer.cancel()
     pool_core.sleep(0)
 

@@ -40,7 +40,7 @@ pytestmark = pytest.mark.timeout(30)
 @pytest.fixture(autouse=True)
 def _quiet_hub_after_test():
     yield
-    for _deadline, _seq, timer in list(get_hub()._timers):
+    for timer in get_hub().timers():
         timer.cancel()
     pool_core.sleep(0)
 
