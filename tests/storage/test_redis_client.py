@@ -35,7 +35,7 @@ def client(server):
 def assert_hub_kept_ticking(ticker: Ticker, start: float, end: float) -> None:
     """At a 10 ms period a free hub ticks ~100 times a second; a blocked one shows a gap as long as the block."""
     assert ticker.longest_gap() < 0.25, f"the hub stalled for {ticker.longest_gap():.3f} s"
-    assert ticker.ticks_between(start, end) >= (end - start) * 100 * 0.4
+    assert ticker.ticks_between(start, end) >= int((end - start) * 100 * 0.4)
 
 
 def test_the_parser_is_pure_python_even_when_hiredis_is_asked_for():

@@ -49,8 +49,8 @@ class RedisServer:
         port = ["--port", "0", "--tls-port", str(self.port)] if self.tls else ["--port", str(self.port)]
         args = [self.binary, *port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
                 "--dir", str(self.directory), "--logfile", "", "--daemonize", "no", *self.extra]  # fmt: skip
-        self.process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        out = self.process.stdout
+        self.process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, bufsize=0)
+        out = self.process.stdout  # unbuffered: select() then sees every line not yet read
         deadline = time.monotonic() + timeout
         while True:  # bounded by the deadline; each readline waits for a line the server writes
             left = deadline - time.monotonic()
