@@ -6,8 +6,9 @@ parks the green thread, never the hub's OS thread; `LeaseSemaphore` is the clust
 
 from .client import GreenConnectionPool, GreenPubSub, GreenRedis, RedisURL, connect, parse_url
 from .connection import GreenConnection, GreenRetry, GreenSSLConnection
+from .leases import Grant, LeaseSemaphore, NoLimit
 
 __all__ = [
     "GreenConnection", "GreenConnectionPool", "GreenPubSub", "GreenRedis", "GreenRetry", "GreenSSLConnection",
-    "RedisURL", "connect", "parse_url",
+    "Grant", "LeaseSemaphore", "NoLimit", "RedisURL", "connect", "parse_url",
 ]  # fmt: skip
