@@ -8,6 +8,7 @@ import time
 
 import pytest
 import redis
+import test_redis_support
 from redis._parsers import _HiredisParser, _RESP2Parser, _RESP3Parser
 from test_redis_support import RedisServer, Ticker
 
@@ -15,18 +16,12 @@ from pool_core import GreenPool, Timeout, sleep, sockets, spawn
 from service.storage.redis import GreenConnection, GreenPubSub, connect, parse_url
 
 pytestmark = pytest.mark.timeout(30)
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    srv = RedisServer(tmp_path_factory.mktemp("redis")).start()
-    yield srv
-    srv.stop()
+redis_server = test_redis_support.redis_server  # the module-scoped server fixture
 
 
 @pytest.fixture
-def client(server):
-    r = connect(server.url)
+def client(redis_server):
+    r = connect(redis_server.url)
     r.flushall()
     yield r
     r.connection_pool.disconnect()
@@ -100,9 +95,9 @@ def test_200_green_threads_interleave_incr_get_and_pipelines_with_correct_result
     assert client.connection_pool._created_connections <= client.connection_pool.max_connections
 
 
-def test_a_full_pool_parks_callers_until_a_connection_is_free_or_its_timeout(server):
-    patient = connect(server.url, max_connections=2, pool_timeout=5)
-    impatient = connect(server.url, max_connections=2, pool_timeout=0.3)
+def test_a_full_pool_parks_callers_until_a_connection_is_free_or_its_timeout(redis_server):
+    patient = connect(redis_server.url, max_connections=2, pool_timeout=5)
+    impatient = connect(redis_server.url, max_connections=2, pool_timeout=0.3)
     with Ticker() as ticker:
         start = time.monotonic()
         holders = [spawn(r.blpop, f"never:{i}", 1) for r in (patient, impatient) for i in range(2)]
@@ -139,8 +134,8 @@ def test_a_green_thread_waiting_in_blpop_leaves_the_hub_free(client):
     assert_hub_kept_ticking(ticker, start, end)
 
 
-def test_a_socket_timeout_raises_timeout_error_without_blocking_the_hub(server):
-    r = connect(server.url, socket_timeout=0.3)
+def test_a_socket_timeout_raises_timeout_error_without_blocking_the_hub(redis_server):
+    r = connect(redis_server.url, socket_timeout=0.3)
     with Ticker() as ticker:
         start = time.monotonic()
         with pytest.raises(redis.TimeoutError):
@@ -175,7 +170,7 @@ def test_a_connect_timeout_against_a_full_backlog_stays_cooperative():
             s.close()
 
 
-def test_host_names_resolve_on_an_os_thread_and_ip_literals_in_place(server, monkeypatch):
+def test_host_names_resolve_on_an_os_thread_and_ip_literals_in_place(redis_server, monkeypatch):
     resolved = []
     real_execute = sockets.execute
 
@@ -184,9 +179,9 @@ def test_host_names_resolve_on_an_os_thread_and_ip_literals_in_place(server, mon
         return real_execute(fn, *args, **kwargs)
 
     monkeypatch.setattr(sockets, "execute", recording_execute)
-    by_ip = connect(f"redis://127.0.0.1:{server.port}")
+    by_ip = connect(f"redis://127.0.0.1:{redis_server.port}")
     assert by_ip.ping() and resolved == []
-    by_name = connect(f"redis://localhost:{server.port}")
+    by_name = connect(f"redis://localhost:{redis_server.port}")
     assert by_name.ping() and resolved == ["localhost"]
     for r in (by_ip, by_name):
         r.connection_pool.disconnect()

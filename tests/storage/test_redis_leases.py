@@ -7,24 +7,18 @@ import itertools
 import time
 
 import pytest
-from test_redis_support import RedisServer
+import test_redis_support
 
 from pool_core import GreenPool, sleep
 from service.storage.redis import LeaseSemaphore, NoLimit, connect
 
 pytestmark = pytest.mark.timeout(30)
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    srv = RedisServer(tmp_path_factory.mktemp("redis")).start()
-    yield srv
-    srv.stop()
+redis_server = test_redis_support.redis_server  # the module-scoped server fixture
 
 
 @pytest.fixture
-def replicas(server):
-    clients = [connect(server.url) for _ in range(3)]
+def replicas(redis_server):
+    clients = [connect(redis_server.url) for _ in range(3)]
     clients[0].flushall()
     yield [LeaseSemaphore(c) for c in clients]
     for c in clients:

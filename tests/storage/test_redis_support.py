@@ -88,6 +88,14 @@ class RedisServer:
             self.process = None
 
 
+@pytest.fixture(scope="module")
+def redis_server(tmp_path_factory):
+    """One redis-server per test module (import this fixture into the module)."""
+    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
+    yield server
+    server.stop()
+
+
 class Ticker:
     """A green thread that ticks every 10 ms: a hub blocked by someone shows as one long gap."""
 
