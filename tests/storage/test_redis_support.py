@@ -122,3 +122,8 @@ class Ticker:
 
     def longest_gap(self) -> float:
         return max((b - a for a, b in zip(self.ticks, self.ticks[1:], strict=False)), default=0.0)
+
+    def assert_hub_was_free(self, start: float, end: float) -> None:
+        """A free hub ticks ~100 times a second; a blocked one shows a gap as long as the block (or no ticks)."""
+        assert self.longest_gap() < 0.25, f"the hub stalled for {self.longest_gap():.3f} s"
+        assert self.ticks_between(start, end) >= int((end - start) * 100 * 0.4)
