@@ -16,8 +16,10 @@ import time
 from pathlib import Path
 
 import pytest
+import redis
 
 from pool_core import sleep, spawn
+from service.storage.redis import connect
 
 READY = b"Ready to accept connections"
 
@@ -127,3 +129,15 @@ class Ticker:
         """A free hub ticks ~100 times a second; a blocked one shows a gap as long as the block (or no ticks)."""
         assert self.longest_gap() < 0.25, f"the hub stalled for {self.longest_gap():.3f} s"
         assert self.ticks_between(start, end) >= int((end - start) * 100 * 0.4)
+
+
+def assert_connect_times_out_cooperatively(url: str, connect_timeout: float = 0.5, **kwargs) -> None:
+    """A client for `url` (a peer that never completes the connect) gives up after `connect_timeout`, hub free."""
+    client = connect(url, connect_timeout=connect_timeout, retries=0, **kwargs)
+    with Ticker() as ticker:
+        start = time.monotonic()
+        with pytest.raises(redis.TimeoutError, match="connecting"):
+            client.ping()
+        end = time.monotonic()
+    assert connect_timeout * 0.9 < end - start < connect_timeout + 1.0
+    ticker.assert_hub_was_free(start, end)
