@@ -109,7 +109,19 @@ def test_a_full_pool_parks_callers_until_a_connection_is_free_or_its_timeout(red
     ticker.assert_hub_was_free(start, end)
     assert patient.connection_pool._created_connections == 2
     for r in (patient, impatient):
-        r.connection_pool.disconnect()
+        r.close()  # connect() gave each client its own pool: closing the client disconnects it
+        assert not r.connection_pool._available_connections[0].is_connected
+
+
+def test_failed_connects_give_their_pool_slots_back():
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]  # bound, never listening: connects are refused
+    r = connect(f"redis://127.0.0.1:{port}", max_connections=2, pool_timeout=0.2, retries=0)
+    for _ in range(5):  # more failures than slots: a leaked slot would end in "No connection available"
+        with pytest.raises(redis.ConnectionError, match="Connection refused|111"):
+            r.ping()
+    assert r.connection_pool._slots.counter == 2
 
 
 def test_a_green_thread_waiting_in_blpop_leaves_the_hub_free(client):

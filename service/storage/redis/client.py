@@ -233,7 +233,7 @@ def connect(
     environ: Mapping[str, str] = os.environ,
     **connection_kwargs: Any,
 ) -> GreenRedis:
-    """A GreenRedis on a GreenConnectionPool for `url`; nothing is connected until the first command.
+    """A GreenRedis on its own GreenConnectionPool for `url`; nothing connects before the first command.
 
     The password is `password`, else the URL's, else `$GREENPOOL_REDIS_PASSWORD`. A command whose
     connection breaks is retried `retries` times on a new connection (so a restarted server is found
@@ -257,4 +257,6 @@ def connect(
         health_check_interval=health_check_interval,
         **connection_kwargs,
     )
-    return GreenRedis(connection_pool=pool)
+    client = GreenRedis(connection_pool=pool)
+    client.auto_close_connection_pool = True  # the pool is this client's alone: close() disconnects it
+    return client
