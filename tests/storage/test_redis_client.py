@@ -10,10 +10,20 @@ import pytest
 import redis
 import test_redis_support
 from redis._parsers import _HiredisParser, _RESP2Parser, _RESP3Parser
+from redis.backoff import ConstantBackoff
 from test_redis_support import RedisServer, Ticker, assert_connect_times_out_cooperatively
 
 from pool_core import GreenPool, Timeout, sleep, sockets, spawn
-from service.storage.redis import GreenConnection, GreenPubSub, connect, parse_url
+from service.storage.redis import (
+    GreenConnection,
+    GreenConnectionPool,
+    GreenPubSub,
+    GreenRedis,
+    GreenRetry,
+    GreenSSLConnection,
+    connect,
+    parse_url,
+)  # fmt: skip
 
 pytestmark = pytest.mark.timeout(30)
 redis_server = test_redis_support.redis_server  # the module-scoped server fixture
@@ -57,8 +67,6 @@ def test_the_password_is_the_argument_else_the_urls_else_the_environments():
 
 
 def test_rediss_keeps_the_cooperative_tls_connection_class():
-    from service.storage.redis import GreenSSLConnection
-
     assert connect("rediss://127.0.0.1:1").connection_pool.connection_class is GreenSSLConnection
     assert connect("redis://127.0.0.1:1").connection_pool.connection_class is GreenConnection
 
@@ -126,7 +134,7 @@ def test_failed_connects_give_their_pool_slots_back():
 
 def test_a_green_thread_waiting_in_blpop_leaves_the_hub_free(client):
     def pusher():
-        sleep(1.0)
+        sleep(0.3)  # while the main green thread is parked in BLPOP
         client.rpush("jobs", "x")
 
     with Ticker() as ticker:
@@ -138,6 +146,43 @@ def test_a_green_thread_waiting_in_blpop_leaves_the_hub_free(client):
         end = time.monotonic()
     assert 1.9 < waited < 3.0
     ticker.assert_hub_was_free(start, end)
+
+
+def test_xread_block_waits_cooperatively_for_a_stream_entry(client):
+    def writer():
+        sleep(0.3)
+        client.xadd("events", {"n": 1})
+
+    with Ticker() as ticker:
+        start = time.monotonic()
+        assert client.xread({"events": "$"}, block=500) in ([], {}, None)  # nothing within 0.5 s
+        spawn(writer)
+        got = client.xread({"events": "0-0"}, block=2000, count=1)
+        end = time.monotonic()
+    entries = got[b"events"][0] if isinstance(got, dict) else got[0][1]  # RESP3 gives a map, RESP2 a list
+    assert entries[0][1] == {b"n": b"1"}
+    ticker.assert_hub_was_free(start, end)
+
+
+def test_retry_backoff_sleeps_cooperatively():
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    retry = GreenRetry(ConstantBackoff(0.2), 3, (redis.ConnectionError,))
+    r = GreenRedis(connection_pool=GreenConnectionPool(host="127.0.0.1", port=port, retry=retry))
+    with Ticker() as ticker:
+        start = time.monotonic()
+        with pytest.raises(redis.ConnectionError):
+            r.ping()
+        end = time.monotonic()
+    assert 0.55 < end - start < 2.0  # three back-offs of 0.2 s between four refused connects
+    ticker.assert_hub_was_free(start, end)
+
+
+def test_the_connect_timeout_also_bounds_a_slow_name_resolution(monkeypatch):
+    real_execute = sockets.execute
+    monkeypatch.setattr(sockets, "execute", lambda fn, *args: real_execute(time.sleep, 3))  # a DNS that hangs
+    assert_connect_times_out_cooperatively("redis://redis.invalid:6379", connect_timeout=0.3)
 
 
 def test_a_socket_timeout_raises_timeout_error_without_blocking_the_hub(redis_server):
