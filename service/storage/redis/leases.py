@@ -8,8 +8,9 @@ Keys, for a pool P under `prefix` (default `gp`):
 - `{prefix}:pool:P:lapsed` hash: token → replica id of leases that expired and were taken out of the set
   by `acquire` (to free their slots) but not yet handed to the caller of `reap`.
 A lease whose expiry has passed is lost, even before it is reaped: it cannot be renewed, it no longer
-counts against the size, and `reap` reports it exactly once. `acquire` with a token that already holds a
-lease renews it, so a retried acquire never takes two slots; `release` frees a token's slot at most once.
+counts against the size, and `reap` reports it exactly once (until then `acquire` refuses its token).
+`acquire` with a token that already holds a lease renews it, so a retried acquire never takes two slots;
+`release` frees a token's slot at most once. Tokens are meant to be unique per attempt.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ _ACQUIRE = (
 local size = tonumber(redis.call('HGET', KEYS[4], ARGV[1]))
 if not size then return redis.error_reply('NOLIMIT no size for pool ' .. ARGV[1]) end
 local held = redis.call('ZCARD', KEYS[1])
+if redis.call('HEXISTS', KEYS[3], ARGV[3]) == 1 then return {0, held, size} end
 if redis.call('ZSCORE', KEYS[1], ARGV[3]) then
   redis.call('ZADD', KEYS[1], 'XX', now + tonumber(ARGV[4]), ARGV[3])
   return {1, held, size}
