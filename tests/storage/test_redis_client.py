@@ -307,6 +307,8 @@ def test_transactions_retry_watch_conflicts_and_redis_py_locks_are_refused(clien
     assert int(client.get("balance")) == 12
     with pytest.raises(NotImplementedError):
         client.lock("name")
+    with pytest.raises(NotImplementedError):
+        client.keyspace_notifications()
 
 
 def test_a_password_protected_server_takes_the_password_from_the_url_or_the_environment(tmp_path):
@@ -324,3 +326,21 @@ def test_a_password_protected_server_takes_the_password_from_the_url_or_the_envi
         for r in clients:
             r.connection_pool.disconnect()
         srv.stop()
+
+
+def test_the_pubsub_lock_is_reentrant_for_its_green_thread_and_excludes_the_others(client):
+    lock = client.pubsub()._lock
+    events = []
+
+    def other():
+        with lock:
+            events.append("other")
+
+    with lock:
+        with lock:  # re-entered by its owner (redis-py's reconnect path does that)
+            g = spawn(other)
+            sleep(0.01)  # the other green thread runs until it parks on the lock
+            assert events == []  # a threading.RLock would have let it in: same OS thread
+        events.append("owner done")
+    g.wait()
+    assert events == ["owner done", "other"]

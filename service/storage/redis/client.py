@@ -9,6 +9,7 @@ What in stock redis-py would block the OS thread, and what replaces it here:
   cooperative flag and a per-green-thread re-entrant lock. `run_in_thread` is refused (spawn a green thread).
 - `Redis.transaction(watch_delay=…)` sleeps with `time.sleep`: `GreenRedis.transaction` uses pool_core's.
 - `Redis.lock()` (redis-py's Lock) polls with `time.sleep`: refused; the cluster store has lease scripts.
+  So is `keyspace_notifications()` (worker threads, `time.sleep`): `pubsub()` subscribes cooperatively.
 - RESP3 maintenance notifications (on by default with RESP3, redis-py's default protocol) act from
   `threading.Timer` threads on the pool's connections: `GreenConnectionPool` turns them off.
 `connect()` builds the pool explicitly (`from_url` would swap the connection class for `rediss://`).
@@ -180,6 +181,10 @@ class GreenRedis(redis.Redis):
     def lock(self, *args: Any, **kwargs: Any) -> Any:
         """Refused: redis-py's Lock polls with time.sleep, which would stop the hub."""
         raise NotImplementedError("redis-py's Lock blocks the OS thread; use the store's lease scripts")
+
+    def keyspace_notifications(self, *args: Any, **kwargs: Any) -> Any:
+        """Refused: redis-py's helper runs worker threads and may `time.sleep`; subscribe with `pubsub()`."""
+        raise NotImplementedError("keyspace_notifications uses OS threads; use pubsub().psubscribe('__key*__:…')")
 
 
 class RedisURL:
