@@ -344,3 +344,19 @@ def test_the_pubsub_lock_is_reentrant_for_its_green_thread_and_excludes_the_othe
         events.append("owner done")
     g.wait()
     assert events == ["owner done", "other"]
+
+
+def test_can_read_with_a_timeout_parks_the_green_thread_and_then_sees_a_reply(client):
+    conn = client.connection_pool.get_connection()
+    try:
+        with Ticker() as ticker:
+            start = time.monotonic()
+            assert conn.can_read(timeout=0.4) is False  # idle connection: nothing arrives
+            end = time.monotonic()
+            conn.send_command("PING")
+            assert conn.can_read(timeout=2) is True
+            assert conn.read_response() == b"PONG"
+        assert 0.35 < end - start < 1.5
+        ticker.assert_hub_was_free(start, end)
+    finally:
+        client.connection_pool.release(conn)
