@@ -22,21 +22,27 @@ COPY pool_core ./pool_core
 COPY service ./service
 RUN pip install --no-deps . && rm -rf build ./*.egg-info
 
+# The entrypoint (GREENPOOL_INSECURE only while no tokens are configured) and the healthcheck (GET /healthz on
+# GREENPOOL_BIND's port), both in deploy/image/.
+COPY --chmod=0755 deploy/image/entrypoint.py /usr/local/bin/greenpool-entrypoint
+COPY --chmod=0755 deploy/image/healthcheck.py /usr/local/bin/greenpool-healthcheck
+
 # Never run as root.
 RUN useradd --system --create-home --uid 10001 --shell /usr/sbin/nologin greenpool
 USER greenpool
 
 # The server's drain period fits `docker stop`'s default 10 s before SIGKILL; compose raises both together
-# (GREENPOOL_GRACEFUL_TIMEOUT and stop_grace_period). GREENPOOL_INSECURE=1 lets `serve` bind 0.0.0.0 with
-# no tokens configured (it logs a warning); set GREENPOOL_TOKENS or GREENPOOL_TOKENS_FILE to require bearer
-# tokens (then the flag is not needed). Publish the port on a trusted network only (compose uses loopback).
+# (GREENPOOL_GRACEFUL_TIMEOUT and stop_grace_period). Without tokens, the entrypoint sets GREENPOOL_INSECURE=1
+# so that the 0.0.0.0 bind is allowed (greenpool logs a warning): publish the port on a trusted network only
+# (compose uses the host's loopback). With GREENPOOL_TOKENS or GREENPOOL_TOKENS_FILE every API call needs a
+# bearer token. Plugin modules mounted at /plugins are importable (GREENPOOL_PLUGINS names them).
 ENV GREENPOOL_BIND=0.0.0.0:8000 \
     GREENPOOL_GRACEFUL_TIMEOUT=8 \
-    GREENPOOL_INSECURE=1
+    PYTHONPATH=/plugins
 
 EXPOSE 8000
-HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 \
-    CMD python -c "import urllib.request,sys; urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=2)"
+HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 CMD ["greenpool-healthcheck"]
 # SIGTERM drains: stop accepting, let running jobs finish within the grace period, cancel the rest, exit 0.
 STOPSIGNAL SIGTERM
-CMD ["greenpool", "serve", "--bind", "0.0.0.0:8000"]
+ENTRYPOINT ["greenpool-entrypoint"]
+CMD ["greenpool", "serve"]
