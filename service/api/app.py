@@ -1,6 +1,7 @@
 """The falcon application: config → registry → engine → resources → routes, and nothing else.
 
-`create_app(config)` builds it; `service.app:app` (what gunicorn loads) builds it from the environment
+`create_app(config, services)` builds it (`services`: a store, a clock and an id source to use instead of
+the defaults, as in-process tests inject them); `service.app:app` (what gunicorn loads) builds it from the environment
 on first access, inside the worker process, so the engine lives on that worker's hub.
 """
 
@@ -9,16 +10,19 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import falcon
 
 from .. import lifecycle, logs
 from ..config import Config
-from ..engine import Engine
+from ..engine import Engine, Store
+from ..engine.errors import EngineError
 from ..tasks import Registry
 from .auth import AuthMiddleware
-from .errors import PROBLEM_JSON, Problem
+from .errors import PROBLEM_JSON, Problem, problem_for
 from .idempotency import IdempotencyStore
 from .media import dumps
 from .metrics import Metrics, MetricsResource
@@ -51,23 +55,35 @@ class GreenpoolApp(falcon.App):
     engine: Engine
 
 
-def create_app(config: Config | None = None) -> GreenpoolApp:
-    """Build the WSGI app and its engine from `config` (default: the environment)."""
+@dataclass(frozen=True)
+class Services:
+    """The engine's collaborators: its store (default: a memory store), its wall clock and its id source
+    (default: random 128-bit ids)."""
+
+    store: Store | None = None
+    clock: Callable[[], float] = time.time
+    ids: Iterator[str] | None = None
+
+
+def create_app(config: Config | None = None, services: Services | None = None) -> GreenpoolApp:
+    """Build the WSGI app and its engine from `config` (default: the environment) and `services`."""
     config = config or Config.from_env()
+    services = services or Services()
     logs.configure(config.log_level)
     registry = Registry.with_builtins(http_allow=list(config.http_allow), plugins=list(config.plugins))
-    engine = Engine(config, registry)
+    engine = Engine(config, registry, services.store, services.clock, services.ids)
     lifecycle.on_drain(lambda: engine.drain(_grace_left(config)))
 
     metrics = Metrics(engine)
     auth = AuthMiddleware(config.token_table(), config.metrics_public)
-    keys = IdempotencyStore(engine)
+    keys = IdempotencyStore(engine, engine.store.keys)
     app = GreenpoolApp(media_type=falcon.MEDIA_JSON, middleware=[RequestMiddleware(metrics), auth])
     app.req_options.strip_url_path_trailing_slash = True
     json_handler = falcon.media.JSONHandler(dumps=dumps, loads=json.loads)
     app.req_options.media_handlers[falcon.MEDIA_JSON] = json_handler
     app.resp_options.media_handlers[falcon.MEDIA_JSON] = json_handler
     app.add_error_handler(Problem, _render_problem)
+    app.add_error_handler(EngineError, _render_engine_error)
     app.set_error_serializer(_serialize_http_error)
     app.add_route("/v1/tasks", TasksResource(registry))
     app.add_route("/v1/jobs", JobsResource(engine, keys))
@@ -104,6 +120,10 @@ def _render_problem(req: falcon.Request, resp: falcon.Response, ex: Problem, par
     resp.data = dumps(ex.to_dict())
     for name, value in ex.headers.items():
         resp.set_header(name, value)
+
+
+def _render_engine_error(req: falcon.Request, resp: falcon.Response, ex: EngineError, params: dict[str, Any]) -> None:
+    _render_problem(req, resp, problem_for(ex), params)
 
 
 def _serialize_http_error(req: falcon.Request, resp: falcon.Response, ex: falcon.HTTPError) -> None:

@@ -1,12 +1,16 @@
-"""Errors as types, and their one mapping to RFC 9457 problem documents.
+"""Problems as types, and the one mapping from the engine's domain errors to RFC 9457 problem documents.
 
-Resources and the engine raise these; `service.app` renders every one (and falcon's own HTTP errors) as
-`application/problem+json`. No status code is chosen anywhere else.
+Resources raise these problems; the engine raises `service.engine.errors`, which `problem_for` maps here
+(status, type, title, headers, extra members, and the request's field paths); `service.api.app` renders
+every one (and falcon's own HTTP errors) as `application/problem+json`. No status code is chosen elsewhere.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from typing import Any
+
+from ..engine import errors as domain
 
 PROBLEM_JSON = "application/problem+json"
 PROBLEM_BASE = "https://greenpool.dev/problems/"
@@ -110,3 +114,41 @@ class IdempotencyKeyReused(ValidationFailed):
     """422: an `Idempotency-Key` already used (by this token) for a request with a different body."""
 
     slug = "idempotency-key-reused"
+
+
+_MAX_ERRORS_SHOWN = 50  # field errors listed in one problem (the detail names the first five)
+
+
+def problem_for(error: domain.EngineError, prefixes: Sequence[str] | None = None) -> Problem:
+    """The problem document for a domain error; `prefixes[i]` names job `i` of a batch in field paths
+    (`jobs[3]` gives `jobs[3].args.x`)."""
+    return _MAPPING[type(error)](error, prefixes)
+
+
+def _invalid(error: Any, prefixes: Sequence[str] | None) -> Problem:
+    errors = [{"field": _path(e, prefixes), "message": e.message} for e in error.errors]
+    if error.task is not None:  # one job
+        fields = ", ".join(e["field"] for e in errors)
+        return ValidationFailed(f"invalid arguments for task {error.task!r}: {fields}", errors)
+    shown = errors[:_MAX_ERRORS_SHOWN]
+    detail = f"{len(errors)} invalid job(s): " + ", ".join(e["field"] for e in shown[:5])
+    return ValidationFailed(detail, shown)
+
+
+def _path(error: domain.FieldError, prefixes: Sequence[str] | None) -> str:
+    prefix = "" if error.index is None or prefixes is None else prefixes[error.index]
+    return f"{prefix}.{error.field}" if prefix else error.field
+
+
+_MAPPING: dict[type, Callable[[Any, Sequence[str] | None], Problem]] = {
+    domain.QueueFull: lambda e, _: QueueFull(str(e), retry_after=e.retry_after),
+    domain.TooLarge: lambda e, _: PayloadTooLarge(str(e), limit=e.limit),
+    domain.Draining: lambda e, _: Draining(str(e)),
+    domain.JobNotFound: lambda e, _: JobNotFound(str(e)),
+    domain.PileNotFound: lambda e, _: PileNotFound(str(e)),
+    domain.JobAlreadyEnded: lambda e, _: JobAlreadyEnded(str(e), job_status=e.status),
+    domain.PileClosed: lambda e, _: PileClosed(str(e)),
+    domain.UnknownTask: lambda e, p: UnknownTaskProblem(str(e), [{"field": _path(x, p), "message": x.message}
+                                                                 for x in e.errors]),  # fmt: skip
+    domain.InvalidArguments: _invalid,
+}

@@ -7,9 +7,9 @@ and the body as canonical JSON). A later request with the same key and fingerpri
 (`idempotency-key-reused`). Only successful creations are remembered: after a 4xx/5xx the key is free.
 
 A key lives as long as the record it points to (until `GREENPOOL_RESULT_TTL` seconds after the job ended or
-the pile completed), and at most `GREENPOOL_MAX_RECORDS` keys are kept (oldest forgotten first). The lookup
-and the insertion never park the green thread between them, so two requests with one key on one hub cannot
-both create.
+the pile completed), and at most `GREENPOOL_MAX_RECORDS` keys are kept (oldest forgotten first). Keys are
+held by the store's idempotency port, claim-style: the first request claims its key for a fresh id before
+anything is created, so of two requests racing with one key only one creates.
 """
 
 from __future__ import annotations
@@ -17,14 +17,15 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import falcon
 
-from ..engine import Engine
-from .errors import BadRequest, IdempotencyKeyReused, JobNotFound, PileNotFound
+from ..engine import Engine, IdempotencyKeys
+from ..engine.errors import JobNotFound, PileNotFound
+from .errors import BadRequest, IdempotencyKeyReused
 
 __all__ = ["HEADER", "REPLAYED", "IdempotencyStore"]
 
@@ -32,6 +33,8 @@ HEADER = "Idempotency-Key"
 REPLAYED = "Idempotent-Replayed"
 JOB, PILE = "job", "pile"
 _KEY = re.compile(r"[\x21-\x7e]{1,255}")
+_PRUNE = 2  # expired keys dropped from the old end per successful creation (amortised)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,14 +45,14 @@ class _Entry:
 
 
 class IdempotencyStore:
-    """Keys seen per principal → the job or pile their first request created."""
+    """Keys seen per principal (held by `keys`, the store's port) → the job or pile their first request created."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, keys: IdempotencyKeys) -> None:
         self.engine = engine
-        self._entries: OrderedDict[tuple[str | None, str], _Entry] = OrderedDict()
+        self.keys = keys
 
     def __len__(self) -> int:
-        return len(self._entries)
+        return len(self.keys)
 
     @staticmethod
     def key(req: falcon.Request) -> str | None:
@@ -67,42 +70,40 @@ class IdempotencyStore:
         canonical = json.dumps([kind, body], sort_keys=True, separators=(",", ":"), ensure_ascii=False)
         return hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()
 
-    def original(self, owner: str | None, key: str | None, kind: str, body: Any) -> Any:
-        """The job or pile this key created for `owner`, if it is still known; 422 if the request differs."""
+    def create(self, owner: str | None, key: str | None, kind: str, body: Any,
+               create: Callable[[str | None], T]) -> tuple[T, bool]:  # fmt: skip
+        """`create(id)` (id None without a key), unless `key` (from `owner`) already created a job or pile that
+        is still known: then that one, and True (a replay); 422 if the key came with another request."""
         if key is None:
-            return None
-        entry = self._entries.get((owner, key))
-        if entry is None:
-            return None
-        target = self._target(entry)
-        if target is None:  # its record expired: so has the key
-            del self._entries[(owner, key)]
-            return None
-        if entry.kind != kind or entry.fingerprint != self.fingerprint(kind, body):
-            message = f"this {HEADER} was already used for a different request; use a new key for a new request"
-            raise IdempotencyKeyReused(message, [{"field": "", "message": message}])
-        return target
-
-    def remember(self, owner: str | None, key: str | None, kind: str, body: Any, target_id: str) -> None:
-        """Remember that `key` (from `owner`) created `target_id`; forget expired and excess keys."""
-        if key is None:
-            return
-        entries = self._entries
-        entries[(owner, key)] = _Entry(kind, target_id, self.fingerprint(kind, body))
-        entries.move_to_end((owner, key))
-        limit = max(1, self.engine.config.max_records)
-        while len(entries) > limit:
-            entries.popitem(last=False)
-        for _ in range(2):  # amortised: drop a couple of expired keys from the old end per insertion
-            oldest_key, oldest = next(iter(entries.items()))
-            if oldest_key == (owner, key) or self._target(oldest) is not None:
-                break
-            del entries[oldest_key]
+            return create(None), False
+        slot = (owner, key)
+        entry = _Entry(kind, self.engine.new_id(), self.fingerprint(kind, body))
+        found = self.keys.claim(slot, entry)
+        if found is not None and not self._live(found):  # its record expired: so has the key
+            self.keys.release(slot, found)
+            found = self.keys.claim(slot, entry)
+        if found is not None:
+            if found.kind != kind or found.fingerprint != entry.fingerprint:
+                message = f"this {HEADER} was already used for a different request; use a new key for a new request"
+                raise IdempotencyKeyReused(message, [{"field": "", "message": message}])
+            return self._target(found), True
+        try:
+            created = create(entry.target_id)
+        except BaseException:  # only successful creations are remembered
+            self.keys.release(slot, entry)
+            raise
+        self.keys.prune(self._live, _PRUNE)
+        return created, False
 
     def _target(self, entry: _Entry) -> Any:
+        """The job or pile `entry` points to; JobNotFound or PileNotFound if it is gone."""
+        if entry.kind == JOB:
+            return self.engine.get(entry.target_id)
+        return self.engine.get_pile(entry.target_id)
+
+    def _live(self, entry: _Entry) -> bool:
         try:
-            if entry.kind == JOB:
-                return self.engine.get(entry.target_id)
-            return self.engine.get_pile(entry.target_id)
+            self._target(entry)
         except (JobNotFound, PileNotFound):
-            return None
+            return False
+        return True

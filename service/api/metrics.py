@@ -18,8 +18,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector
 
-from ..engine import Engine
-from ..engine.jobs import QUEUED, RUNNING, TERMINAL, Job
+from ..engine import QUEUED, RUNNING, TERMINAL, Engine, Job
 
 __all__ = ["CONTENT_TYPE", "Metrics", "MetricsResource"]
 

@@ -1,6 +1,6 @@
 """Result-stream encodings: NDJSON (one record per line) and Server-Sent Events (resumable by event id).
 
-Both take batches from `Pile.follow` and turn each batch into one chunk, so a socket write carries every
+Both take batches from `Engine.follow` and turn each batch into one chunk, so a socket write carries every
 record that is ready; an empty batch becomes a heartbeat (a blank NDJSON line, an SSE comment).
 """
 

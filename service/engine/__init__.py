@@ -1,5 +1,14 @@
-"""The engine layer: jobs in, results out. Speaks no HTTP."""
+"""The engine layer: jobs in, results out. Speaks no HTTP; its errors are in `service.engine.errors`.
 
-from .engine import Engine, JobSpec
+It re-exports the store ports its callers type their collaborators with, so the API never imports storage.
+"""
 
-__all__ = ["Engine", "JobSpec"]
+from ..storage.ports import IdempotencyKeys, Store
+from ..storage.records import COMPLETION, QUEUED, RUNNING, STATUSES, SUBMITTED, TERMINAL, Job, Pile, rfc3339
+from .admission import JobSpec
+from .engine import Engine
+
+__all__ = [
+    "COMPLETION", "QUEUED", "RUNNING", "STATUSES", "SUBMITTED", "TERMINAL", "Engine", "IdempotencyKeys", "Job",
+    "JobSpec", "Pile", "Store", "rfc3339",
+]  # fmt: skip

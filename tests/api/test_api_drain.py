@@ -35,7 +35,11 @@ GRACEFUL = 10  # gunicorn --graceful-timeout; the jobs end well within it
 @pytest.mark.timeout(60)
 def test_sigterm_drains_running_jobs_and_exits_0(server_factory: ServerFactory) -> None:
     server = server_factory.start(
-        env={"GREENPOOL_POOL_SIZE": str(RUNNING), "GREENPOOL_GRACEFUL_TIMEOUT": str(GRACEFUL)},
+        env={  # debug: the job log's queued and running lines too
+            "GREENPOOL_POOL_SIZE": str(RUNNING),
+            "GREENPOOL_GRACEFUL_TIMEOUT": str(GRACEFUL),
+            "GREENPOOL_LOG_LEVEL": "debug",
+        },
         graceful_timeout=GRACEFUL,
     )
     t_submit = time.monotonic()
@@ -131,7 +135,8 @@ def test_sigterm_drains_running_jobs_and_exits_0(server_factory: ServerFactory) 
 def test_sigterm_cancels_jobs_still_running_at_the_end_of_the_grace_period(server_factory: ServerFactory) -> None:
     grace = 3
     server = server_factory.start(
-        env={"GREENPOOL_POOL_SIZE": "20", "GREENPOOL_GRACEFUL_TIMEOUT": str(grace)}, graceful_timeout=grace
+        env={"GREENPOOL_POOL_SIZE": "20", "GREENPOOL_GRACEFUL_TIMEOUT": str(grace), "GREENPOOL_LOG_LEVEL": "debug"},
+        graceful_timeout=grace,
     )
     ids = [server.submit("sleep", {"seconds": 30})["id"] for _ in range(20)]
     server.pool_until(lambda s: s["running"] == 20, what="20 running")
@@ -153,7 +158,7 @@ def test_sigterm_cancels_jobs_still_running_at_the_end_of_the_grace_period(serve
 def test_cli_serve_runs_the_service(server_factory: ServerFactory) -> None:
     """`greenpool serve` (python -m service.cli serve): flags over GREENPOOL_* variables, plugins, JSON logs."""
     server = server_factory.start(
-        env={"GREENPOOL_POOL_SIZE": "7", "GREENPOOL_MAX_QUEUED": "50"},
+        env={"GREENPOOL_POOL_SIZE": "7", "GREENPOOL_MAX_QUEUED": "50", "GREENPOOL_LOG_LEVEL": "debug"},
         args=["--pool-size", "3", "--plugins", "tests.api.plugin_tasks"],
         cli=True,
         graceful_timeout=5,

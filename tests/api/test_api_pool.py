@@ -27,7 +27,8 @@ def wait_status(server: Server, job_id: str, status: str, timeout: float = 5.0) 
 @pytest.fixture(scope="module")
 def one(module_server_factory: ServerFactory) -> Server:
     """A server with a pool of one slot: whatever runs holds the only slot."""
-    return module_server_factory.start(env={"GREENPOOL_POOL_SIZE": "1"})
+    # debug: the job log's queued and running lines too
+    return module_server_factory.start(env={"GREENPOOL_POOL_SIZE": "1", "GREENPOOL_LOG_LEVEL": "debug"})
 
 
 # -- cancel ------------------------------------------------------------------------------------------

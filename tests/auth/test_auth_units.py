@@ -13,9 +13,11 @@ from serverkit import REPO
 
 from service.api import auth
 from service.api.auth import ADMIN, POLICY, SUBMIT, AuthMiddleware, Principal, load_tokens
-from service.api.errors import Forbidden, JobNotFound, PileNotFound, Unauthorized
+from service.api.errors import Forbidden, Unauthorized
 from service.api.idempotency import IdempotencyStore
 from service.config import Config, ConfigError
+from service.engine.errors import JobNotFound, PileNotFound
+from service.storage.memory import MemoryIdempotencyKeys
 
 SECRET_A, SECRET_B, SECRET_C = "a" * 16, "b-secret-0123456789", "c~secret/0123456789=="
 
@@ -144,32 +146,40 @@ def test_the_policy_names_every_served_route_and_method() -> None:
 
 
 class _Engine:
-    """Just enough engine for IdempotencyStore: records that exist or not, and max_records."""
+    """Just enough engine for IdempotencyStore: fresh ids, and records that exist or not."""
 
-    def __init__(self, max_records: int) -> None:
-        self.config = SimpleNamespace(max_records=max_records)
+    def __init__(self) -> None:
         self.jobs: dict[str, object] = {}
+        self.ids = 0
+
+    def new_id(self) -> str:
+        self.ids += 1
+        return f"j{self.ids}"
+
+    def create(self, job_id: str | None) -> object:
+        self.jobs[job_id or "anonymous"] = job = f"job {job_id}"
+        return job
 
     def get(self, job_id: str) -> object:
         if job_id not in self.jobs:
-            raise JobNotFound("gone")
+            raise JobNotFound(job_id)
         return self.jobs[job_id]
 
     def get_pile(self, pile_id: str) -> object:
-        raise PileNotFound("gone")
+        raise PileNotFound(pile_id)
 
 
 @pytest.mark.timeout(5)
 def test_idempotency_store_is_bounded_and_forgets_expired_keys() -> None:
-    engine = _Engine(max_records=3)
-    store = IdempotencyStore(engine)  # type: ignore[arg-type]
+    engine = _Engine()
+    store = IdempotencyStore(engine, MemoryIdempotencyKeys(3))  # type: ignore[arg-type]
+    created = {}
     for i in range(10):
-        engine.jobs[f"j{i}"] = f"job {i}"
-        store.remember("alice", f"k{i}", "job", {"n": i}, f"j{i}")
-        assert len(store) <= 3
-    assert store.original("alice", "k9", "job", {"n": 9}) == "job 9"
-    assert store.original("alice", "k0", "job", {"n": 0}) is None  # evicted: oldest first
-    assert store.original("bob", "k9", "job", {"n": 9}) is None  # another principal's key
-    del engine.jobs["j8"]  # its record expired: so has its key
-    assert store.original("alice", "k8", "job", {"n": 8}) is None and len(store) == 2
-    assert store.original("alice", None, "job", {}) is None
+        created[i], replayed = store.create("alice", f"k{i}", "job", {"n": i}, engine.create)
+        assert not replayed and len(store) <= 3
+    assert store.create("alice", "k9", "job", {"n": 9}, engine.create) == (created[9], True)
+    assert store.create("alice", "k0", "job", {"n": 0}, engine.create)[1] is False  # evicted: oldest first
+    assert store.create("bob", "k9", "job", {"n": 9}, engine.create)[1] is False  # another principal's key
+    del engine.jobs[created[9].split()[1]]  # its record expired: so has its key
+    assert store.create("alice", "k9", "job", {"n": 9}, engine.create)[1] is False and len(store) == 3
+    assert store.create("alice", None, "job", {}, engine.create) == ("job None", False)

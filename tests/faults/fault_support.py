@@ -6,7 +6,8 @@ import json
 
 from serverkit import Server
 
-PLUGINS = {"GREENPOOL_PLUGINS": "tests.faults.fault_tasks", "GREENPOOL_LOG_LEVEL": "info"}
+# debug: the job log's queued and running lines too, not only each job's end
+PLUGINS = {"GREENPOOL_PLUGINS": "tests.faults.fault_tasks", "GREENPOOL_LOG_LEVEL": "debug"}
 TERMINAL = ("succeeded", "failed", "cancelled", "timed_out")
 
 

@@ -1,6 +1,7 @@
 """Structured logs: a real `greenpool serve` writes only JSON lines on stderr — gunicorn's own lines, one
-per request (method, route, path, status, duration_s), one per job state change (job id, task, status,
-durations) — and the level comes from configuration."""
+per request (method, route, path, status, duration_s), at `info` one per job when it ends (job id, task,
+status, pile, durations, attempt, error type) and at `debug` its queued and running lines too — and the
+level comes from configuration."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from ops_support import REPO, OpsServer, log_records, wait_until
 
 @pytest.mark.timeout(60)
 def test_every_stderr_line_is_json_with_request_and_job_fields(ops_server: Callable[..., OpsServer]) -> None:
-    """Requests and every job state change (all four terminal states) appear as JSON with their fields."""
+    """Requests, and one line per job when it ends (all four terminal states), appear as JSON with their fields."""
     server = ops_server(cli=True, env={"GREENPOOL_POOL_SIZE": "2"})
     ok = server.submit("sleep", {"seconds": 0.2})
     failed = server.submit("ops_fail", {"message": "expected failure"})
@@ -50,22 +51,37 @@ def test_every_stderr_line_is_json_with_request_and_job_fields(ops_server: Calla
     jobs = [r for r in records if r["logger"] == "greenpool.jobs" and "job_id" in r]
     by_job: dict[str, list[dict]] = {}
     for record in jobs:
-        assert {"job_id", "task", "status"} <= set(record), record
+        assert {"job_id", "task", "status", "pile", "queue_wait_s", "run_s", "attempt", "error_type"} <= set(record)
+        assert record["level"] == "info" and record["attempt"] == 1 and record["pile"] is None, record
         by_job.setdefault(record["job_id"], []).append(record)
     expected = {ok: "succeeded", failed: "failed", timed_out: "timed_out", cancelled: "cancelled"}
+    assert set(by_job) == set(expected), by_job
     for job_id, terminal in expected.items():
-        states = [r["status"] for r in by_job[job_id]]
+        assert [r["status"] for r in by_job[job_id]] == [terminal], (job_id, by_job[job_id])  # one line, at the end
+        end = by_job[job_id][0]
         started = job_id != cancelled
-        assert states == (["queued", "running", terminal] if started else ["queued", terminal]), (job_id, states)
-        running = [r for r in by_job[job_id] if r["status"] == "running"]
-        if started:
-            assert running[0]["queue_wait_s"] >= 0, running
-        end = by_job[job_id][-1]
-        assert "run_s" in end, end
         assert (end["run_s"] is None) == (not started), end
-    assert by_job[failed][-1]["error_type"] == "ValueError"
-    assert by_job[timed_out][-1]["run_s"] >= 0.2
+        assert (end["queue_wait_s"] is None) == (not started), end
+        if started:
+            assert end["queue_wait_s"] >= 0 and end["run_s"] >= 0, end
+    assert by_job[failed][0]["error_type"] == "ValueError"
+    assert by_job[ok][0]["error_type"] is None
+    assert by_job[timed_out][0]["run_s"] >= 0.2
     assert any(r["msg"] == "drained" for r in records), "the SIGTERM drain was not logged"
+
+
+@pytest.mark.timeout(60)
+def test_at_debug_the_job_log_has_its_queued_and_running_lines_too(ops_server: Callable[..., OpsServer]) -> None:
+    """GREENPOOL_LOG_LEVEL=debug: each job's queued and running lines (debug) come before its end line (info)."""
+    server = ops_server(cli=True, env={"GREENPOOL_LOG_LEVEL": "debug"})
+    job_id = server.submit("echo", {"a": 1})
+    wait_until(lambda: server.job(job_id)["status"] == "succeeded", 5, what="the echo job")
+    assert server.stop() == 0
+    lines = [r for r in log_records(server.stderr()) if r["logger"] == "greenpool.jobs" and r.get("job_id") == job_id]
+    levels = [(r["status"], r["level"]) for r in lines]
+    assert levels == [("queued", "debug"), ("running", "debug"), ("succeeded", "info")], levels
+    assert lines[0]["task"] == "echo" and lines[1]["queue_wait_s"] >= 0, lines
+    assert lines[2]["run_s"] >= 0 and lines[2]["attempt"] == 1, lines
 
 
 @pytest.mark.timeout(60)

@@ -50,7 +50,7 @@ def _eventlet_version() -> str:
 def greenpool_test(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """eventlet's greenpool_test.py: from the cache, else extracted from a freshly downloaded sdist."""
     version = _eventlet_version()
-    cache = request.config.cache
+    cache = getattr(request.config, "cache", None)  # absent under -p no:cacheprovider
     folder = cache.mkdir(f"eventlet-{version}") if cache else tmp_path_factory.mktemp(f"eventlet-{version}")
     cached = folder / TEST_FILE
     if cached.exists():

@@ -13,7 +13,7 @@ import pytest
 import pool_core
 from service.config import Config
 from service.engine import Engine
-from service.engine.jobs import CANCELLED, SUCCEEDED, TIMED_OUT, Job
+from service.storage.records import CANCELLED, SUCCEEDED, TIMED_OUT, Job
 from service.tasks import Registry
 
 pytestmark = pytest.mark.timeout(60)
@@ -129,13 +129,13 @@ def make_engine(lab: Lab) -> Iterator[Callable[[int], Engine]]:
     lab.release_all()
     for engine in engines:
         engine.drain(0)
-        for thread in engine._threads:
+        for thread in engine.threads():
             thread.kill()
 
 
-def wait_all(jobs: list[Job]) -> None:
+def wait_all(engine: Engine, jobs: list[Job]) -> None:
     for job in jobs:
-        assert job.wait(WAIT), job.to_dict()
+        assert engine.wait(job, WAIT), job.to_dict()
 
 
 def test_queued_instant_jobs_far_beyond_the_pool_finish_within_a_few_long_hub_passes(
@@ -144,7 +144,7 @@ def test_queued_instant_jobs_far_beyond_the_pool_finish_within_a_few_long_hub_pa
     engine = make_engine(4)
     ticker = Ticker(busy=0.005)  # every pass takes at least 5 ms, like hundreds of busy connections
     jobs = [engine.submit("echo", {"i": i}) for i in range(1000)]
-    wait_all(jobs)
+    wait_all(engine, jobs)
     ticker.stop()
     assert all(job.status == SUCCEEDED for job in jobs)
     # One spawn per job would need 2 passes per 4 jobs (500 passes); slots run jobs back to back instead.
@@ -154,7 +154,7 @@ def test_queued_instant_jobs_far_beyond_the_pool_finish_within_a_few_long_hub_pa
 def test_no_more_jobs_run_at_once_than_the_pool_size(lab: Lab, make_engine: Callable[[int], Engine]) -> None:
     engine = make_engine(3)
     jobs = [engine.submit("mark", {"label": str(i), "parks": 1 + i % 4}) for i in range(60)]
-    wait_all(jobs)
+    wait_all(engine, jobs)
     assert all(job.status == SUCCEEDED for job in jobs)
     assert lab.most_running == 3
     assert engine.stats()["running"] == 0
@@ -164,7 +164,7 @@ def test_jobs_start_in_the_order_they_were_submitted(lab: Lab, make_engine: Call
     engine = make_engine(3)
     labels = [str(i) for i in range(40)]
     jobs = [engine.submit("mark", {"label": label, "parks": 1 + i % 3}) for i, label in enumerate(labels)]
-    wait_all(jobs)
+    wait_all(engine, jobs)
     assert lab.started == labels
     assert [job.seq for job in sorted(jobs, key=lambda job: job.started_at or 0.0)] == [job.seq for job in jobs]
 
@@ -179,7 +179,7 @@ def test_a_cancelled_queued_job_behind_a_busy_slot_never_starts_and_the_slot_run
     assert engine.cancel(c.id).status == CANCELLED
     assert engine.stats()["queued"] == 2
     lab.release("a")
-    wait_all([first, b, d])
+    wait_all(engine, [first, b, d])
     assert lab.started == ["a", "b", "d"]
     assert (first.status, b.status, c.status, d.status) == (SUCCEEDED, SUCCEEDED, CANCELLED, SUCCEEDED)
     assert c.started_at is None and c.result is None
@@ -197,7 +197,7 @@ def test_cancelling_a_running_job_kills_only_that_job_and_its_slot_runs_the_next
     lab.wait_entered("held")
     after = engine.submit("mark", {"label": "after"})
     assert engine.cancel(held.id).status == CANCELLED
-    assert after.wait(WAIT) and after.status == SUCCEEDED
+    assert engine.wait(after, WAIT) and after.status == SUCCEEDED
     assert events[held.id] == ["queued", "running", "cancelled"]
     assert events[after.id] == ["queued", "running", "succeeded"]
     stats = engine.stats()
@@ -210,7 +210,7 @@ def test_a_timed_out_job_ends_and_its_slot_runs_the_next_queued_job(
     engine = make_engine(1)
     stuck = engine.submit("gate", {"label": "stuck"}, timeout=0.05)  # never released: only its timeout ends it
     after = engine.submit("mark", {"label": "after"})
-    assert after.wait(WAIT) and after.status == SUCCEEDED
+    assert engine.wait(after, WAIT) and after.status == SUCCEEDED
     assert stuck.status == TIMED_OUT and stuck.error is not None and stuck.error["type"] == "Timeout"
     assert lab.started == ["stuck", "after"]
     assert engine.stats()["timed_out"] == 1
@@ -223,7 +223,7 @@ def test_a_slot_running_many_instant_jobs_lets_other_green_threads_run_every_few
     ticker = Ticker()
     t0 = time.perf_counter()
     jobs = [engine.submit("spin", {"seconds": 0.0002}) for _ in range(1000)]
-    wait_all(jobs)
+    wait_all(engine, jobs)
     elapsed = time.perf_counter() - t0
     ticker.stop()
     assert elapsed > 0.2  # 1000 jobs of 0.2 ms each, back to back in one slot
@@ -243,7 +243,7 @@ def test_a_slot_over_a_shrunk_pool_leaves_instead_of_taking_the_next_job(
     engine.resize(1)
     for label, running in (("a", 2), ("b", 1)):
         lab.release(label)
-        assert jobs[label].wait(WAIT)
+        assert engine.wait(jobs[label], WAIT)
         stats = engine.stats()
         assert (stats["running"], stats["free"], stats["queued"]) == (running, 1 - running, 2), stats
     lab.release("c")  # its slot is now within the size: it takes the next job

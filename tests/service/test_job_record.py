@@ -8,8 +8,7 @@ import time
 from datetime import UTC, datetime
 
 from service.config import Config
-from service.engine import Engine
-from service.engine.jobs import rfc3339
+from service.engine import Engine, rfc3339
 from service.tasks import Registry
 
 
@@ -35,10 +34,10 @@ def test_job_and_pile_ids_are_distinct_32_digit_hex_strings() -> None:
     )
     try:
         ids = [engine.submit("echo", {}).id for _ in range(1000)]  # several os.urandom reads' worth
-        ids.append(engine.create_pile([("echo", {}, None)], ["jobs[0]"]).id)
+        ids.append(engine.create_pile([("echo", {}, None)]).id)
         assert all(re.fullmatch(r"[0-9a-f]{32}", job_id) for job_id in ids)
         assert len(set(ids)) == len(ids)
     finally:
         engine.drain(0)
-        for thread in engine._threads:
+        for thread in engine.threads():
             thread.kill()

@@ -7,8 +7,7 @@ from typing import Any
 
 import falcon
 
-from ...engine import Engine
-from ...engine.jobs import STATUSES
+from ...engine import STATUSES, Engine
 from ..auth import principal_of, visible_job
 from ..errors import BadRequest, ValidationFailed
 from ..idempotency import JOB, REPLAYED, IdempotencyStore
@@ -50,7 +49,7 @@ class JobsResource:
 
     def __init__(self, engine: Engine, keys: IdempotencyStore | None = None) -> None:
         self.engine = engine
-        self.keys = keys if keys is not None else IdempotencyStore(engine)
+        self.keys = keys if keys is not None else IdempotencyStore(engine, engine.store.keys)
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         engine, owner = self.engine, principal_of(req).name
@@ -59,13 +58,12 @@ class JobsResource:
         body = read_json_object(req, engine.config.max_body_bytes)
         task, args, timeout = parse_job_spec(body, engine)
         check_args_size(req, engine.config.max_args_bytes, [(task, args, timeout)], ["args"])
-        job = self.keys.original(owner, key, JOB, body)  # no parking from here to remember(): one hub, no race
-        if job is None:
-            job = engine.submit(task, args, timeout, owner=owner)
-            self.keys.remember(owner, key, JOB, body, job.id)
-        else:
+        job, replayed = self.keys.create(
+            owner, key, JOB, body, lambda job_id: engine.submit(task, args, timeout, owner=owner, job_id=job_id)
+        )
+        if replayed:
             resp.set_header(REPLAYED, "true")
-        ended = wait is not None and job.wait(wait)
+        ended = wait is not None and engine.wait(job, wait)
         resp.status = falcon.HTTP_200 if ended else falcon.HTTP_202
         resp.location = f"/v1/jobs/{job.id}"
         _send_json(resp, job.to_dict())
@@ -99,7 +97,7 @@ class JobResource:
         wait = query_float(req, "wait", 0, self.engine.config.max_wait)
         job = visible_job(req, self.engine, job_id)
         if wait:
-            job.wait(wait)
+            self.engine.wait(job, wait)
         _send_json(resp, job.to_dict())
 
     def on_delete(self, req: falcon.Request, resp: falcon.Response, job_id: str) -> None:

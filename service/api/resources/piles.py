@@ -5,14 +5,14 @@ from __future__ import annotations
 import re
 import weakref
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, TypeVar
 
 import falcon
 
-from ...engine import Engine, JobSpec
-from ...engine.piles import COMPLETION, SUBMITTED, Pile
+from ...engine import COMPLETION, SUBMITTED, Engine, JobSpec, Pile
+from ...engine.errors import InvalidArguments
 from ..auth import principal_of, visible_pile
-from ..errors import BadRequest, PayloadTooLarge, Problem, ValidationFailed
+from ..errors import BadRequest, PayloadTooLarge, Problem, ValidationFailed, problem_for
 from ..idempotency import PILE, REPLAYED, IdempotencyStore
 from ..streams import NDJSON, SSE, ndjson, sse
 from .body import check_args_size, query_int, read_json_object
@@ -20,6 +20,7 @@ from .jobs import parse_job_spec
 
 _ORDERS = (COMPLETION, SUBMITTED)
 _POSITION = re.compile(r"[0-9]{1,19}")  # ASCII digits only (str.isdigit() accepts '²')
+T = TypeVar("T")
 
 
 def parse_pile_body(
@@ -59,6 +60,14 @@ def parse_pile_body(
 def _check_count(count: int, limit: int) -> None:
     if count > limit:
         raise PayloadTooLarge(f"{count} jobs in one request; the limit is {limit}", limit=limit)
+
+
+def _fielded(fields: list[str], call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """`call(*args, **kwargs)`, with the field paths of invalid jobs named as in the request (`fields[i]`)."""
+    try:
+        return call(*args, **kwargs)
+    except InvalidArguments as exc:
+        raise problem_for(exc, fields) from None
 
 
 def _named_args(fields: list[str]) -> list[str]:
@@ -149,8 +158,8 @@ class _Released:
             self._release()
 
 
-def stream(req: falcon.Request, resp: falcon.Response, pile: Pile, order: str, after: int, heartbeat: float,
-           slots: StreamSlots | None = None) -> None:  # fmt: skip
+def stream(req: falcon.Request, resp: falcon.Response, engine: Engine, pile: Pile, order: str, after: int,
+           heartbeat: float, slots: StreamSlots | None = None) -> None:  # fmt: skip
     """Make `resp` a chunked stream of the pile's results, as SSE if the client prefers it, else NDJSON
     (429 if the client has `max_streams_per_client` streams open already)."""
     release = slots.acquire(client_key(req)) if slots is not None else None
@@ -158,17 +167,18 @@ def stream(req: falcon.Request, resp: falcon.Response, pile: Pile, order: str, a
     resp.content_type = media
     resp.cache_control = ["no-cache"]
     resp.set_header("X-Accel-Buffering", "no")
-    chunks = _counted(pile, encode(pile.follow(order, after, heartbeat)))
+    batches = engine.follow(pile, order, after, heartbeat)
+    chunks = _closing(encode(batches), batches)
     resp.stream = chunks if release is None else _Released(chunks, release)
 
 
-def _counted(pile: Pile, chunks: Iterator[bytes]) -> Iterator[bytes]:
-    pile.readers += 1
+def _closing(chunks: Iterator[bytes], batches: Iterator[Any]) -> Iterator[bytes]:
+    """`chunks`, then close them and the batches they encode (which ends the pile's reader count)."""
     try:
         yield from chunks
     finally:  # runs when the stream ends or the client goes away (the server closes the iterator)
-        pile.readers -= 1
-        chunks.close()
+        chunks.close()  # type: ignore[attr-defined]
+        batches.close()  # type: ignore[attr-defined]
 
 
 def _order(req: falcon.Request, default: str) -> str:
@@ -193,7 +203,7 @@ class PilesResource:
 
     def __init__(self, engine: Engine, keys: IdempotencyStore | None = None) -> None:
         self.engine = engine
-        self.keys = keys if keys is not None else IdempotencyStore(engine)
+        self.keys = keys if keys is not None else IdempotencyStore(engine, engine.store.keys)
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         owner, key = principal_of(req).name, self.keys.key(req)
@@ -203,15 +213,15 @@ class PilesResource:
         is_open = body.get("open", False)
         if not isinstance(is_open, bool):
             raise ValidationFailed("the pile is not valid: open", [{"field": "open", "message": "must be a boolean"}])
-        pile = self.keys.original(owner, key, PILE, body)  # no parking from here to remember()
-        if pile is None:
-            pile = self.engine.create_pile(specs, fields, open=is_open, owner=owner)
-            self.keys.remember(owner, key, PILE, body, pile.id)
-        else:
+        create = self.engine.create_pile
+        pile, replayed = self.keys.create(
+            owner, key, PILE, body, lambda pile_id: _fielded(fields, create, specs, is_open, owner, pile_id)
+        )
+        if replayed:
             resp.set_header(REPLAYED, "true")
         resp.status = falcon.HTTP_201
         resp.location = f"/v1/piles/{pile.id}"
-        resp.media = pile.summary()
+        resp.media = self.engine.pile_summary(pile)
 
 
 class PileResource:
@@ -221,7 +231,7 @@ class PileResource:
         self.engine = engine
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, pile_id: str) -> None:
-        resp.media = visible_pile(req, self.engine, pile_id).summary()
+        resp.media = self.engine.pile_summary(visible_pile(req, self.engine, pile_id))
 
 
 class PileJobsResource:
@@ -234,9 +244,10 @@ class PileJobsResource:
         pile = visible_pile(req, self.engine, pile_id)
         specs, fields = parse_pile_body(read_json_object(req, self.engine.config.max_body_bytes), self.engine)
         check_args_size(req, self.engine.config.max_args_bytes, specs, _named_args(fields))
-        jobs = self.engine.add_to_pile(pile_id, specs, fields)
+        jobs = _fielded(fields, self.engine.add_to_pile, pile_id, specs)
         resp.status = falcon.HTTP_202
-        resp.media = {**pile.summary(), "added": [{"index": pile.index_of(j), "job_id": j.id} for j in jobs]}
+        added = [{"index": job.pile_index, "job_id": job.id} for job in jobs]
+        resp.media = {**self.engine.pile_summary(pile), "added": added}
 
 
 class PileCloseResource:
@@ -247,7 +258,7 @@ class PileCloseResource:
 
     def on_post(self, req: falcon.Request, resp: falcon.Response, pile_id: str) -> None:
         visible_pile(req, self.engine, pile_id)
-        resp.media = self.engine.close_pile(pile_id).summary()
+        resp.media = self.engine.pile_summary(self.engine.close_pile(pile_id))
 
 
 class PileResultsResource:
@@ -259,7 +270,7 @@ class PileResultsResource:
     def on_get(self, req: falcon.Request, resp: falcon.Response, pile_id: str) -> None:
         pile = visible_pile(req, self.engine, pile_id)
         heartbeat = self.engine.config.stream_heartbeat
-        stream(req, resp, pile, _order(req, COMPLETION), _after(req), heartbeat, stream_slots(self.engine))
+        stream(req, resp, self.engine, pile, _order(req, COMPLETION), _after(req), heartbeat, stream_slots(self.engine))
 
 
 class MapResource:
@@ -280,6 +291,7 @@ class MapResource:
         specs, fields = parse_pile_body(body, self.engine, extra=("order",), max_jobs=self.engine.config.max_map_items)
         check_args_size(req, self.engine.config.max_args_bytes, specs, _named_args(fields))
         stream_slots(self.engine).check(client_key(req))  # before the jobs exist: a 429 leaves nothing behind
-        pile = self.engine.create_pile(specs, fields, owner=principal_of(req).name)
+        pile = _fielded(fields, self.engine.create_pile, specs, owner=principal_of(req).name)
         resp.set_header("Content-Location", f"/v1/piles/{pile.id}")
-        stream(req, resp, pile, order, -1, self.engine.config.stream_heartbeat, stream_slots(self.engine))
+        heartbeat = self.engine.config.stream_heartbeat
+        stream(req, resp, self.engine, pile, order, -1, heartbeat, stream_slots(self.engine))

@@ -23,13 +23,13 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import greenlet
-
 import redis
-from pool_core import Event, Semaphore, sleep
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.client import PubSub
 from redis.exceptions import WatchError
 from redis.maint_notifications import MaintNotificationsConfig
+
+from pool_core import Event, Semaphore, sleep
 
 from .connection import GreenConnection, GreenRetry, GreenSSLConnection
 

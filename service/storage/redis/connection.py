@@ -18,10 +18,11 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import redis
-from pool_core import GreenSocket, Timeout, sleep, wrap_ssl
-from pool_core.sockets import getaddrinfo
 from redis._parsers import _RESP2Parser, _RESP3Parser
 from redis.retry import Retry
+
+from pool_core import GreenSocket, Timeout, sleep, wrap_ssl
+from pool_core.sockets import getaddrinfo
 
 __all__ = ["GreenConnection", "GreenRetry", "GreenSSLConnection", "is_ip_literal"]
 

@@ -1,0 +1,100 @@
+"""The engine's errors: what went wrong, with the data a caller needs to act on it. They speak no HTTP
+(`service.api.errors` maps each to its problem document); the message is for people."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = [
+    "Draining", "EngineError", "FieldError", "InvalidArguments", "JobAlreadyEnded", "JobNotFound", "PileClosed",
+    "PileNotFound", "QueueFull", "TooLarge", "UnknownTask",
+]  # fmt: skip
+
+
+class EngineError(Exception):
+    """Base of every error the engine raises to its callers."""
+
+
+class QueueFull(EngineError):
+    """The pool's queue has no room for `count` more jobs now; `retry_after` seconds is a fair wait."""
+
+    def __init__(self, queued: int, count: int, limit: int, retry_after: int) -> None:
+        super().__init__(
+            f"{queued} jobs are queued and {count} more would pass the limit of {limit}; retry later"
+        )
+        self.queued, self.count, self.limit, self.retry_after = queued, count, limit, retry_after
+
+
+class TooLarge(EngineError):
+    """More jobs in one request than could ever be accepted (`limit`): retrying will not help."""
+
+    def __init__(self, message: str, limit: int) -> None:
+        super().__init__(message)
+        self.limit = limit
+
+
+class Draining(EngineError):
+    """The engine is draining (shutting down) and accepts no new work."""
+
+    def __init__(self) -> None:
+        super().__init__("The server is shutting down and accepts no new work.")
+
+
+class JobNotFound(EngineError):
+    """No job with this id (unknown, or its record expired)."""
+
+    def __init__(self, job_id: str) -> None:
+        super().__init__(f"no job with id {job_id!r} (unknown, or its record has expired)")
+        self.job_id = job_id
+
+
+class PileNotFound(EngineError):
+    """No pile with this id (unknown, or its records expired)."""
+
+    def __init__(self, pile_id: str) -> None:
+        super().__init__(f"no pile with id {pile_id!r} (unknown, or its records have expired)")
+        self.pile_id = pile_id
+
+
+class JobAlreadyEnded(EngineError):
+    """The job had already reached terminal `status` (a cancel came too late)."""
+
+    def __init__(self, job_id: str, status: str) -> None:
+        super().__init__(f"job {job_id} already ended with status {status!r}")
+        self.job_id, self.status = job_id, status
+
+
+class PileClosed(EngineError):
+    """The pile is closed: no more jobs can join it."""
+
+    def __init__(self, pile_id: str) -> None:
+        super().__init__(f'pile {pile_id} is closed; create a new pile or open one with "open": true')
+        self.pile_id = pile_id
+
+
+@dataclass(frozen=True, slots=True)
+class FieldError:
+    """One wrong field of job number `index` of a request (None: the request has one job), named relative to
+    that job: `task`, `args`, or `args.<name>`."""
+
+    index: int | None
+    field: str
+    message: str
+
+
+class UnknownTask(EngineError):
+    """The one job of a request names no registered task; `known` lists those that are."""
+
+    def __init__(self, task: str, known: list[str]) -> None:
+        super().__init__(f"no task named {task!r} is registered (known: {', '.join(known)})")
+        self.task, self.known = task, known
+        self.errors = [FieldError(None, "task", f"unknown task {task!r}")]
+
+
+class InvalidArguments(EngineError):
+    """Jobs whose task is unknown or whose args do not fit its signature; `errors` names every wrong field.
+    `task` is the task of a single job's request (None for a batch)."""
+
+    def __init__(self, errors: list[FieldError], task: str | None = None) -> None:
+        super().__init__(f"invalid arguments: {', '.join(e.field for e in errors[:5])}")
+        self.errors, self.task = errors, task

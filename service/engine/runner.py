@@ -1,0 +1,157 @@
+"""The runner: one lane per pool, each a GreenPool of slots fed from that pool's queue.
+
+A pool green thread is a *slot*: it takes the job at the head of the queue, runs it, and takes the next one
+in the same green thread while jobs are queued and the pool is not over its size, so the pool's size is the
+number of jobs running at once and job throughput does not depend on how long a hub pass is (a green thread
+made ready runs only in the next pass: with one spawn per job, each slot would run one job per two passes).
+One dispatcher green thread per lane spawns a slot for each queued job no slot is on its way to, while the
+pool has room. A slot that has run jobs back to back for `_TURN` seconds yields to the other green threads
+(connections) before it takes the next. A cancel or timeout kills the job, not its slot, which goes on with
+the next queued job; the lane's table of running green threads is how a cancel finds the job to kill.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from pool_core import GreenletExit, GreenPool, GreenThread, get_hub, getcurrent, spawn
+from pool_core.waitqueue import WaitQueue
+
+from ..storage import Job, JobQueue
+from ..storage.records import FAILED, SUCCEEDED, TERMINAL, TIMED_OUT
+from ..tasks import Registry
+
+__all__ = ["DEFAULT_POOL", "Lane", "Runner"]
+
+DEFAULT_POOL = "default"
+_TURN = 0.002  # seconds a slot may run jobs back to back before it lets the other green threads run
+_monotonic = time.monotonic
+End = Callable[..., bool]  # end(job, status, error_type=None, message=None, result=None) -> it ended it
+
+
+class Lane:
+    """One pool: its GreenPool of slots, its dispatcher, and the green thread running each of its jobs."""
+
+    def __init__(self, name: str, size: int, queue: JobQueue, registry: Registry, clock: Callable[[], float],
+                 max_result_bytes: int, started: Callable[[Job], None], end: End) -> None:  # fmt: skip
+        self.name = name
+        self.pool = GreenPool(size)
+        self.queue = queue
+        self.running: dict[str, GreenThread] = {}  # job id → the slot running it
+        self._registry, self._clock, self._max_result_bytes = registry, clock, max_result_bytes
+        self._started, self._end = started, end
+        self._starting = 0  # slots spawned that have not yet taken their first job
+        self._dispatcher = WaitQueue()  # the dispatcher, parked until it has a slot to spawn
+        self._pool_full = False  # the dispatcher is parked because every slot is taken (`waiting`)
+        self.thread = spawn(self._dispatch)
+
+    def pushed(self) -> None:
+        """A job was pushed onto the queue: wake the dispatcher unless it waits for a free slot anyway."""
+        if not self._pool_full:
+            self._dispatcher.wake_one()
+
+    def resize(self, size: int) -> None:
+        """Change how many jobs may run at once (running jobs continue; see GreenPool.resize)."""
+        self.pool.resize(size)
+        self._dispatcher.wake_one()  # growing may let it spawn slots for queued jobs
+
+    def stats(self) -> dict[str, int]:
+        """size, running, free, waiting (the dispatcher, when the pool is full) and queued (a new dict)."""
+        pool = self.pool
+        return {
+            "size": pool.size,
+            "running": pool.running(),
+            "free": pool.free(),
+            "waiting": pool.waiting() + (1 if self._pool_full else 0),
+            "queued": self.queue.queued,
+        }
+
+    def kill(self, job_id: str) -> None:
+        """Kill the green thread running this job (it has just been ended), if it is running."""
+        thread = self.running.pop(job_id, None)
+        if thread is not None:
+            thread.kill()
+
+    def _dispatch(self) -> None:
+        """Spawn a slot for each queued job that no slot is on its way to, while the pool has room."""
+        pool, parked, queue = self.pool, self._dispatcher, self.queue
+        while True:
+            if queue.queued <= self._starting:
+                parked.park()  # woken by a submission
+            elif pool.running() >= pool.size:
+                self._pool_full = True
+                try:
+                    parked.park()  # woken by a slot leaving the pool, or a resize
+                finally:
+                    self._pool_full = False
+            else:
+                pool.spawn(self._slot)
+                self._starting += 1
+
+    def _slot(self) -> None:
+        """One pool slot: run queued jobs back to back, in FIFO order, while more are queued than slots on
+        their way to them and the pool is not over its size; yield after `_TURN` s of instant jobs."""
+        self._starting -= 1
+        hub, pool, queue, clock = get_hub(), self.pool, self.queue, self._clock
+        thread = getcurrent()
+        turn, turn_started = hub.pass_started, _monotonic()
+        try:
+            while (job := queue.take(clock())) is not None:
+                self._run(job, thread)
+                if hub.pass_started != turn:  # the job parked: this slot's turn began when it resumed
+                    turn, turn_started = hub.pass_started, _monotonic()
+                elif _monotonic() - turn_started > _TURN:
+                    hub.yield_now()
+                    turn, turn_started = hub.pass_started, _monotonic()
+                if queue.queued <= self._starting or pool.free() < 0:
+                    return
+        finally:  # leaving frees a slot: the dispatcher may be waiting for one, or have jobs with no slot
+            if self._pool_full or queue.queued > self._starting:
+                self._dispatcher.wake_one()
+
+    def _run(self, job: Job, thread: GreenThread) -> None:
+        """Run one job the queue handed this slot (`thread`) to its terminal state."""
+        self.running[job.id] = thread
+        self._started(job)
+        timer = None
+        if job.timeout is not None:
+            timer = get_hub().call_later(job.timeout, self._expire, job)
+        try:
+            result = self._registry.get(job.task).run(job.args)
+            size = len(json.dumps(result))  # ASCII (ensure_ascii): characters are bytes
+        except GreenletExit:
+            if job.status in TERMINAL:
+                return  # killed by its cancel, timeout or the drain, which ended it: the slot goes on
+            raise  # a kill meant for the slot itself
+        except Exception as exc:  # the task failed: that is the job's outcome, not the server's
+            self._end(job, FAILED, type(exc).__name__, str(exc) or repr(exc))
+            return
+        finally:
+            if timer is not None:
+                timer.cancel()
+            self.running.pop(job.id, None)
+        if size > self._max_result_bytes:
+            limit = self._max_result_bytes
+            self._end(job, FAILED, "ResultTooLarge", f"the result is {size} bytes as JSON; the limit is {limit}")
+            return
+        self._end(job, SUCCEEDED, result=result)
+
+    def _expire(self, job: Job) -> None:
+        self._end(job, TIMED_OUT, "Timeout", f"the job ran longer than its timeout of {job.timeout} s")
+
+
+class Runner:
+    """The lanes by pool name (only `default` for now)."""
+
+    def __init__(self, lanes: dict[str, Lane]) -> None:
+        self.lanes = lanes
+
+    def __iter__(self) -> Iterator[Lane]:
+        return iter(self.lanes.values())
+
+    def threads(self) -> list[Any]:
+        """The lanes' dispatcher green threads (to stop an engine in tests)."""
+        return [lane.thread for lane in self.lanes.values()]

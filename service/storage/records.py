@@ -1,0 +1,141 @@
+"""The records the stores keep: plain data (no green threads, no events), changed only through the ports.
+
+A `Job` is one accepted `{task, args}` on its way through `queued → running → terminal`; a `Pile` is a
+group of jobs, its members in submission order and its result log in completion order.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+__all__ = [
+    "CANCELLED", "COMPLETION", "FAILED", "QUEUED", "RUNNING", "STATUSES", "SUBMITTED", "SUCCEEDED", "TERMINAL",
+    "TIMED_OUT", "Job", "Pile", "rfc3339",
+]  # fmt: skip
+
+QUEUED, RUNNING = "queued", "running"
+SUCCEEDED, FAILED, CANCELLED, TIMED_OUT = "succeeded", "failed", "cancelled", "timed_out"
+TERMINAL = (SUCCEEDED, FAILED, CANCELLED, TIMED_OUT)
+STATUSES = (QUEUED, RUNNING, *TERMINAL)
+COMPLETION, SUBMITTED = "completion", "submitted"  # the two orders a pile's results are read in
+
+_last_second: tuple[float, str] = (math.nan, "")  # the last whole second formatted, as "YYYY-MM-DDTHH:MM:SS"
+
+
+def rfc3339(ts: float | None) -> str | None:
+    """A UTC RFC 3339 timestamp with milliseconds, or None: `datetime.fromtimestamp(ts, UTC)` formatted with
+    `isoformat(timespec="milliseconds")` and "Z", with the date and time of day cached per second."""
+    global _last_second
+    if ts is None:
+        return None
+    fraction, whole = math.modf(ts)
+    micros = round(fraction * 1e6)  # as datetime does: to the microsecond, half to even; then truncated to ms
+    if micros >= 1_000_000:
+        whole, micros = whole + 1, micros - 1_000_000
+    elif micros < 0:
+        whole, micros = whole - 1, micros + 1_000_000
+    second = _last_second
+    if whole != second[0]:
+        second = _last_second = (whole, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)))
+    return f"{second[1]}.{micros // 1000:03d}Z"
+
+
+class Job:
+    """One job's record. Its state changes only through `JobQueue.take` and `JobRecords.finish`."""
+
+    __slots__ = (
+        "id", "seq", "task", "args", "timeout", "pool", "pile", "pile_index", "owner", "status", "result",
+        "error", "submitted_at", "started_at", "finished_at",
+    )  # fmt: skip
+
+    def __init__(self, job_id: str, task: str, args: dict, timeout: float | None, submitted_at: float,
+                 pool: str = "default", pile: str | None = None, owner: str | None = None) -> None:  # fmt: skip
+        self.id = job_id
+        self.seq = 0  # submission order, the list cursor: assigned by `JobRecords.add`
+        self.task = task
+        self.args = args
+        self.timeout = timeout
+        self.pool = pool
+        self.pile = pile
+        self.pile_index = -1  # its position in its pile (set when added to one)
+        self.owner = owner
+        self.status = QUEUED
+        self.result: Any = None
+        self.error: dict[str, str] | None = None
+        self.submitted_at = submitted_at
+        self.started_at: float | None = None
+        self.finished_at: float | None = None
+
+    def queue_seconds(self) -> float | None:
+        """Seconds it waited in the queue (None if it never started)."""
+        return None if self.started_at is None else self.started_at - self.submitted_at
+
+    def run_seconds(self) -> float | None:
+        """Seconds it ran (None if it never started or has not ended)."""
+        if self.started_at is None or self.finished_at is None:
+            return None
+        return self.finished_at - self.started_at
+
+    def to_dict(self) -> dict[str, Any]:
+        """The job's public representation (design.md §4)."""
+        return {
+            "id": self.id,
+            "task": self.task,
+            "args": self.args,
+            "status": self.status,
+            "result": self.result,
+            "error": self.error,
+            "pile": self.pile,
+            "timeout": self.timeout,
+            "submitted_at": rfc3339(self.submitted_at),
+            "started_at": rfc3339(self.started_at),
+            "finished_at": rfc3339(self.finished_at),
+        }
+
+    def result_record(self) -> dict[str, Any]:
+        """Its record in its pile's result stream."""
+        return {
+            "index": self.pile_index,
+            "job_id": self.id,
+            "status": self.status,
+            "result": self.result,
+            "error": self.error,
+        }
+
+
+class Pile:
+    """One pile's record: its jobs (index = position), its result log (completion order), closed or not."""
+
+    __slots__ = ("id", "owner", "closed", "jobs", "log", "counts", "finished_at")
+
+    def __init__(self, pile_id: str, owner: str | None = None) -> None:
+        self.id = pile_id
+        self.owner = owner
+        self.closed = False
+        self.jobs: list[Job] = []
+        self.log: list[Job] = []  # ended jobs, in the order they ended: a record's index is its stream position
+        self.counts = {SUCCEEDED: 0, FAILED: 0, CANCELLED: 0, TIMED_OUT: 0}
+        self.finished_at: float | None = None  # when it became complete
+
+    @property
+    def size(self) -> int:
+        return len(self.jobs)
+
+    @property
+    def complete(self) -> bool:
+        """Closed, and every job has ended."""
+        return self.closed and len(self.log) == len(self.jobs)
+
+    def summary(self) -> dict[str, Any]:
+        """Size and progress: `size, done, succeeded, failed, cancelled, timed_out, pending, closed`."""
+        done = len(self.log)
+        return {
+            "id": self.id,
+            "size": len(self.jobs),
+            "done": done,
+            **self.counts,
+            "pending": len(self.jobs) - done,
+            "closed": self.closed,
+        }

@@ -1,0 +1,219 @@
+"""The storage ports' guarantees (service/storage/ports.py), checked against every store.
+
+A store is named in STORES by a factory taking `max_records`; a durable or shared store added later is
+run through the same tests by adding its factory. Each test is one guarantee of one port.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from service.storage import MemoryStore, Store
+from service.storage.records import CANCELLED, COMPLETION, FAILED, QUEUED, RUNNING, SUBMITTED, SUCCEEDED, Job, Pile
+
+STORES: dict[str, Callable[[int], Store]] = {"memory": MemoryStore}
+T0 = 1_700_000_000.0
+
+
+@pytest.fixture(params=sorted(STORES))
+def make_store(request: pytest.FixtureRequest) -> Callable[..., Store]:
+    """A factory for fresh stores of one kind: `make_store(max_records=100)`."""
+    return lambda max_records=100: STORES[request.param](max_records)
+
+
+@pytest.fixture
+def store(make_store: Callable[..., Store]) -> Store:
+    return make_store()
+
+
+def new_job(store: Store, n: int, owner: str | None = None, pile: Pile | None = None) -> Job:
+    """Job `j<n>`, added to the records (and to `pile`) and pushed onto the default queue."""
+    job = Job(f"j{n}", "echo", {"n": n}, None, T0 + n, pile=pile and pile.id, owner=owner)
+    store.jobs.add(job)
+    if pile is not None:
+        store.piles.add_job(pile, job)
+    queue = store.queue("default")
+    assert queue.reserve(1, 1_000)
+    queue.push(job)
+    return job
+
+
+# -- job records ---------------------------------------------------------------------------------------------
+def test_added_records_are_found_by_id_with_increasing_seq(store: Store) -> None:
+    jobs = [new_job(store, n) for n in range(5)]
+    assert [store.jobs.get(job.id) for job in jobs] == jobs
+    assert [job.seq for job in jobs] == sorted({job.seq for job in jobs})
+    assert store.jobs.get("nope") is None
+
+
+def test_finish_is_compare_and_set_exactly_one_caller_ends_a_job(store: Store) -> None:
+    job = new_job(store, 1)
+    assert store.jobs.finish(job, CANCELLED, None, {"type": "Cancelled", "message": "m"}, T0 + 5) == QUEUED
+    assert store.jobs.finish(job, SUCCEEDED, "late", None, T0 + 6) is None
+    stored = store.jobs.get(job.id)
+    assert stored is not None
+    assert (stored.status, stored.result, stored.error, stored.finished_at) == (
+        CANCELLED, None, {"type": "Cancelled", "message": "m"}, T0 + 5,
+    )  # fmt: skip
+
+
+def test_finish_of_a_taken_job_reports_it_was_running(store: Store) -> None:
+    job = new_job(store, 1)
+    assert store.queue("default").take(T0 + 2) is job
+    assert store.jobs.finish(job, FAILED, None, {"type": "E", "message": "m"}, T0 + 3) == RUNNING
+    assert job.started_at == T0 + 2 and job.run_seconds() == 1.0
+
+
+def test_select_is_newest_first_and_filters_by_status_owner_and_cursor(store: Store) -> None:
+    jobs = [new_job(store, n, owner="alice" if n % 2 else "bob") for n in range(6)]
+    store.jobs.finish(jobs[4], SUCCEEDED, 4, None, T0 + 10)
+    assert store.jobs.select() == jobs[::-1]
+    assert store.jobs.select(limit=2) == [jobs[5], jobs[4]]
+    assert store.jobs.select(owner="alice") == [jobs[5], jobs[3], jobs[1]]
+    assert store.jobs.select(status=SUCCEEDED) == [jobs[4]]
+    assert store.jobs.select(status=QUEUED, before=jobs[3].seq) == [jobs[2], jobs[1], jobs[0]]
+
+
+def test_at_most_max_records_ended_records_are_kept_oldest_evicted_first(make_store: Callable[..., Store]) -> None:
+    store = make_store(max_records=2)
+    jobs = [new_job(store, n) for n in range(5)]
+    for n in (3, 0, 4):
+        store.jobs.finish(jobs[n], SUCCEEDED, n, None, T0 + 10 + n)
+    assert store.jobs.get("j3") is None  # ended first: evicted first
+    assert [store.jobs.get(f"j{n}") is not None for n in range(5)] == [True, True, True, False, True]
+
+
+def test_expire_evicts_records_ended_by_the_horizon_only(store: Store) -> None:
+    jobs = [new_job(store, n) for n in range(3)]
+    store.jobs.finish(jobs[0], SUCCEEDED, 0, None, T0 + 10)
+    store.jobs.finish(jobs[1], SUCCEEDED, 1, None, T0 + 20)
+    store.jobs.expire(T0 + 10)
+    assert [store.jobs.get(f"j{n}") is not None for n in range(3)] == [False, True, True]
+
+
+# -- the queue -----------------------------------------------------------------------------------------------
+def test_reserve_is_compare_and_set_against_the_bound(store: Store) -> None:
+    queue = store.queue("default")
+    assert queue.reserve(3, 4) and queue.queued == 3
+    assert not queue.reserve(2, 4) and queue.queued == 3  # would pass the bound: nothing taken
+    assert queue.reserve(1, 4) and queue.queued == 4
+
+
+def test_take_hands_out_jobs_in_fifo_order_marked_running(store: Store) -> None:
+    jobs = [new_job(store, n) for n in range(3)]
+    queue = store.queue("default")
+    taken = [queue.take(T0 + 50 + n) for n in range(3)]
+    assert taken == jobs and [job.status for job in jobs] == [RUNNING] * 3
+    assert [job.started_at for job in jobs] == [T0 + 50, T0 + 51, T0 + 52]
+    assert queue.take(T0 + 60) is None and queue.queued == 0
+
+
+def test_a_job_ended_while_queued_is_discarded_and_never_taken(store: Store) -> None:
+    first, second = new_job(store, 1), new_job(store, 2)
+    queue = store.queue("default")
+    assert store.jobs.finish(first, CANCELLED, None, None, T0 + 3) == QUEUED
+    queue.discard(first)
+    assert queue.queued == 1
+    assert queue.take(T0 + 4) is second
+    assert first.status == CANCELLED and first.started_at is None
+
+
+def test_each_pool_has_its_own_queue(store: Store) -> None:
+    new_job(store, 1)
+    other = store.queue("db")
+    assert store.queue("db") is other and other.queued == 0 and other.take(T0) is None
+    assert store.queue("default").queued == 1
+
+
+# -- piles and their result logs -----------------------------------------------------------------------------
+def test_pile_members_are_indexed_in_submission_order(store: Store) -> None:
+    pile = Pile("p1", owner="alice")
+    store.piles.add(pile)
+    jobs = [new_job(store, n, pile=pile) for n in range(3)]
+    assert store.piles.get("p1") is pile and store.piles.get("nope") is None
+    assert [job.pile_index for job in jobs] == [0, 1, 2] and pile.size == 3
+
+
+def test_result_positions_follow_completion_and_reads_resume_after_a_position(store: Store) -> None:
+    pile = Pile("p1")
+    store.piles.add(pile)
+    jobs = [new_job(store, n, pile=pile) for n in range(3)]
+    for at, n in enumerate((2, 0, 1)):
+        store.jobs.finish(jobs[n], SUCCEEDED, n, None, T0 + at)
+        assert store.results.append(pile, jobs[n], T0 + at) == at
+    assert store.results.read(pile, -1, COMPLETION) == ([jobs[2], jobs[0], jobs[1]], 3, False)
+    assert store.results.read(pile, 0, COMPLETION) == ([jobs[0], jobs[1]], 3, False)
+    assert store.results.read(pile, 9, COMPLETION) == ([], 10, False)  # a resume beyond what is written
+    assert pile.counts[SUCCEEDED] == 3
+    store.piles.close(pile, T0 + 9)
+    assert store.results.read(pile, 1, COMPLETION) == ([jobs[1]], 3, True)  # closed, and nothing left to read
+    assert store.results.read(pile, -1, SUBMITTED) == (jobs, 3, True)
+
+
+def test_reads_in_submitted_order_stop_at_the_first_member_still_running(store: Store) -> None:
+    pile = Pile("p1")
+    store.piles.add(pile)
+    jobs = [new_job(store, n, pile=pile) for n in range(3)]
+    for n in (0, 2):
+        store.jobs.finish(jobs[n], SUCCEEDED, n, None, T0 + n)
+        store.results.append(pile, jobs[n], T0 + n)
+    assert store.results.read(pile, -1, SUBMITTED) == ([jobs[0]], 1, False)
+    assert store.results.read(pile, 0, SUBMITTED) == ([], 1, False)
+
+
+def test_a_pile_completes_when_closed_and_every_member_has_a_result(store: Store) -> None:
+    pile = Pile("p1")
+    store.piles.add(pile)
+    job = new_job(store, 1, pile=pile)
+    assert store.piles.open_piles() == [pile]
+    store.jobs.finish(job, SUCCEEDED, 1, None, T0 + 1)
+    store.results.append(pile, job, T0 + 1)
+    assert pile.finished_at is None  # still open: more members may come
+    store.piles.close(pile, T0 + 2)
+    store.piles.close(pile, T0 + 3)  # closing twice is harmless
+    assert pile.closed and pile.complete and pile.finished_at == T0 + 2
+    assert store.piles.open_piles() == []
+    store.piles.expire(T0 + 1)
+    assert store.piles.get("p1") is pile
+    store.piles.expire(T0 + 2)
+    assert store.piles.get("p1") is None
+
+
+# -- idempotency keys ----------------------------------------------------------------------------------------
+def test_the_first_claim_of_a_key_wins_and_later_ones_get_its_value(store: Store) -> None:
+    assert store.keys.claim(("alice", "k"), "first") is None
+    assert store.keys.claim(("alice", "k"), "second") == "first"
+    assert store.keys.claim(("bob", "k"), "bob's") is None
+    assert len(store.keys) == 2
+
+
+def test_release_frees_a_key_only_if_it_still_holds_that_value(store: Store) -> None:
+    store.keys.claim("k", "first")
+    store.keys.release("k", "other")
+    assert store.keys.claim("k", "again") == "first"
+    store.keys.release("k", "first")
+    assert store.keys.claim("k", "again") is None
+
+
+def test_keys_are_bounded_and_pruned_oldest_first_up_to_a_live_one(make_store: Callable[..., Store]) -> None:
+    store = make_store(max_records=3)
+    for n in range(5):
+        store.keys.claim(f"k{n}", n)
+    assert len(store.keys) == 3
+    assert store.keys.claim("k0", "new") is None  # k0 and k1 were forgotten, oldest first; now k2 is too
+    assert [store.keys.claim(f"k{n}", "x") for n in (3, 4)] == [3, 4]
+    store.keys.prune(lambda value: value != 3, count=5)  # the oldest (k3) is dead, the next (k4) live
+    assert len(store.keys) == 2 and store.keys.claim("k4", "x") == 4
+    store.keys.prune(lambda value: False, count=1)  # at most `count`
+    assert len(store.keys) == 1 and store.keys.claim("k0", "x") == "new"
+
+
+# -- pool sizes ----------------------------------------------------------------------------------------------
+def test_pool_sizes_are_none_until_set_and_the_last_write_wins(store: Store) -> None:
+    assert store.sizes.get("default") is None
+    store.sizes.set("default", 4)
+    store.sizes.set("default", 9)
+    store.sizes.set("db", 2)
+    assert (store.sizes.get("default"), store.sizes.get("db")) == (9, 2)
