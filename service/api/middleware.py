@@ -13,6 +13,7 @@ from typing import Any
 
 import falcon
 
+from .. import logs
 from .metrics import UNMATCHED, Metrics
 
 __all__ = ["RequestMiddleware"]
@@ -37,11 +38,10 @@ class RequestMiddleware:
         route = req.uri_template or UNMATCHED
         status = resp.status_code
         self.metrics.observe_request(req.method, route, status, seconds)
-        if not log.isEnabledFor(logging.INFO):
-            return
-        log.info(
+        logs.info(
+            log,
             "request",
-            extra={
+            {
                 "method": req.method,
                 "route": route,
                 "path": req.path,

@@ -17,6 +17,7 @@ from typing import Any
 
 from pool_core import Timeout, sleep, spawn
 
+from .. import logs
 from ..config import Config
 from ..storage import Job, MemoryStore, Pile, Store
 from ..storage.records import CANCELLED, COMPLETION, FAILED, QUEUED, RUNNING, SUCCEEDED, TERMINAL, TIMED_OUT
@@ -271,7 +272,7 @@ class Engine:
         self._notify(status, job)
         self._notifier.job_ended(job.id)
         if log.isEnabledFor(logging.INFO):
-            log.info("job " + status, extra={"job_id": job.id, "task": job.task, "status": status, "pile": job.pile,
+            logs.info(log, "job " + status, {"job_id": job.id, "task": job.task, "status": status, "pile": job.pile,
                                              "queue_wait_s": _rounded(job.queue_seconds()),
                                              "run_s": job.run_seconds(), "attempt": 1,
                                              "error_type": error_type})  # fmt: skip

@@ -28,10 +28,7 @@ def gunicorn_options(config: Config) -> dict[str, Any]:
         "logconfig_dict": {
             "version": 1,
             "disable_existing_loggers": False,
-            "formatters": {"json": {"()": "service.logs.JsonFormatter"}},
-            "handlers": {
-                "stderr": {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stderr"}
-            },
+            "handlers": {"stderr": {"class": "service.logs.JsonLines", "stream": "ext://sys.stderr"}},
             "root": {"level": config.log_level.upper(), "handlers": ["stderr"]},
             "loggers": {
                 "gunicorn.error": {"level": config.log_level.upper(), "handlers": [], "propagate": True},

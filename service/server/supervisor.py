@@ -21,7 +21,7 @@ from typing import Any
 
 import pool_core
 from pool_core.sockets import GreenSocket
-from service import lifecycle
+from service import lifecycle, logs
 
 __all__ = ["Supervisor"]
 
@@ -52,6 +52,7 @@ class Supervisor:
                 break
             self.handle_flags()
             self.wait_signal(tick)
+            logs.flush()
             now = time.monotonic()
             if now - last > tick + max(1.0, tick):
                 worker.log.warning(

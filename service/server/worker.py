@@ -30,6 +30,7 @@ from gunicorn.workers.base_async import AsyncWorker
 
 import pool_core
 from pool_core.sockets import GreenSocket, wrap_ssl
+from service import logs
 from service.config import Config, ConfigError
 
 from .clock import Clock, IdleWait
@@ -99,6 +100,7 @@ class GreenWorker(AsyncWorker):
         if "h2" in (self.cfg.http_protocols or ()):
             raise RuntimeError("GreenWorker serves HTTP/1.x only: remove h2 from http_protocols")
         _fresh_hub()
+        logs.buffer_lines()  # the supervisor flushes them every tick
         self._header_timeout, self._body_timeout = _read_limits()
         super().init_process()
 

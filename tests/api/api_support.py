@@ -131,13 +131,18 @@ class Server:
                     continue
         return records
 
-    def job_events(self) -> dict[str, list[str]]:
-        """job_id -> the statuses `greenpool.jobs` logged for it, in order."""
-        events: dict[str, list[str]] = {}
-        for rec in self.log_records():
-            if rec.get("logger") == "greenpool.jobs" and rec.get("job_id") and rec.get("status"):
-                events.setdefault(rec["job_id"], []).append(rec["status"])
-        return events
+    def job_events(self, ended: tuple[str, ...] = (), timeout: float = 5.0) -> dict[str, list[str]]:
+        """job_id -> the statuses `greenpool.jobs` logged for it, in order; first waits up to `timeout` s for
+        the end lines of the jobs `ended` (a running worker writes its info lines in batches, ≤ 1 s late)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            events: dict[str, list[str]] = {}
+            for rec in self.log_records():
+                if rec.get("logger") == "greenpool.jobs" and rec.get("job_id") and rec.get("status"):
+                    events.setdefault(rec["job_id"], []).append(rec["status"])
+            if all(len(events.get(i, ())) > 1 for i in ended) or time.monotonic() > deadline:
+                return events
+            time.sleep(0.1)  # polling a log file: there is no event to wait on
 
     # -- process ---------------------------------------------------------------------------------------
     def signal(self, sig: int) -> None:

@@ -58,8 +58,9 @@ def test_cancel_queued_job_never_starts_and_running_job_is_killed(one: Server) -
     assert after["status"] == "succeeded"
     again = one.job(queued["id"])
     assert again["status"] == "cancelled" and again["started_at"] is None and again["result"] is None
-    assert one.job_events()[queued["id"]] == ["queued", "cancelled"]
-    assert one.job_events()[runner["id"]] == ["queued", "running", "cancelled"]
+    events = one.job_events(ended=(queued["id"], runner["id"]))
+    assert events[queued["id"]] == ["queued", "cancelled"]
+    assert events[runner["id"]] == ["queued", "running", "cancelled"]
 
 
 def test_job_timeout_ends_timed_out_and_frees_the_slot(one: Server) -> None:

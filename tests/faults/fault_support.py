@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 from serverkit import Server
 
@@ -27,8 +28,13 @@ def job_events(server: Server) -> dict[str, list[str]]:
 
 
 def assert_one_terminal_state_each(server: Server, ids: list[str]) -> dict[str, list[str]]:
-    """Every job in `ids` (and no other) was logged queued first and ended exactly once."""
+    """Every job in `ids` (and no other) was logged queued first and ended exactly once. The worker writes its
+    info lines in batches (at the latest at its next heartbeat), so the check waits up to 5 s for the ends."""
+    deadline = time.monotonic() + 5.0
     events = job_events(server)
+    while not all(any(s in TERMINAL for s in events.get(i, ())) for i in ids) and time.monotonic() < deadline:
+        time.sleep(0.1)  # polling a log file: there is no event to wait on
+        events = job_events(server)
     assert set(events) == set(ids), set(events) ^ set(ids)
     for job_id, statuses in events.items():
         assert statuses[0] == "queued", (job_id, statuses)

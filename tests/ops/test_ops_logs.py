@@ -71,6 +71,21 @@ def test_every_stderr_line_is_json_with_request_and_job_fields(ops_server: Calla
 
 
 @pytest.mark.timeout(60)
+def test_a_running_worker_writes_its_batched_lines_within_its_heartbeat(ops_server: Callable[..., OpsServer]) -> None:
+    """Info lines are written in batches, yet an idle server's request line shows up without a stop (≤ 1 s tick)."""
+    server = ops_server(cli=True)
+    path = "/v1/jobs/" + "e" * 32
+    assert server.get(path).status_code == 404
+
+    def logged() -> bool:
+        records = log_records(server.stderr())
+        return any(r["logger"] == "greenpool.http" and r.get("path") == path for r in records)
+
+    wait_until(logged, timeout=5, what="the request's log line, while the server runs")
+    assert server.stop() == 0
+
+
+@pytest.mark.timeout(60)
 def test_at_debug_the_job_log_has_its_queued_and_running_lines_too(ops_server: Callable[..., OpsServer]) -> None:
     """GREENPOOL_LOG_LEVEL=debug: each job's queued and running lines (debug) come before its end line (info)."""
     server = ops_server(cli=True, env={"GREENPOOL_LOG_LEVEL": "debug"})
