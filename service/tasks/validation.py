@@ -6,8 +6,9 @@ Rules (the contract of `Task.validate`):
     a parameter without a default is required. Unknown arguments are refused unless the function takes
     `**kwargs` (then any extra JSON value is accepted and passed on: `echo(**args)` accepts any object).
   * Types are checked strictly, as JSON: a string is never coerced to a number or a number to a string,
-    `true` is not an int, `5.0` is not an int — but an int is a valid `float`. Types that have a JSON
-    string form (datetime, UUID, Path, Enum values...) accept that string.
+    `true` is not an int, `5.5` is not an int — but an int is a valid `float`, and an integral number written
+    with a fraction (`5.0`) is a valid `int` (JSON Schema's `integer` is a value, not a spelling). Types
+    that have a JSON string form (datetime, UUID, Path, Enum values...) accept that string.
   * Positional-only parameters cannot be given by name, so a function with one is not a valid task.
 The normalised arguments `validate` returns hold only the arguments given (defaults are left to the
 function) as plain JSON values — the engine stores them in the job record; `to_kwargs` turns them into the
@@ -31,6 +32,8 @@ __all__ = ["ArgsValidator", "JSON_SCHEMA_DIALECT", "json_type"]
 JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 #: `json.dumps(obj, allow_nan=False)`, without building a new encoder for each call.
 _strict_dumps = json.JSONEncoder(allow_nan=False).encode
+#: passes of `_integral_retry` (a union can hide an int behind another branch's error until the first is fixed)
+_MAX_INTEGRAL_PASSES = 3
 
 
 class ArgsValidator:
@@ -90,11 +93,24 @@ class ArgsValidator:
         try:
             model = self._model.model_validate_json(payload)
         except pydantic.ValidationError as exc:
-            raise InvalidArguments(_field_errors(exc)) from None
+            model = self._integral_retry(args, exc)
         normalised = model.model_dump(mode="json", by_alias=True, exclude_unset=True)
         if self._check is not None:
             self._check(normalised)
         return normalised
+
+    def _integral_retry(self, args: dict[str, Any], exc: pydantic.ValidationError) -> pydantic.BaseModel:
+        """Validate again with each integral float that failed as an `int` (`5.0`) written as an int."""
+        fixed = json.loads(_strict_dumps(args))  # a copy: the caller's args are left as sent
+        for _ in range(_MAX_INTEGRAL_PASSES):
+            errors = exc.errors(include_url=False, include_context=False)
+            if not [error for error in errors if _integral_to_int(fixed, error)]:  # every one rewritten, not any()
+                break
+            try:
+                return self._model.model_validate_json(_strict_dumps(fixed))
+            except pydantic.ValidationError as again:
+                exc = again
+        raise InvalidArguments(_field_errors(exc)) from None
 
     def to_kwargs(self, args: dict[str, Any]) -> dict[str, Any]:
         """The Python values for validated `args`: datetimes, models, typed dicts... as annotated."""
@@ -108,6 +124,24 @@ class ArgsValidator:
         if model.model_extra:
             kwargs.update(model.model_extra)
         return kwargs
+
+
+def _integral_to_int(args: dict[str, Any], error: Any) -> bool:
+    """Rewrite the integral float an `int_type` error points at as an int; whether it did."""
+    value = error.get("input")
+    if error["type"] != "int_type" or not isinstance(value, float) or not value.is_integer():
+        return False
+    parent: Any = None
+    key: Any = None
+    node: Any = args
+    for part in error["loc"]:  # a part that names no member is a union branch (`int`, `list[int]`): skip it
+        if isinstance(node, dict) and part in node or (
+                isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node)):  # fmt: skip
+            parent, key, node = node, part, node[part]
+    if parent is None or not isinstance(node, float) or node != value:
+        return False
+    parent[key] = int(value)
+    return True
 
 
 def _field_errors(exc: pydantic.ValidationError) -> list[dict[str, str]]:

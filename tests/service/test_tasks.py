@@ -288,7 +288,7 @@ def typed_task() -> Task:
     [({}, "n", "required argument is missing"),
      ({"n": 1, "extra": 2}, "extra", "unknown argument"),
      ({"n": "5"}, "n", "valid integer (got string)"),
-     ({"n": 5.0}, "n", "valid integer (got number)"),
+     ({"n": 5.5}, "n", "valid integer (got number)"),
      ({"n": 5.5}, "n", "valid integer"),
      ({"n": True}, "n", "valid integer (got boolean)"),
      ({"n": None}, "n", "valid integer (got null)"),

@@ -15,7 +15,8 @@ from ..media import dumps
 from .body import check_args_size, query_float, query_int, read_json_object
 
 _SUBMIT_FIELDS = {"task", "args", "timeout"}
-_CURSOR = re.compile(r"[0-9]{1,19}")
+_CURSOR = re.compile(r"[0-9]{1,19}")  # as the document's pattern states
+_MAX_CURSOR = 2**63 - 1  # stores keep a job's sequence number in a signed 64-bit integer
 
 
 def _send_json(resp: falcon.Response, document: Any) -> None:
@@ -76,7 +77,7 @@ class JobsResource:
         cursor = req.get_param("cursor")
         if cursor is not None and not _CURSOR.fullmatch(cursor):
             raise BadRequest("query parameter 'cursor' must be a value returned as next_cursor", parameter="cursor")
-        before = None if cursor is None else int(cursor)
+        before = None if cursor is None else min(int(cursor), _MAX_CURSOR)  # beyond every job: the first page
         jobs, next_seq = self.engine.list(status, limit, before, owner=principal_of(req).only_owner)
         _send_json(
             resp,

@@ -21,6 +21,8 @@ class PoolResource:
     def on_patch(self, req: falcon.Request, resp: falcon.Response) -> None:
         body = read_json_object(req, self.engine.config.max_body_bytes)
         size, high = body.get("size"), self.engine.config.max_pool_size
+        if isinstance(size, float) and size.is_integer():
+            size = int(size)  # `983.0` is an integer in JSON Schema, as in the document's `type: integer`
         errors = [{"field": k, "message": "unknown field"} for k in body if k != "size"]
         if isinstance(size, bool) or not isinstance(size, int) or not 0 <= size <= high:
             errors.append({"field": "size", "message": f"required: an integer from 0 to {high}"})
