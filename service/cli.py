@@ -12,6 +12,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 from . import logs
@@ -108,9 +109,18 @@ def _is_loopback(bind: str) -> bool:
         return False
 
 
+def _version() -> str:
+    """The installed distribution's version ("unknown" when run from a source tree that is not installed)."""
+    try:
+        return version("greenpool")
+    except PackageNotFoundError:
+        return "unknown"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `greenpool` console script."""
     parser = argparse.ArgumentParser(prog="greenpool", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"greenpool {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
     _serve_parser(sub)
     add_client_parsers(parser, sub)  # submit, get, cancel, pile, map, stats, resize, tasks (service.cli_client)

@@ -164,3 +164,8 @@ def test_large_pile_is_sent_in_batches(server: Server, tmp_path: Path, monkeypat
     assert all(r["result"]["n"] == r["index"] for r in records)
     assert cli.main(["--url", server.url, "map", "echo", str(path)]) == 0
     assert [r["n"] for r in lines(capsys.readouterr().out)] == list(range(40))
+
+
+def test_version() -> None:
+    run = greenpool("--version")
+    assert run.returncode == 0 and run.stdout.strip() == "greenpool 0.1.0", run.stderr
