@@ -9,12 +9,18 @@ import orjson
 
 __all__ = ["dumps"]
 
-_fallback = json.JSONEncoder(ensure_ascii=False).encode
+_fallback = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+_escaped = json.JSONEncoder(separators=(",", ":")).encode
 
 
 def dumps(document: Any) -> bytes:
-    """`document` as compact UTF-8 JSON; what orjson refuses (integers beyond 64 bits) goes through json."""
+    """`document` as compact UTF-8 JSON; what orjson refuses (integers beyond 64 bits, nesting beyond 255
+    levels, lone surrogates) goes through json, which writes a lone surrogate as its `\\ud800` escape (a
+    task may return one), so that no record ever fails to serialise."""
     try:
         return orjson.dumps(document, option=orjson.OPT_NON_STR_KEYS)
     except TypeError:
-        return _fallback(document).encode()
+        try:
+            return _fallback(document).encode()
+        except UnicodeEncodeError:
+            return _escaped(document).encode()
