@@ -18,13 +18,13 @@ import falcon
 
 from .. import lifecycle, logs
 from ..config import Config
+from ..encoding import dumps
 from ..engine import Engine, Store
 from ..engine.errors import EngineError
 from ..tasks import Registry
 from .auth import AuthMiddleware
 from .errors import PROBLEM_JSON, Problem, problem_for
 from .idempotency import IdempotencyStore
-from .media import dumps
 from .metrics import Metrics, MetricsResource
 from .middleware import RequestMiddleware
 from .resources import (

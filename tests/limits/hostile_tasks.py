@@ -15,3 +15,9 @@ def hostile_surrogate() -> dict:
 def hostile_text(text: str, repeat: int = 1) -> str:
     """Returns `text` `repeat` times (a result of a chosen size in UTF-8 and as JSON)."""
     return text * repeat
+
+
+@task(name="hostile_list")
+def hostile_list(n: int) -> list:
+    """Returns a list of `n` zeros: as compact JSON 2n+1 bytes, with `json.dumps`'s `, ` separators 3n."""
+    return [0] * n
