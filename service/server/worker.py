@@ -303,7 +303,7 @@ class GreenWorker(AsyncWorker):
         if isinstance(exc, SlowClient):
             self.log.info("Client %s too slow, connection closed: %s", addr, exc)
             if exc.phase == BODY and isinstance(client, Connection) and not client.wrote:
-                with contextlib.suppress(OSError):
+                with contextlib.suppress(OSError, SlowClient):  # a client that reads nothing: just close
                     client.sendall(request_timeout(str(exc)))
             return
         if isinstance(exc, pool_core.GreenletExit):
