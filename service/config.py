@@ -37,12 +37,13 @@ DEFAULT_MAX_MAP_ITEMS = 10_000
 DEFAULT_MAX_STREAMS_PER_CLIENT = 1000
 DEFAULT_HEADER_TIMEOUT = 10.0
 DEFAULT_BODY_TIMEOUT = 30.0
+DEFAULT_SEND_TIMEOUT = 30.0
 
 ENV_PREFIX = "GREENPOOL_"
 #: Size, count and time limits (Hardening); each must be > 0.
 LIMITS = (
     "max_args_bytes", "max_result_bytes", "max_pile_size", "max_map_items", "max_streams_per_client",
-    "header_timeout", "body_timeout",
+    "header_timeout", "body_timeout", "send_timeout",
 )  # fmt: skip
 
 
@@ -80,6 +81,7 @@ class Config:
     max_streams_per_client: int = DEFAULT_MAX_STREAMS_PER_CLIENT  # open result streams per token/address (429)
     header_timeout: float = DEFAULT_HEADER_TIMEOUT  # request line + headers, from accept or first byte
     body_timeout: float = DEFAULT_BODY_TIMEOUT  # request body, from the end of the headers (408)
+    send_timeout: float = DEFAULT_SEND_TIMEOUT  # a response send that makes no progress: connection closed
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Config:

@@ -18,13 +18,13 @@ import falcon
 
 from .. import lifecycle, logs
 from ..config import Config
+from ..encoding import dumps
 from ..engine import Engine, Store
 from ..engine.errors import EngineError
 from ..tasks import Registry
 from .auth import AuthMiddleware
 from .errors import PROBLEM_JSON, Problem, problem_for
 from .idempotency import IdempotencyStore
-from .media import dumps
 from .metrics import Metrics, MetricsResource
 from .middleware import RequestMiddleware
 from .resources import (
@@ -85,25 +85,50 @@ def create_app(config: Config | None = None, services: Services | None = None) -
     app.add_error_handler(Problem, _render_problem)
     app.add_error_handler(EngineError, _render_engine_error)
     app.set_error_serializer(_serialize_http_error)
-    app.add_route("/v1/tasks", TasksResource(registry))
-    app.add_route("/v1/jobs", JobsResource(engine, keys))
-    app.add_route("/v1/jobs/{job_id}", JobResource(engine))
-    app.add_route("/v1/piles", PilesResource(engine, keys))
-    app.add_route("/v1/piles/{pile_id}", PileResource(engine))
-    app.add_route("/v1/piles/{pile_id}/jobs", PileJobsResource(engine))
-    app.add_route("/v1/piles/{pile_id}/close", PileCloseResource(engine))
-    app.add_route("/v1/piles/{pile_id}/results", PileResultsResource(engine))
-    app.add_route("/v1/map", MapResource(engine))
-    app.add_route("/v1/pool", PoolResource(engine))
-    app.add_route("/v1/whoami", WhoAmIResource())
-    app.add_route("/healthz", HealthResource())
-    app.add_route("/readyz", ReadyResource(engine))
-    app.add_route("/openapi.yaml", OpenAPIResource())
-    app.add_route("/metrics", MetricsResource(metrics))
-    app.add_route("/", DashboardResource())
-    app.add_route("/static/{name}", StaticResource())
+    _route(app, "/v1/tasks", TasksResource(registry))
+    _route(app, "/v1/jobs", JobsResource(engine, keys))
+    _route(app, "/v1/jobs/{job_id}", JobResource(engine))
+    _route(app, "/v1/piles", PilesResource(engine, keys))
+    _route(app, "/v1/piles/{pile_id}", PileResource(engine))
+    _route(app, "/v1/piles/{pile_id}/jobs", PileJobsResource(engine))
+    _route(app, "/v1/piles/{pile_id}/close", PileCloseResource(engine))
+    _route(app, "/v1/piles/{pile_id}/results", PileResultsResource(engine))
+    _route(app, "/v1/map", MapResource(engine))
+    _route(app, "/v1/pool", PoolResource(engine))
+    _route(app, "/v1/whoami", WhoAmIResource())
+    _route(app, "/healthz", HealthResource())
+    _route(app, "/readyz", ReadyResource(engine))
+    _route(app, "/openapi.yaml", OpenAPIResource())
+    _route(app, "/metrics", MetricsResource(metrics))
+    _route(app, "/", DashboardResource())
+    _route(app, "/static/{name}", StaticResource())
     app.engine = engine
     return app
+
+
+def _route(app: falcon.App, template: str, resource: Any) -> None:
+    """Add a route; a resource that answers GET answers HEAD too (RFC 9110 §9.3.2: load balancers check
+    health with HEAD): its GET responder runs, and falcon sends the status and headers without the body."""
+    get = getattr(resource, "on_get", None)
+    if get is not None and not hasattr(resource, "on_head"):
+        resource.on_head = _head_of(get)
+    app.add_route(template, resource)
+
+
+def _head_of(get: Callable[..., None]) -> Callable[..., None]:
+    """A HEAD responder: `get`, with a streamed body closed at once rather than run (which frees what the
+    stream holds, such as its reader slot) and no Content-Length put in its place."""
+
+    def on_head(req: falcon.Request, resp: falcon.Response, **params: Any) -> None:
+        get(req, resp, **params)
+        stream = resp.stream
+        if stream is not None:
+            resp.stream = iter(())
+            close = getattr(stream, "close", None)
+            if close is not None:
+                close()
+
+    return on_head
 
 
 def _grace_left(config: Config) -> float:

@@ -110,7 +110,9 @@ class AuthMiddleware:
         return Principal(found.name, found.role)
 
     def requirement(self, route: str | None, method: str, resource: Any) -> str | None:
-        """The least role `method` on `route` needs (None: open)."""
+        """The least role `method` on `route` needs (None: open); HEAD needs what GET needs."""
+        if method == "HEAD":
+            method = "GET"
         methods = POLICY.get(route or "")
         if methods is None:
             return ADMIN

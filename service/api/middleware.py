@@ -14,6 +14,7 @@ from typing import Any
 import falcon
 
 from .. import logs
+from .errors import BadRequest
 from .metrics import UNMATCHED, Metrics
 
 __all__ = ["RequestMiddleware"]
@@ -28,8 +29,10 @@ class RequestMiddleware:
         self.metrics = metrics
 
     def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
-        """Note when the request arrived."""
+        """Note when the request arrived; 400 for an HTTP/1.1 request without a Host header (RFC 9112 §3.2)."""
         req.context.started = time.monotonic()
+        if "HTTP_HOST" not in req.env and req.env.get("SERVER_PROTOCOL") == "HTTP/1.1":
+            raise BadRequest("an HTTP/1.1 request must carry a Host header (RFC 9112 §3.2)", parameter="Host")
 
     def process_response(self, req: falcon.Request, resp: falcon.Response, resource: Any, req_succeeded: bool) -> None:
         """Observe and log the answered request."""

@@ -1,9 +1,11 @@
-"""An accepted plain-TCP connection: reads bounded by the deadline of the request phase they are in, and a
-watcher that notices the client leaving while the app works on its request.
+"""An accepted plain-TCP connection: reads bounded by the deadline of the request phase they are in, sends
+bounded by the client's progress, and a watcher that notices the client leaving while the app works.
 
 A request's line and headers must arrive within `header_timeout` of the accept (first request) or of their
 first byte (later ones), its body within `body_timeout` of the end of the headers, however slowly the bytes
-keep coming (slowloris); a read past the deadline raises `SlowClient`.
+keep coming (slowloris); a read past the deadline raises `SlowClient`. A send raises it once the client has
+accepted no byte of the response for `send_timeout` (a client that pipelines requests and never reads its
+answers, a stream nobody reads): the connection is then closed, which frees its slot and green thread.
 """
 
 from __future__ import annotations
@@ -16,10 +18,12 @@ from typing import Any
 import pool_core
 from pool_core.sockets import GreenSocket
 
-__all__ = ["BODY", "HEADERS", "ClientDisconnected", "Connection", "SlowClient", "request_timeout"]
+__all__ = ["BODY", "HEADERS", "SEND", "ClientDisconnected", "Connection", "SlowClient", "request_timeout"]
 
 #: Connection phases whose reads are bounded by a deadline (`Connection.limit`).
 HEADERS, BODY = "headers", "body"
+#: What `SlowClient.phase` says when the client stopped reading the response.
+SEND = "send"
 
 
 class ClientDisconnected(pool_core.GreenletExit):
@@ -29,11 +33,15 @@ class ClientDisconnected(pool_core.GreenletExit):
 
 
 class SlowClient(BaseException):
-    """Raised by a connection's read when its request's headers (or body) did not arrive in time; not an
-    Exception, so that the app passes it through untouched to `GreenWorker.handle_error`."""
+    """Raised by a connection's read when its request's headers (or body) did not arrive in time, or by a
+    send when the client accepted none of the response for too long (phase `SEND`); not an Exception, so
+    that the app passes it through untouched to `GreenWorker.handle_error`."""
 
     def __init__(self, phase: str, seconds: float) -> None:
-        super().__init__(f"the request {phase} did not arrive within {seconds:g} s")
+        if phase == SEND:
+            super().__init__(f"the client accepted no byte of the response for {seconds:g} s")
+        else:
+            super().__init__(f"the request {phase} did not arrive within {seconds:g} s")
         self.phase = phase
         self.seconds = seconds
 
@@ -50,6 +58,7 @@ class Connection(GreenSocket):
     _deadline: float | None = None
     _seconds: float | None = None
     _header_timeout: float | None = None
+    send_timeout: float | None = None  # seconds a send may wait for the client to accept a byte
     wrote = False  # something was sent since the current request began
     _hold_first = False
     _held: bytes | None = None
@@ -89,11 +98,41 @@ class Connection(GreenSocket):
         self.wrote = True
         if self._held is not None:
             data, self._held = self._held + bytes(data), None
-        super().sendall(data, flags)
+        self._send_all(data, flags)
+
+    def _send_all(self, data: Any, flags: int = 0) -> None:
+        """GreenSocket.sendall, raising SlowClient once the client has accepted no byte for `send_timeout`
+        (each send may wait that long for room in the send buffer, however long the whole takes)."""
+        seconds = self.send_timeout
+        if seconds is None:
+            super().sendall(data, flags)
+            return
+        sent = 0
+        if data.__class__ is bytes:  # the usual case: the send buffer takes it all at once
+            try:  # noqa: SIM105  (the hot path: no context manager)
+                sent = self.fd.send(data, flags)
+            except BlockingIOError:
+                pass
+            if sent == len(data):
+                return
+        saved = self.gettimeout()
+        self.settimeout(seconds)
+        try:
+            with memoryview(data) as view, view.cast("B") as buf:
+                total = len(buf)
+                while sent < total:
+                    sent += self.send(buf[sent:], flags)
+        except TimeoutError:
+            raise SlowClient(SEND, seconds) from None
+        finally:
+            self.settimeout(saved)
 
     def sendfile(self, file: Any, offset: int = 0, count: int | None = None) -> int:
-        """GreenSocket.sendfile, after any held write (the headers must go first)."""
+        """GreenSocket.sendfile, after any held write (the headers must go first); by reads and bounded sends
+        when sends have a deadline (sendfile(2) would wait on the client unbounded)."""
         self.flush()
+        if self.send_timeout is not None:
+            return self._sendfile_by_send(file, offset, count)
         return super().sendfile(file, offset, count)
 
     def hold_first_write(self) -> None:
@@ -105,7 +144,7 @@ class Connection(GreenSocket):
         self._hold_first = False
         if self._held is not None:
             held, self._held = self._held, None
-            super().sendall(held)
+            self._send_all(held)
 
     def watch(self, request: pool_core.GreenThread) -> None:
         """Start watching on behalf of `request` (the connection's green thread)."""

@@ -220,6 +220,8 @@ class FastPath:
             worker.request_started(sock)
             try:
                 result = app(env, exchange.start_response)
+                if body.truncated:  # the body's framing is lost: what follows it is not a request
+                    exchange.must_close = True
                 try:
                     if not (isinstance(result, FileWrapper) and exchange.send_file(result)):
                         for item in result:

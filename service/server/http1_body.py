@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from .request_body import BodyTruncated
+
 __all__ = ["NO_BODY", "RECV", "Body"]
 
 #: The most the fast path asks of one recv.
@@ -13,7 +15,8 @@ RECV = 65536
 class Body:
     """`wsgi.input` for a request with a Content-Length: the bytes that came with the head, then the socket.
 
-    Reads block until they have what was asked for (or the body ends), as gunicorn's body reader does."""
+    Reads block until they have what was asked for (or the body ends), as gunicorn's body reader does; one
+    that finds the connection ended before the body did raises `BodyTruncated`."""
 
     __slots__ = ("_sock", "_buf", "_left", "truncated")
 
@@ -30,8 +33,8 @@ class Body:
         data = self._sock.recv(min(RECV, max(want, 8192), self._left))
         if not data:
             self.truncated = True
-            self._left = 0
-            return False
+            missing, self._left = self._left, 0
+            raise BodyTruncated(missing)
         self._left -= len(data)
         self._buf += data
         return True
@@ -77,8 +80,11 @@ class Body:
     def discard(self) -> bool:
         """Read and drop what the app left of the body; False if the client closed before it ended."""
         self._buf = b""
-        while self._fill(RECV):
-            self._buf = b""
+        try:
+            while self._fill(RECV):
+                self._buf = b""
+        except BodyTruncated:
+            return False
         return not self.truncated
 
 

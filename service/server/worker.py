@@ -36,6 +36,7 @@ from service.config import Config, ConfigError
 from .clock import Clock, IdleWait
 from .connection import BODY, HEADERS, ClientDisconnected, Connection, SlowClient, request_timeout
 from .http1 import FastPath
+from .request_body import guard_body
 from .supervisor import Supervisor
 
 __all__ = ["ClientDisconnected", "GreenWorker"]
@@ -56,14 +57,14 @@ def _fresh_hub() -> None:
         )
 
 
-def _read_limits() -> tuple[float, float]:
-    """(header_timeout, body_timeout) from the `GREENPOOL_*` configuration (defaults if it is invalid: the
-    app refuses to load with that error anyway)."""
+def _read_limits() -> tuple[float, float, float]:
+    """(header_timeout, body_timeout, send_timeout) from the `GREENPOOL_*` configuration (defaults if it is
+    invalid: the app refuses to load with that error anyway)."""
     try:
         config = Config.from_env()
     except ConfigError:
         config = Config()
-    return config.header_timeout, config.body_timeout
+    return config.header_timeout, config.body_timeout, config.send_timeout
 
 
 class _ListenerName:
@@ -92,6 +93,7 @@ class GreenWorker(AsyncWorker):
         self._draining = False
         self._header_timeout: float | None = None
         self._body_timeout: float | None = None
+        self._send_timeout: float | None = None
         self._fast: FastPath | None = None
 
     # -- process setup and signals ---------------------------------------------------------------
@@ -101,7 +103,7 @@ class GreenWorker(AsyncWorker):
             raise RuntimeError("GreenWorker serves HTTP/1.x only: remove h2 from http_protocols")
         _fresh_hub()
         logs.buffer_lines()  # the supervisor flushes them every tick
-        self._header_timeout, self._body_timeout = _read_limits()
+        self._header_timeout, self._body_timeout, self._send_timeout = _read_limits()
         super().init_process()
 
     def handle_quit(self, sig: int, frame: FrameType | None) -> None:
@@ -198,6 +200,7 @@ class GreenWorker(AsyncWorker):
                 raise
             if type(client) is GreenSocket:
                 client = Connection(client)
+                client.send_timeout = self._send_timeout
                 client.limit(HEADERS, self._header_timeout)  # the first request's headers: from the accept
             conn = pool_core.spawn(self.handle, name, client, addr)
             self._connections.add(conn)
@@ -274,7 +277,9 @@ class GreenWorker(AsyncWorker):
 
     def handle_request(self, listener_name: Any, req: Any, sock: Any, addr: Any) -> bool:
         """gunicorn's (the path for requests the fast path hands over), with `request_started`/`ended` around
-        it; the response's first write (status line and headers) is held and sent with the body."""
+        it; the response's first write (status line and headers) is held and sent with the body, and the
+        body's reader is guarded (`request_body`)."""
+        guard_body(req)
         self.request_started(sock)
         if isinstance(sock, Connection):
             sock.hold_first_write()
@@ -300,7 +305,7 @@ class GreenWorker(AsyncWorker):
         if isinstance(exc, SlowClient):
             self.log.info("Client %s too slow, connection closed: %s", addr, exc)
             if exc.phase == BODY and isinstance(client, Connection) and not client.wrote:
-                with contextlib.suppress(OSError):
+                with contextlib.suppress(OSError, SlowClient):  # a client that reads nothing: just close
                     client.sendall(request_timeout(str(exc)))
             return
         if isinstance(exc, pool_core.GreenletExit):

@@ -109,6 +109,8 @@ def test_policy_requirements() -> None:
     assert private.requirement("/metrics", "GET", resource) == SUBMIT
     assert public.requirement("/v1/pool", "PATCH", resource) == ADMIN
     assert public.requirement("/v1/pool", "GET", resource) == SUBMIT
+    assert public.requirement("/v1/pool", "HEAD", resource) == SUBMIT  # HEAD needs what GET needs
+    assert public.requirement("/healthz", "HEAD", resource) is None
     assert public.requirement("/v1/pool", "PUT", resource) is None  # no responder: falcon's 405
     assert public.requirement("/v1/pool", "OPTIONS", resource) is None
     assert public.requirement("/v1/unlisted", "GET", resource) == ADMIN  # fail closed
@@ -141,8 +143,10 @@ print(json.dumps({r.path: [m.method for m in r.methods if not m.internal] for r 
 def test_the_policy_names_every_served_route_and_method() -> None:
     out = subprocess.run([sys.executable, "-c", _ROUTES], cwd=REPO, capture_output=True, text=True, timeout=30)
     assert out.returncode == 0, out.stderr
-    served = {path: set(methods) - {"OPTIONS"} for path, methods in json.loads(out.stdout.splitlines()[-1]).items()}
+    routes = json.loads(out.stdout.splitlines()[-1])
+    served = {path: set(methods) - {"OPTIONS", "HEAD"} for path, methods in routes.items()}
     assert {path: set(methods) for path, methods in POLICY.items()} == served
+    assert all(("HEAD" in methods) == ("GET" in methods) for methods in routes.values()), "HEAD needs what GET needs"
 
 
 class _Engine:

@@ -7,11 +7,11 @@ from typing import Any
 
 import falcon
 
+from ...encoding import dumps
 from ...engine import STATUSES, Engine
 from ..auth import principal_of, visible_job
 from ..errors import BadRequest, ValidationFailed
 from ..idempotency import JOB, REPLAYED, IdempotencyStore
-from ..media import dumps
 from .body import check_args_size, query_float, query_int, read_json_object
 
 _SUBMIT_FIELDS = {"task", "args", "timeout"}

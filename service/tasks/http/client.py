@@ -59,9 +59,11 @@ def _check_url(url: str) -> str:
     if not parts.hostname:
         raise ValueError("url has no host")
     try:
-        parts.port  # noqa: B018  (raises for a bad port)
+        port = parts.port  # raises for a bad port
     except ValueError:
         raise ValueError("url has an invalid port") from None
+    if port == 0:  # no server listens on port 0: it would silently become the default port
+        raise ValueError("url has an invalid port (0)")
     if parts.username is not None or parts.password is not None:
         raise ValueError("credentials in the url are not supported: send an Authorization header")
     try:
