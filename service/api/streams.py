@@ -1,34 +1,61 @@
 """Result-stream encodings: NDJSON (one record per line) and Server-Sent Events (resumable by event id).
 
-Both take batches from `Engine.follow` and turn each batch into one chunk, so a socket write carries every
-record that is ready; an empty batch becomes a heartbeat (a blank NDJSON line, an SSE comment).
+Both take batches from `Engine.follow` (a bounded number of records each) and write them in pieces of at
+most `PIECE` bytes: ready records are joined while they fit in one piece, and a record larger than a piece
+is cut into pieces. So a reader that stops reading holds one batch of records, one piece and the server's
+framed copy of it (under 256 KiB), plus the one record being cut when a record is larger than a piece
+(bounded by GREENPOOL_MAX_RESULT_BYTES), whatever the size of the pile. An empty batch becomes a heartbeat
+(a blank NDJSON line, an SSE comment).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 NDJSON = "application/x-ndjson"
 SSE = "text/event-stream"
+PIECE = 64 << 10  # bytes in one write of a stream, at most
 
 _dumps = json.JSONEncoder(separators=(",", ":")).encode
+Batches = Iterable[list[tuple[int, dict]]]
 
 
-def ndjson(batches: Iterable[list[tuple[int, dict]]]) -> Iterator[bytes]:
+def ndjson(batches: Batches) -> Iterator[bytes]:
     """One JSON record per line; a heartbeat is an empty line (readers skip blank lines)."""
-    for batch in batches:
-        if not batch:
-            yield b"\n"
-            continue
-        yield "".join([_dumps(record) + "\n" for _, record in batch]).encode()
+    return _pieces(batches, lambda _, record: (_dumps(record) + "\n").encode(), b"\n")
 
 
-def sse(batches: Iterable[list[tuple[int, dict]]]) -> Iterator[bytes]:
+def sse(batches: Batches) -> Iterator[bytes]:
     """`result` events whose `id` is the stream position; a final `end` event (no id) when complete."""
+    yield from _pieces(batches, lambda pos, record: f"id: {pos}\nevent: result\ndata: {_dumps(record)}\n\n".encode(),
+                       b": keepalive\n\n")  # fmt: skip
+    yield b"event: end\ndata: {}\n\n"
+
+
+def _pieces(batches: Batches, encode: Callable[[int, dict], bytes], heartbeat: bytes) -> Iterator[bytes]:
+    """Each batch's encoded records, joined into pieces of at most PIECE bytes (a longer record: cut)."""
     for batch in batches:
         if not batch:
-            yield b": keepalive\n\n"
+            yield heartbeat
             continue
-        yield "".join([f"id: {pos}\nevent: result\ndata: {_dumps(record)}\n\n" for pos, record in batch]).encode()
-    yield b"event: end\ndata: {}\n\n"
+        parts: list[bytes] = []
+        size = 0
+        for pos, record in batch:
+            data = encode(pos, record)
+            if parts and size + len(data) > PIECE:
+                piece, parts, size = b"".join(parts), [], 0
+                yield piece
+                del piece
+            if len(data) > PIECE:
+                for start in range(0, len(data), PIECE):
+                    yield data[start : start + PIECE]
+            else:
+                parts.append(data)
+                size += len(data)
+            del data
+        del batch
+        if parts:
+            piece, parts = b"".join(parts), []
+            yield piece
+            del piece

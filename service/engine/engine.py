@@ -32,6 +32,7 @@ __all__ = ["Engine"]
 log = logging.getLogger("greenpool.jobs")
 _SWEEP_INTERVAL = 1.0
 _IDS_PER_READ = 256  # job and pile ids drawn from one os.urandom call
+_RECORDS_PER_BATCH = 64  # result records read and handed to a stream at a time
 _DEBUG = logging.DEBUG
 _monotonic = time.monotonic
 
@@ -178,20 +179,24 @@ class Engine:
     ) -> Iterator[list[tuple[int, dict]]]:
         """Yield batches of `(position, record)` from stream position `after + 1` on, parking for new
         results in between; an empty batch after `heartbeat` idle seconds lets the caller keep the
-        connection alive. Batches let one socket write carry every record that is ready. The pile counts
-        as read (`readers`) from the first batch asked for until the iterator is closed or ends."""
-        notifier, results = self._notifier, self._results
+        connection alive. A batch holds at most `_RECORDS_PER_BATCH` of the records that are ready (so a
+        reader that stops reading pins a bounded amount, whatever the pile's size); the next batch follows at
+        once. The pile counts as read (`readers`) from the first batch asked for until the iterator is
+        closed or ends."""
+        notifier, results, limit = self._notifier, self._results, _RECORDS_PER_BATCH
         notifier.reading(pile.id, 1)
         try:
             position = after + 1
             while True:
                 changed = notifier.pile_event(pile.id)
-                jobs, end, over = results.read(pile, position - 1, order)
+                jobs, end, over = results.read(pile, position - 1, order, limit)
                 if jobs:
                     yield [(position + i, job.result_record()) for i, job in enumerate(jobs)]
                 if over:
                     return
                 position = end
+                if len(jobs) == limit:  # more may be ready now
+                    continue
                 changed.wait(heartbeat)  # returns at once if results arrived while the batch was written
                 if not changed.ready():
                     yield []

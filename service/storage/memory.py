@@ -139,14 +139,14 @@ class MemoryResultLogs:
         _mark_complete(pile, at)
         return len(pile.log) - 1
 
-    def read(self, pile: Pile, after: int, order: str) -> tuple[list[Job], int, bool]:
+    def read(self, pile: Pile, after: int, order: str, limit: int | None = None) -> tuple[list[Job], int, bool]:
         start, jobs = after + 1, pile.jobs
         if order == COMPLETION:
-            log = pile.log
-            records, end = log[start:], max(start, len(log))
+            records = pile.log[start:] if limit is None else pile.log[start : start + limit]
+            end = start + len(records)
         else:
-            end = start
-            while end < len(jobs) and jobs[end].status in TERMINAL:
+            end, stop = start, len(jobs) if limit is None else min(len(jobs), start + limit)
+            while end < stop and jobs[end].status in TERMINAL:
                 end += 1
             records = jobs[start:end]
         return records, end, pile.closed and end >= len(jobs)

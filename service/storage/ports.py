@@ -95,11 +95,11 @@ class ResultLogs(Protocol):
         """Atomically log ended `job` at the next position (and count its status); returns the position.
         Sets `finished_at = at` if the pile is now complete."""
 
-    def read(self, pile: Pile, after: int, order: str) -> tuple[list[Job], int, bool]:
-        """The records from position `after + 1` on, the position to read from next, and whether the stream
-        is over (the pile is closed and that position is past its last member). In `completion` order a
-        position is one in the log; in `submitted` order it is a member's index, and reading stops at the
-        first member that has not ended."""
+    def read(self, pile: Pile, after: int, order: str, limit: int | None = None) -> tuple[list[Job], int, bool]:
+        """The records from position `after + 1` on (at most `limit` of them), the position to read from
+        next, and whether the stream is over (the pile is closed and that position is past its last member).
+        In `completion` order a position is one in the log; in `submitted` order it is a member's index, and
+        reading stops at the first member that has not ended."""
 
 
 class IdempotencyKeys(Protocol):

@@ -152,6 +152,21 @@ def test_result_positions_follow_completion_and_reads_resume_after_a_position(st
     assert store.results.read(pile, -1, SUBMITTED) == (jobs, 3, True)
 
 
+def test_a_read_returns_at_most_limit_records_and_where_to_read_next(store: Store) -> None:
+    pile = Pile("p1")
+    store.piles.add(pile)
+    jobs = [new_job(store, n, pile=pile) for n in range(5)]
+    for n in range(5):
+        store.jobs.finish(jobs[n], SUCCEEDED, n, None, T0 + n)
+        store.results.append(pile, jobs[n], T0 + n)
+    store.piles.close(pile, T0 + 9)
+    assert store.results.read(pile, -1, COMPLETION, 2) == (jobs[:2], 2, False)
+    assert store.results.read(pile, 1, COMPLETION, 2) == (jobs[2:4], 4, False)
+    assert store.results.read(pile, 3, COMPLETION, 2) == (jobs[4:], 5, True)
+    assert store.results.read(pile, 0, SUBMITTED, 3) == (jobs[1:4], 4, False)
+    assert store.results.read(pile, 3, SUBMITTED, 3) == (jobs[4:], 5, True)
+
+
 def test_reads_in_submitted_order_stop_at_the_first_member_still_running(store: Store) -> None:
     pile = Pile("p1")
     store.piles.add(pile)
