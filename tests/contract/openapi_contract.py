@@ -208,6 +208,8 @@ class Contract:
                 body = response.json()
             except ValueError as exc:
                 raise AssertionError(f"{where}: the body is not JSON ({exc}): {response.text[:500]!r}") from None
+        elif media_type == "application/yaml":
+            body = yaml.safe_load(response.text)  # the document's schema describes the parsed document
         else:
             body = response.text
         media_pointer = f"{pointer}/content/{pointer_escape(media_type)}"
