@@ -7,7 +7,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import serverkit
 from tools import headless_chromium
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Iterator[None]:
+    """When a test fails, its report shows the log tail of every real server still running (serverkit)."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.failed and report.when in ("setup", "call"):
+        for server in serverkit.RUNNING:
+            report.sections.append((f"server {server.port} log (last {serverkit.LOG_TAIL} lines)", server.log_tail()))
 
 
 @pytest.fixture

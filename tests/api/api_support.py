@@ -1,87 +1,34 @@
-"""Support for the API acceptance tests: a real greenpool server (gunicorn + GreenWorker) on loopback.
+"""Support for the API acceptance tests: real greenpool servers (serverkit) with API helpers, problem checks,
+and many raw connections at once.
 
-`server_factory.start(env={...}, args=[...])` runs
-`python -m gunicorn -k service.worker.GreenWorker --bind 127.0.0.1:<port> --workers 1 ... service.app:app`
-(or, with `cli=True`, `python -m service.cli serve --bind ...`), waits for `/healthz` within a bounded
-deadline, captures stderr to a file (JSON log lines are parsed by `Server.log_records`), and always
-terminates (then kills) what it started at teardown. Only 127.0.0.1 is used.
+`server_factory.start(env={...}, args=[...])` starts gunicorn with GreenWorker (or, with `cli=True`,
+`greenpool serve`) through serverkit, with the shared plugin tasks, a 5 s graceful timeout and a 30 s
+keep-alive unless told otherwise; every server is stopped at teardown. Only 127.0.0.1 is used.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-import os
-import resource
-import signal
 import socket
-import subprocess
-import sys
 import time
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
-import pytest
 import requests
-from serverkit import free_port
+import serverkit
+from serverkit import HTTP_TIMEOUT, free_port, raise_nofile
 
-HERE = Path(__file__).resolve().parent
-REPO = HERE.parents[1]
-PYTHON = sys.executable
-PLUGINS = "tests.api.plugin_tasks"
+__all__ = ["HTTP_TIMEOUT", "free_port", "raise_nofile"]  # for the tests, beside this module's own helpers
+
+PLUGINS = "tests.plugins.tasks"
 PROBLEM_JSON = "application/problem+json"
 TERMINAL = ("succeeded", "failed", "cancelled", "timed_out")
-HTTP_TIMEOUT = 10.0  # every requests call of the suite is bounded by this (or less)
 KEEPALIVE = 30  # seconds; the servers' default keep-alive unless a test sets one
 
 
-
-def raise_nofile() -> int:
-    """Raise this process's RLIMIT_NOFILE soft limit to its hard limit; returns the new soft limit."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard == resource.RLIM_INFINITY or soft < hard:
-        target = hard if hard != resource.RLIM_INFINITY else max(soft, 65536)
-        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-
-
-@dataclass
-class Server:
-    """A running server: its master process, port, and captured stdout/stderr files."""
-
-    proc: subprocess.Popen
-    port: int
-    stderr_path: Path
-    stdout_path: Path
-    host: str = "127.0.0.1"
-    session: requests.Session = field(default_factory=requests.Session)
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
-
-    @property
-    def address(self) -> tuple[str, int]:
-        return self.host, self.port
-
-    # -- HTTP ------------------------------------------------------------------------------------------
-    def request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
-        """One request on the server's keep-alive session; bounded by HTTP_TIMEOUT unless told otherwise."""
-        kwargs.setdefault("timeout", HTTP_TIMEOUT)
-        return self.session.request(method, self.url + path, **kwargs)
-
-    def get(self, path: str, **kwargs: Any) -> requests.Response:
-        return self.request("GET", path, **kwargs)
-
-    def post(self, path: str, **kwargs: Any) -> requests.Response:
-        return self.request("POST", path, **kwargs)
-
-    def patch(self, path: str, **kwargs: Any) -> requests.Response:
-        return self.request("PATCH", path, **kwargs)
-
-    def delete(self, path: str, **kwargs: Any) -> requests.Response:
-        return self.request("DELETE", path, **kwargs)
+class Server(serverkit.Server):
+    """A real server with the API calls the acceptance tests make (each asserting its status)."""
 
     def submit(self, task: str, args: dict | None = None, wait: float | None = None, **extra: Any) -> dict:
         """POST a job; asserts 202 (or 200 when `wait` is given and it ended); returns the job."""
@@ -99,6 +46,7 @@ class Server:
         return resp.json()
 
     def pool(self) -> dict:
+        """GET /v1/pool; asserts 200."""
         resp = self.get("/v1/pool")
         assert resp.status_code == 200, (resp.status_code, resp.text)
         return resp.json()
@@ -115,22 +63,6 @@ class Server:
         assert predicate(stats), f"/v1/pool never reached {what or predicate}: {stats}"
         return stats
 
-    # -- logs ------------------------------------------------------------------------------------------
-    def stderr(self) -> str:
-        return self.stderr_path.read_text(errors="replace")
-
-    def log_records(self) -> list[dict]:
-        """Every JSON object logged on stderr, one per line (non-JSON lines are skipped)."""
-        records = []
-        for line in self.stderr().splitlines():
-            line = line.strip()
-            if line.startswith("{"):
-                try:
-                    records.append(json.loads(line))
-                except ValueError:
-                    continue
-        return records
-
     def job_events(self, ended: tuple[str, ...] = (), timeout: float = 5.0) -> dict[str, list[str]]:
         """job_id -> the statuses `greenpool.jobs` logged for it, in order; first waits up to `timeout` s for
         the end lines of the jobs `ended` (a running worker writes its info lines in batches, ≤ 1 s late)."""
@@ -144,45 +76,11 @@ class Server:
                 return events
             time.sleep(0.1)  # polling a log file: there is no event to wait on
 
-    # -- process ---------------------------------------------------------------------------------------
-    def signal(self, sig: int) -> None:
-        self.proc.send_signal(sig)
 
-    def wait_exit(self, timeout: float) -> int | None:
-        try:
-            return self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            return None
+class ServerFactory(serverkit.Servers):
+    """Starts API servers into one directory; `close()` stops every one it started."""
 
-    def stop(self, timeout: float = 10.0) -> int:
-        """SIGTERM the master, wait up to `timeout` s, then SIGKILL its process group; returns the exit code."""
-        self.session.close()
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            if self.wait_exit(timeout) is None:
-                self.kill()
-        rc = self.proc.wait(5)
-        self._kill_group()  # a worker left behind by a killed master
-        return rc
-
-    def kill(self) -> None:
-        self._kill_group()
-        if self.proc.poll() is None:
-            self.proc.kill()
-
-    def _kill_group(self) -> None:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.proc.pid, signal.SIGKILL)  # the session we started (start_new_session=True)
-
-
-class ServerFactory:
-    """Starts servers into `directory`; `close()` stops every one it started."""
-
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
-        self.servers: list[Server] = []
-
-    def start(
+    def start(  # type: ignore[override]
         self,
         env: dict[str, str] | None = None,
         args: list[str] | tuple[str, ...] = (),
@@ -193,64 +91,16 @@ class ServerFactory:
     ) -> Server:
         """Start a server. `env`: GREENPOOL_* (and other) variables; `args`: extra gunicorn (or serve) flags.
 
-        The plugin module tests.api.plugin_tasks is loaded unless env sets GREENPOOL_PLUGINS.
+        The plugin module tests.plugins.tasks is loaded unless env sets GREENPOOL_PLUGINS.
         """
-        port = free_port()
-        bind = f"127.0.0.1:{port}"
         # Idle keep-alive connections outlive the gaps between a test's requests, so that the session never
         # races the server closing an idle connection (a reset on reuse) unless a test sets its own.
         keepalive = "--keepalive" if cli else "--keep-alive"
         if keepalive not in args:
             args = [keepalive, str(KEEPALIVE), *args]
-        if cli:
-            cmd = [PYTHON, "-m", "service.cli", "serve", "--bind", bind,
-                   "--graceful-timeout", str(graceful_timeout), *args]  # fmt: skip
-        else:
-            cmd = [PYTHON, "-m", "gunicorn", "-k", "service.worker.GreenWorker", "--bind", bind,
-                   "--workers", "1", "--no-control-socket", "--pythonpath", str(REPO),
-                   "--graceful-timeout", str(graceful_timeout), *args, "service.app:app"]  # fmt: skip
-        full_env = {k: v for k, v in os.environ.items() if not k.startswith("GREENPOOL_")}
-        full_env.update({
-            "PYTHONUNBUFFERED": "1",
-            "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
-            "GREENPOOL_PLUGINS": PLUGINS,
-            **(env or {}),
-        })  # fmt: skip
-        stderr_path = self.directory / f"server-{port}.stderr"
-        stdout_path = self.directory / f"server-{port}.stdout"
-        with open(stderr_path, "wb") as err, open(stdout_path, "wb") as out:
-            proc = subprocess.Popen(
-                cmd, cwd=REPO, env=full_env, stdout=out, stderr=err, stdin=subprocess.DEVNULL,
-                start_new_session=True, preexec_fn=raise_nofile,
-            )  # fmt: skip
-        server = Server(proc, port, stderr_path, stdout_path)
-        self.servers.append(server)
-        self._wait_healthy(server, time.monotonic() + boot_timeout)
-        return server
-
-    @staticmethod
-    def _wait_healthy(server: Server, deadline: float) -> None:
-        last: object = None
-        for _ in range(2000):
-            if server.proc.poll() is not None:
-                code = server.proc.returncode
-                pytest.fail(f"server exited early with code {code}\n--- stderr ---\n{server.stderr()}")
-            if time.monotonic() > deadline:
-                break
-            try:
-                resp = requests.get(server.url + "/healthz", timeout=1.0)
-                if resp.status_code == 200:
-                    return
-                last = resp.status_code
-            except requests.RequestException as exc:
-                last = exc
-            time.sleep(0.05)
-        server.kill()
-        pytest.fail(f"server did not answer /healthz in time (last: {last!r})\n--- stderr ---\n{server.stderr()}")
-
-    def close(self) -> None:
-        for server in self.servers:
-            server.stop()
+        return super().start({"GREENPOOL_PLUGINS": PLUGINS, **(env or {})},
+                             ["--graceful-timeout", str(graceful_timeout), *args], serve=cli, log_level="info",
+                             nofile=True, boot_timeout=boot_timeout, cls=Server)  # fmt: skip
 
 
 def assert_problem(resp: requests.Response, status: int) -> dict:

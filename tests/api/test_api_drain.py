@@ -9,14 +9,11 @@ from __future__ import annotations
 
 import json
 import signal
-import subprocess
 import time
 
 import pytest
 from api_support import (
     PROBLEM_JSON,
-    PYTHON,
-    REPO,
     TERMINAL,
     ServerFactory,
     collect,
@@ -25,6 +22,7 @@ from api_support import (
     raw_request,
     server_side_established,
 )
+from serverkit import run_cli
 
 RUNNING = 100
 QUEUED = 10
@@ -159,17 +157,17 @@ def test_cli_serve_runs_the_service(server_factory: ServerFactory) -> None:
     """`greenpool serve` (python -m service.cli serve): flags over GREENPOOL_* variables, plugins, JSON logs."""
     server = server_factory.start(
         env={"GREENPOOL_POOL_SIZE": "7", "GREENPOOL_MAX_QUEUED": "50", "GREENPOOL_LOG_LEVEL": "debug"},
-        args=["--pool-size", "3", "--plugins", "tests.api.plugin_tasks"],
+        args=["--pool-size", "3", "--plugins", "tests.plugins.tasks"],
         cli=True,
         graceful_timeout=5,
     )
     stats = server.pool()
     assert stats["size"] == 3, stats  # the flag wins over GREENPOOL_POOL_SIZE
     names = {t["name"] for t in server.get("/v1/tasks").json()["tasks"]}
-    assert {"api_fail", "api_block", "sleep", "echo", "http"} <= names
+    assert {"fail", "api_block", "sleep", "echo", "http"} <= names
     job = server.submit("echo", {"via": "cli"}, wait=5)
     assert job["status"] == "succeeded" and job["result"] == {"via": "cli"}
-    failed = server.submit("api_fail", {"message": "x"}, wait=5)
+    failed = server.submit("fail", {"message": "x"}, wait=5)
     assert failed["status"] == "failed" and failed["error"]["type"] == "ValueError"
     assert server.get("/readyz").status_code == 200
     server.session.close()
@@ -196,13 +194,6 @@ def test_cli_serve_runs_the_service(server_factory: ServerFactory) -> None:
 def test_cli_serve_refuses_bad_config(argv: list[str], message: str) -> None:
     port = free_port()
     argv = [a.format(port=port) for a in argv]
-    proc = subprocess.run(
-        [PYTHON, "-m", "service.cli", "serve", *argv],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=20,
-        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO)},
-    )
+    proc = run_cli(["serve", *argv], timeout=20)
     assert proc.returncode == 2, (proc.returncode, proc.stderr)
     assert message in proc.stderr

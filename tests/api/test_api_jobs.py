@@ -51,7 +51,7 @@ def test_tasks_lists_builtins_and_plugins(api: Server) -> None:
     resp = api.get("/v1/tasks")
     assert resp.status_code == 200
     tasks = {t["name"]: t for t in resp.json()["tasks"]}
-    assert {"sleep", "echo", "http", "api_fail", "api_block"} <= set(tasks)
+    assert {"sleep", "echo", "http", "fail", "api_block"} <= set(tasks)
     assert tasks["api_block"]["blocking"] is True
     assert tasks["sleep"]["blocking"] is False
     assert "seconds" in tasks["sleep"]["args_schema"]["properties"]
@@ -111,7 +111,7 @@ def test_get_wait_long_polls_until_the_job_ends(api: Server) -> None:
 
 
 def test_failing_task_ends_failed_with_error_type(api: Server) -> None:
-    resp = api.post("/v1/jobs", params={"wait": 5}, json={"task": "api_fail", "args": {"message": "kaput"}})
+    resp = api.post("/v1/jobs", params={"wait": 5}, json={"task": "fail", "args": {"message": "kaput"}})
     assert resp.status_code == 200, resp.text
     job = resp.json()
     assert job["status"] == "failed"
@@ -294,7 +294,7 @@ def test_json_content_type_with_charset_accepted(api: Server) -> None:
         ({"task": "sleep", "args": {"seconds": "1"}}, ["args.seconds"]),
         ({"task": "sleep", "args": {"seconds": True}}, ["args.seconds"]),
         ({"task": "sleep", "args": {"seconds": -1}}, ["args.seconds"]),
-        ({"task": "api_fail", "args": {"message": 7}}, ["args.message"]),
+        ({"task": "fail", "args": {"message": 7}}, ["args.message"]),
         ({"task": "echo", "args": [1, 2]}, ["args"]),
         ({"task": "echo", "args": {}, "bogus": 1}, ["bogus"]),
         ({"task": "echo", "args": {}, "timeout": 0}, ["timeout"]),

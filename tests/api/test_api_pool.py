@@ -108,7 +108,7 @@ def test_blocking_task_timeout_frees_the_slot(one: Server) -> None:
 
 
 def test_failing_plugin_task_frees_the_slot(one: Server) -> None:
-    failed = one.submit("api_fail", {"message": "nope"}, wait=5)
+    failed = one.submit("fail", {"message": "nope"}, wait=5)
     assert failed["status"] == "failed" and failed["error"] == {"type": "ValueError", "message": "nope"}
     assert one.submit("echo", {}, wait=5)["status"] == "succeeded"
 

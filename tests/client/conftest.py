@@ -1,7 +1,7 @@
 """Fixtures for the client and CLI tests: real greenpool servers on loopback, and a connection-cutting proxy.
 
 `server` is `python -m gunicorn -k service.worker.GreenWorker --bind 127.0.0.1:<free port> service.app:app`
-(pool of 8, plugin tasks from tests.client.client_tasks), started once for the directory; `tight_server`
+(pool of 8, plugin tasks from tests.plugins.tasks), started once for the directory; `tight_server`
 has a pool of 0 and room for 2 queued jobs (for 429). Both wait for `/healthz` within a bounded deadline and
 are terminated (then killed) at teardown. `CuttingProxy` relays 127.0.0.1 TCP traffic in threads and cuts a
 connection after a number of bytes from the server, to test transparent resumption.
@@ -10,82 +10,23 @@ connection after a number of bytes from the server, to test transparent resumpti
 from __future__ import annotations
 
 import contextlib
-import os
-import signal
 import socket
-import subprocess
-import sys
 import threading
-import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import requests
-from serverkit import free_port
+import serverkit
+from serverkit import Server
 
 from service.client import Client
 
-REPO = Path(__file__).resolve().parents[2]
-PLUGINS = "tests.client.client_tasks"
-BOOT_TIMEOUT = 20.0
-
-
-
-@dataclass
-class Server:
-    """A running server process and its base URL."""
-
-    proc: subprocess.Popen
-    port: int
-    stderr_path: Path
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def stop(self) -> None:
-        """SIGTERM, wait a bounded time, then SIGKILL the process group we started."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.proc.wait(10)
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        self.proc.wait(5)
+PLUGINS = "tests.plugins.tasks"
 
 
 def start_server(directory: Path, env: dict[str, str]) -> Server:
-    """Start gunicorn with one GreenWorker on a free loopback port; wait (bounded) until /healthz answers."""
-    port = free_port()
-    cmd = [sys.executable, "-m", "gunicorn", "-k", "service.worker.GreenWorker", "--bind", f"127.0.0.1:{port}",
-           "--workers", "1", "--no-control-socket", "--graceful-timeout", "2", "service.app:app"]  # fmt: skip
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("GREENPOOL_")}
-    full_env.update({
-        "PYTHONUNBUFFERED": "1",
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
-        "GREENPOOL_PLUGINS": PLUGINS,
-        "GREENPOOL_LOG_LEVEL": "warning",
-        **env,
-    })  # fmt: skip
-    stderr_path = directory / f"server-{port}.stderr"
-    with open(stderr_path, "wb") as err:
-        proc = subprocess.Popen(cmd, cwd=REPO, env=full_env, stdout=subprocess.DEVNULL, stderr=err,
-                                stdin=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
-    server = Server(proc, port, stderr_path)
-    deadline = time.monotonic() + BOOT_TIMEOUT
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"server exited with {proc.returncode}:\n{stderr_path.read_text(errors='replace')}")
-        try:
-            if requests.get(server.url + "/healthz", timeout=1.0).status_code == 200:
-                return server
-        except requests.RequestException:
-            pass
-        time.sleep(0.05)
-    server.stop()
-    pytest.fail(f"server did not answer /healthz within {BOOT_TIMEOUT} s:\n{stderr_path.read_text(errors='replace')}")
+    """A server with the shared plugin tasks and a 2 s graceful timeout (serverkit)."""
+    return serverkit.start_server(directory, {"GREENPOOL_PLUGINS": PLUGINS, **env}, ["--graceful-timeout", "2"])
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import REPO, Server, free_port
+from serverkit import REPO, Server, free_port
 
 from service import cli
 from service.client import Client

@@ -13,14 +13,8 @@ extension `x-greenpool-item-schema` (OpenAPI 3.2's `itemSchema`); `check` splits
 from __future__ import annotations
 
 import json
-import os
-import signal
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -29,13 +23,13 @@ import jsonschema
 import pytest
 import referencing
 import requests
+import serverkit
 import yaml
 from referencing.jsonschema import DRAFT202012
 
 REPO = Path(__file__).resolve().parents[2]
 SPEC_PATH = REPO / "service" / "openapi.yaml"
 SPEC_URI = "urn:greenpool:openapi"
-WORKER_CLASS = "service.worker.GreenWorker"
 HTTP_METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
 
 
@@ -235,23 +229,12 @@ class Contract:
 
 
 # -- real servers ---------------------------------------------------------------------------------------
-@dataclass
-class Server:
-    """A running `gunicorn -k service.worker.GreenWorker service.app:app` and its log."""
-
-    proc: subprocess.Popen
-    url: str
-    log_path: Path
-    session: requests.Session = field(default_factory=requests.Session)
-
-    def log(self) -> str:
-        """Everything the server wrote to stdout/stderr so far (tracebacks of 500s land here)."""
-        return self.log_path.read_text(errors="replace")
+class Server(serverkit.Server):
+    """A real server (serverkit) whose `request` fails the test, with the server's log, on a 5xx but 503."""
 
     def request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
         """One request; fails the test with the server's log if the server answers 500 or more."""
-        kwargs.setdefault("timeout", 10)
-        response = self.session.request(method, self.url + path, **kwargs)
+        response = super().request(method, path, **kwargs)
         if response.status_code >= 500 and response.status_code != 503:
             time.sleep(0.2)  # let the traceback reach the log
             pytest.fail(
@@ -259,50 +242,7 @@ class Server:
             )
         return response
 
-    def stop(self) -> None:
-        """SIGTERM (drain), then SIGKILL if it has not exited within 10 s."""
-        self.session.close()
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 def start_server(log_dir: Path, env: dict[str, str], boot_timeout: float = 20.0) -> Server:
-    """Start gunicorn with GreenWorker on a free loopback port; return once GET /healthz answers 200."""
-    port = _free_port()
-    log_path = log_dir / f"gunicorn-{port}.log"
-    cmd = [
-        sys.executable, "-m", "gunicorn",
-        "-k", WORKER_CLASS,
-        "--bind", f"127.0.0.1:{port}",
-        "--graceful-timeout", "3",
-        "service.app:app",
-    ]  # fmt: skip
-    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", "GREENPOOL_LOG_LEVEL": "warning", **env}
-    with open(log_path, "wb") as log_file:
-        proc = subprocess.Popen(cmd, cwd=REPO, env=full_env, stdout=log_file, stderr=subprocess.STDOUT)
-    server = Server(proc, f"http://127.0.0.1:{port}", log_path)
-    deadline = time.monotonic() + boot_timeout
-    last: object = None
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            break
-        try:
-            last = requests.get(server.url + "/healthz", timeout=2)
-            if last.status_code == 200:
-                return server
-        except requests.RequestException as exc:
-            last = exc
-        time.sleep(0.05)
-    server.stop()
-    pytest.fail(f"gunicorn did not become healthy (exit {proc.poll()}, last: {last!r})\n--- log ---\n{server.log()}")
+    """Start gunicorn with GreenWorker (serverkit, a 3 s graceful timeout); return once /healthz answers 200."""
+    return serverkit.start_server(log_dir, env, ["--graceful-timeout", "3"], boot_timeout=boot_timeout, cls=Server)

@@ -1,4 +1,4 @@
-"""Fixtures for the fault tests: real servers (serverkit) with the misbehaving tasks of fault_tasks loaded."""
+"""Fixtures for the fault tests: real servers (serverkit) with the misbehaving tasks of tests.plugins.tasks loaded."""
 
 from __future__ import annotations
 

@@ -8,7 +8,7 @@ import time
 from serverkit import Server
 
 # debug: the job log's queued and running lines too, not only each job's end
-PLUGINS = {"GREENPOOL_PLUGINS": "tests.faults.fault_tasks", "GREENPOOL_LOG_LEVEL": "debug"}
+PLUGINS = {"GREENPOOL_PLUGINS": "tests.plugins.tasks", "GREENPOOL_LOG_LEVEL": "debug"}
 TERMINAL = ("succeeded", "failed", "cancelled", "timed_out")
 
 

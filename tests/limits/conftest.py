@@ -17,7 +17,7 @@ LIMITS = {
     "GREENPOOL_HEADER_TIMEOUT": "1.5",
     "GREENPOOL_BODY_TIMEOUT": "1.5",
     "GREENPOOL_STREAM_HEARTBEAT": "0.2",
-    "GREENPOOL_PLUGINS": "tests.limits.limit_tasks",
+    "GREENPOOL_PLUGINS": "tests.plugins.tasks",
 }
 
 

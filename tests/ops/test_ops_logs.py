@@ -5,12 +5,11 @@ level comes from configuration."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from collections.abc import Callable
 
 import pytest
-from ops_support import REPO, OpsServer, log_records, wait_until
+from ops_support import OpsServer, log_records, wait_until
+from serverkit import run_cli
 
 
 @pytest.mark.timeout(60)
@@ -18,7 +17,7 @@ def test_every_stderr_line_is_json_with_request_and_job_fields(ops_server: Calla
     """Requests, and one line per job when it ends (all four terminal states), appear as JSON with their fields."""
     server = ops_server(cli=True, env={"GREENPOOL_POOL_SIZE": "2"})
     ok = server.submit("sleep", {"seconds": 0.2})
-    failed = server.submit("ops_fail", {"message": "expected failure"})
+    failed = server.submit("fail", {"message": "expected failure"})
     timed_out = server.submit("sleep", {"seconds": 30}, timeout=0.2)
     cancelled = server.submit("sleep", {"seconds": 30})  # queued behind the two slots, then cancelled
     server.cancel(cancelled)
@@ -116,9 +115,6 @@ def test_log_level_comes_from_configuration(ops_server: Callable[..., OpsServer]
 def test_serve_refuses_non_loopback_without_insecure() -> None:
     """Without tokens `serve` refuses a non-loopback bind and names `--insecure` (nothing is bound: the
     refusal comes before gunicorn starts; the Dockerfile test runs the image's CMD with the flag's env)."""
-    refused = subprocess.run(
-        [sys.executable, "-m", "service.cli", "serve", "--bind", "192.0.2.1:8000"],
-        cwd=REPO, capture_output=True, text=True, timeout=30, env={"PATH": "/usr/bin:/bin"},
-    )  # fmt: skip
+    refused = run_cli(["serve", "--bind", "192.0.2.1:8000"], timeout=30)
     assert refused.returncode == 2
     assert "refusing to bind 192.0.2.1:8000" in refused.stderr and "--insecure" in refused.stderr

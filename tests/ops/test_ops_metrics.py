@@ -3,7 +3,6 @@ and scraped by a real Prometheus (the Debian `prometheus` binary) whose query AP
 
 from __future__ import annotations
 
-import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -13,6 +12,7 @@ import pytest
 import requests
 from ops_support import POOL_GAUGES, TERMINAL, OpsServer, free_port, wait_until
 from prometheus_client.parser import text_string_to_metric_families
+from serverkit import start_server
 from tools import needs, which
 
 EXPECTED_TYPES = {
@@ -102,7 +102,7 @@ def test_metrics_agree_with_v1_pool_while_jobs_run(ops_server: Callable[..., Ops
     server = ops_server(env={"GREENPOOL_POOL_SIZE": "3"})
     sleepers = [server.submit("sleep", {"seconds": 0.6 + 0.2 * (i % 4)}) for i in range(12)]
     timed_out = server.submit("sleep", {"seconds": 30}, timeout=0.3)
-    failed = server.submit("ops_fail", {"message": "expected"})
+    failed = server.submit("fail", {"message": "expected"})
     to_cancel = server.submit("sleep", {"seconds": 30})
     server.cancel(to_cancel)
 
@@ -128,7 +128,7 @@ def test_metrics_agree_with_v1_pool_while_jobs_run(ops_server: Callable[..., Ops
     assert final_pool["succeeded"] == len(sleepers)
     assert (final_pool["failed"], final_pool["cancelled"], final_pool["timed_out"]) == (1, 1, 1)
     assert metrics.value("greenpool_jobs_submitted_total", task="sleep") == len(sleepers) + 2
-    assert metrics.value("greenpool_jobs_finished_total", task="ops_fail", status="failed") == 1
+    assert metrics.value("greenpool_jobs_finished_total", task="fail", status="failed") == 1
     assert metrics.value("greenpool_jobs_finished_total", task="sleep", status="timed_out") == 1
     assert metrics.value("greenpool_jobs_finished_total", task="sleep", status="cancelled") == 1
     # histograms: every started job has a queue wait; every job that ran has a run time, by terminal state
@@ -184,18 +184,14 @@ def test_real_prometheus_scrapes_the_service(ops_server: Callable[..., OpsServer
         f"    static_configs:\n      - targets: ['127.0.0.1:{server.port}']\n"
     )
     port = free_port()
-    log = open(tmp_path / "prometheus.log", "wb")  # noqa: SIM115 - closed in the finally below
-    proc = subprocess.Popen(
-        [which("prometheus"), f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'data'}",
-         f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"],
-        stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=tmp_path,
-    )  # fmt: skip
+    prometheus = start_server(tmp_path, {}, command=[which("prometheus"), f"--config.file={config}",
+                              f"--storage.tsdb.path={tmp_path / 'data'}", f"--web.listen-address=127.0.0.1:{port}",
+                              "--log.level=warn"], port=port, cwd=tmp_path, ready_path="/-/ready")  # fmt: skip
     api = f"http://127.0.0.1:{port}/api/v1"
 
     def query(expr: str) -> list[dict[str, Any]] | None:
-        if proc.poll() is not None:
-            output = (tmp_path / "prometheus.log").read_text()
-            raise AssertionError(f"prometheus exited with {proc.returncode}: {output}")
+        if prometheus.proc.poll() is not None:
+            raise AssertionError(f"prometheus exited with {prometheus.proc.returncode}: {prometheus.log()}")
         try:
             body = requests.get(f"{api}/query", params={"query": expr}, timeout=2).json()
         except (requests.RequestException, ValueError):
@@ -215,10 +211,4 @@ def test_real_prometheus_scrapes_the_service(ops_server: Callable[..., OpsServer
         targets = requests.get(f"{api}/targets", timeout=2).json()["data"]["activeTargets"]
         assert [t["health"] for t in targets] == ["up"], targets
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-        log.close()
+        prometheus.stop(timeout=10)

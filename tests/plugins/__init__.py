@@ -1,0 +1,1 @@
+"""Plugin-task modules shared by the suites that start real servers (GREENPOOL_PLUGINS=tests.plugins.tasks)."""

@@ -1,0 +1,73 @@
+"""The plugin tasks of the tests' real servers (loaded with GREENPOOL_PLUGINS=tests.plugins.tasks).
+
+* `fail(message)` always raises ValueError(message): a job running it ends `failed`.
+* `api_block(seconds)` sleeps with `time.sleep`, i.e. it blocks its OS thread; marked `blocking=True`, so the
+  engine runs it through `pool_core.threads` and the hub (and every other connection) keeps going.
+* `client_value(value, fail=False)` returns `value`, or raises ValueError when `fail`: one task whose items
+  can succeed or fail, so a single pile or map can mix outcomes.
+* `limit_big_result(size)`: a small job with a large result.
+
+And tasks that misbehave on purpose (the fault tests):
+
+* `fault_raise(message)` raises RuntimeError(message).
+* `fault_block_hub(seconds)` calls `time.sleep` WITHOUT `blocking=True`: a bug that freezes the hub (every
+  connection and job) for `seconds`.
+* `fault_forever()` never ends (a cooperative loop): only a timeout, a cancel or a drain ends its job.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pool_core
+from service.tasks import task
+
+MODULE = "tests.plugins.tasks"
+
+
+@task(name="fail")
+def fail(message: str = "boom") -> None:
+    """Always fails with ValueError(message)."""
+    raise ValueError(message)
+
+
+@task(name="api_block", blocking=True)
+def api_block(seconds: float) -> float:
+    """Blocks its OS thread for `seconds` (time.sleep), then returns them."""
+    time.sleep(seconds)
+    return seconds
+
+
+@task(name="client_value")
+def client_value(value: Any = None, fail: bool = False) -> Any:
+    """Return `value`; raise ValueError(f"bad {value}") instead when `fail`."""
+    if fail:
+        raise ValueError(f"bad {value}")
+    return value
+
+
+@task(name="limit_big_result")
+def limit_big_result(size: int) -> str:
+    """Returns a string of `size` characters: a small job with a large result."""
+    return "x" * size
+
+
+@task(name="fault_raise")
+def fault_raise(message: str = "boom") -> None:
+    """Always fails with RuntimeError(message)."""
+    raise RuntimeError(message)
+
+
+@task(name="fault_block_hub")
+def fault_block_hub(seconds: float) -> float:
+    """Blocks the whole hub for `seconds` (time.sleep on the hub's thread), then returns them."""
+    time.sleep(seconds)
+    return seconds
+
+
+@task(name="fault_forever")
+def fault_forever() -> None:
+    """Never returns."""
+    while True:
+        pool_core.sleep(0.5)
