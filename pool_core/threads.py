@@ -31,7 +31,7 @@ import greenlet
 from .greenthread import spawn_n
 from .hub import Hub, get_hub, new_fd_owner
 
-__all__ = ["execute", "get_num_threads", "set_num_threads"]
+__all__ = ["Doorbell", "execute", "get_num_threads", "set_num_threads"]
 
 T = TypeVar("T")
 DEFAULT_THREADS = 20
@@ -145,6 +145,40 @@ class _HubLink:
         self.waiting -= 1
         if not self.waiting and self.waker is not None:
             self.hub.wake(self.waker)  # it is parked on the pipe: let it see nobody waits and end
+
+
+class Doorbell:
+    """Wake-ups from OS threads to one green thread of the hub that made it, through a pipe (no polling).
+
+    `ring()` from any thread, any number of times; `wait()` parks one green thread at a time until a ring
+    since its last `wait` (rings in between count as one). For an OS thread that finishes work a green
+    thread waits for, when `execute` (one OS thread per waiting call) does not fit."""
+
+    def __init__(self) -> None:
+        self.hub = get_hub()
+        self.read_fd, self.write_fd = os.pipe()
+        os.set_blocking(self.read_fd, False)
+        os.set_blocking(self.write_fd, False)
+        self._owner = new_fd_owner()
+
+    def ring(self) -> None:
+        """Wake the waiter, or the next `wait` (thread-safe; never blocks)."""
+        with suppress(OSError):  # full: a ring is pending anyway; closed: nobody waits any more
+            os.write(self.write_fd, b"\0")
+
+    def wait(self, timeout: float | None = None) -> None:
+        """Park until rung (TimeoutError after `timeout` seconds)."""
+        self.hub.wait_read(self.read_fd, timeout, owner=self._owner)
+        with suppress(BlockingIOError):
+            while os.read(self.read_fd, 4096):
+                pass
+
+    def close(self) -> None:
+        """Close the pipe (a green thread still waiting gets OSError)."""
+        self.hub.notify_close(self.read_fd)
+        for fd in (self.read_fd, self.write_fd):
+            with suppress(OSError):
+                os.close(fd)
 
 
 _local = threading.local()

@@ -42,10 +42,8 @@ class MemoryJobRecords:
         job.finished_at = at
         ended = self._ended
         ended.append(job)
-        if len(ended) > self.max_records:
-            jobs = self._jobs
-            while len(ended) > self.max_records:
-                jobs.pop(ended.popleft().id, None)
+        while len(ended) > self.max_records:
+            self._evict(ended.popleft())
         return was
 
     def select(self, status: str | None = None, owner: str | None = None, before: int | None = None,
@@ -64,9 +62,13 @@ class MemoryJobRecords:
         return found
 
     def expire(self, horizon: float) -> None:
-        ended, jobs = self._ended, self._jobs
+        ended = self._ended
         while ended and ended[0].finished_at <= horizon:  # type: ignore[operator]
-            jobs.pop(ended.popleft().id, None)
+            self._evict(ended.popleft())
+
+    def _evict(self, job: Job) -> None:
+        """Forget an ended record (retention)."""
+        self._jobs.pop(job.id, None)
 
 
 class MemoryJobQueue:
@@ -126,8 +128,12 @@ class MemoryPileRecords:
 
     def expire(self, horizon: float) -> None:
         piles = self._piles
-        for pile_id in [p.id for p in piles.values() if p.finished_at is not None and p.finished_at <= horizon]:
-            del piles[pile_id]
+        for pile in [p for p in piles.values() if p.finished_at is not None and p.finished_at <= horizon]:
+            self._drop(pile)
+
+    def _drop(self, pile: Pile) -> None:
+        """Forget a completed pile (retention)."""
+        del self._piles[pile.id]
 
 
 class MemoryResultLogs:
@@ -166,12 +172,12 @@ class MemoryIdempotencyKeys:
             return existing
         values[key] = value
         while len(values) > self.limit:
-            values.popitem(last=False)
+            self._forget(next(iter(values)))
         return None
 
     def release(self, key: Hashable, value: Any) -> None:
         if self._values.get(key) == value:
-            del self._values[key]
+            self._forget(key)
 
     def prune(self, live: Callable[[Any], bool], count: int) -> None:
         values = self._values
@@ -181,10 +187,13 @@ class MemoryIdempotencyKeys:
             key, value = next(iter(values.items()))
             if live(value):
                 return
-            del values[key]
+            self._forget(key)
 
     def __len__(self) -> int:
         return len(self._values)
+
+    def _forget(self, key: Hashable) -> None:
+        del self._values[key]
 
 
 class MemoryPoolSizes:
@@ -203,6 +212,8 @@ class MemoryPoolSizes:
 class MemoryStore:
     """Every port in memory; ended job records bounded to `max_records`, keys likewise."""
 
+    durable = False
+
     def __init__(self, max_records: int) -> None:
         self.jobs = MemoryJobRecords(max_records)
         self.piles = MemoryPileRecords()
@@ -216,6 +227,12 @@ class MemoryStore:
         if queue is None:
             queue = self._queues[pool] = MemoryJobQueue()
         return queue
+
+    def flush(self) -> None:
+        """Nothing to wait for: memory is as durable as it gets."""
+
+    def close(self) -> None:
+        """Nothing to release."""
 
 
 def _mark_complete(pile: Pile, at: float) -> None:

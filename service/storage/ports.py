@@ -15,7 +15,13 @@ from typing import Any, Protocol
 
 from .records import Job, Pile
 
-__all__ = ["IdempotencyKeys", "JobQueue", "JobRecords", "PileRecords", "PoolSizes", "ResultLogs", "Store"]
+__all__ = [
+    "IdempotencyKeys", "JobQueue", "JobRecords", "PileRecords", "PoolSizes", "ResultLogs", "Store", "StoreError",
+]  # fmt: skip
+
+
+class StoreError(Exception):
+    """A store that cannot be used (a file that cannot be opened, read or migrated); the message names it."""
 
 
 class JobRecords(Protocol):
@@ -137,6 +143,15 @@ class Store(Protocol):
     results: ResultLogs
     keys: IdempotencyKeys
     sizes: PoolSizes
+    durable: bool
+    """True if what it holds survives the process (queued jobs are then kept, not cancelled, at shutdown)."""
 
     def queue(self, pool: str) -> JobQueue:
         """The queue of `pool` (created empty on first use)."""
+
+    def flush(self) -> None:
+        """Park the calling green thread until every change made so far is durable (a no-op in memory):
+        the engine calls it before a submission, a cancel or a resize is acknowledged."""
+
+    def close(self) -> None:
+        """Make everything durable and release the store (at exit)."""

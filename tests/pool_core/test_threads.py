@@ -132,3 +132,23 @@ def test_thread_count_comes_from_the_environment(monkeypatch):
     assert threads._threads_from_env() == threads.DEFAULT_THREADS
     with pytest.raises(ValueError):
         set_num_threads(0)
+
+
+def test_a_doorbell_rung_from_os_threads_wakes_its_green_thread_and_rings_in_between_count_once():
+    bell = threads.Doorbell()
+    try:
+        woken = []
+        waiter = spawn(lambda: (bell.wait(), woken.append(time.monotonic())))
+        sleep(0.01)
+        assert not woken
+        rung = time.monotonic()
+        threading.Thread(target=bell.ring).start()
+        waiter.wait()
+        assert woken and woken[0] - rung < 1.0
+        for _ in range(3):
+            bell.ring()
+        bell.wait()  # the three rings: one wake-up
+        with pytest.raises(TimeoutError):
+            bell.wait(timeout=0.05)
+    finally:
+        bell.close()

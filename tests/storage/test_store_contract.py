@@ -1,26 +1,43 @@
 """The storage ports' guarantees (service/storage/ports.py), checked against every store.
 
-A store is named in STORES by a factory taking `max_records`; a durable or shared store added later is
-run through the same tests by adding its factory. Each test is one guarantee of one port.
+A store is named in STORES by a factory taking `max_records` (and a directory for its files); a store
+added later is run through the same tests by adding its factory. What a durable store keeps across a
+restart is tested beside its own code (tests/storage/test_sqlite_store.py). Each test is one guarantee of one port.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
 from service.storage import MemoryStore, Store
 from service.storage.records import CANCELLED, COMPLETION, FAILED, QUEUED, RUNNING, SUBMITTED, SUCCEEDED, Job, Pile
+from service.storage.sqlite import SqliteStore
 
-STORES: dict[str, Callable[[int], Store]] = {"memory": MemoryStore}
+# Each factory takes (max_records, a fresh directory for its files).
+STORES: dict[str, Callable[[int, Path], Store]] = {
+    "memory": lambda max_records, _: MemoryStore(max_records),
+    "sqlite": lambda max_records, tmp: SqliteStore(str(tmp / "greenpool.db"), max_records),
+}
 T0 = 1_700_000_000.0
 
 
 @pytest.fixture(params=sorted(STORES))
-def make_store(request: pytest.FixtureRequest) -> Callable[..., Store]:
-    """A factory for fresh stores of one kind: `make_store(max_records=100)`."""
-    return lambda max_records=100: STORES[request.param](max_records)
+def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[..., Store]]:
+    """A factory for fresh stores of one kind: `make_store(max_records=100)`; each is closed afterwards."""
+    made: list[Store] = []
+
+    def make(max_records: int = 100) -> Store:
+        directory = tmp_path / str(len(made))
+        directory.mkdir()
+        made.append(STORES[request.param](max_records, directory))
+        return made[-1]
+
+    yield make
+    for store in made:
+        store.close()
 
 
 @pytest.fixture
