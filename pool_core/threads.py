@@ -3,7 +3,9 @@
 `execute(fn, *args, **kwargs)` hands the call to a bounded pool of OS threads (`set_num_threads`, or the
 environment variable POOL_CORE_THREADS, default 20) and parks the calling green thread; the hub keeps
 running every other green thread meanwhile. The call's result is returned, or its exception re-raised,
-in the caller.
+in the caller. A `ThreadPool` is such a pool of its own (resizable; its threads start on demand and stop
+when it shrinks); `ThreadPool.start` returns a `ThreadCall` that may be waited for again after the wait
+was interrupted, so a caller can tell a call that never started (`cancel()`) from one that runs on.
 
 How the hub hears about a finished call, without ever polling: each hub owns a non-blocking pipe and a
 thread-safe deque. The OS thread appends the finished call to the deque and writes one byte to the pipe.
@@ -14,6 +16,7 @@ pipe stays armed in the hub between waits, which the hub does not count).
 
 Killing or timing out a green thread blocked in `execute` raises in it at once. The OS thread cannot be
 interrupted: it finishes in the background and its result is dropped (a call still queued is cancelled).
+The threads are daemon threads: a process may exit while one is still stuck in a call.
 """
 
 from __future__ import annotations
@@ -22,7 +25,6 @@ import os
 import threading
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import suppress
 from typing import Any, TypeVar
 
@@ -31,7 +33,7 @@ import greenlet
 from .greenthread import spawn_n
 from .hub import Hub, get_hub, new_fd_owner
 
-__all__ = ["Doorbell", "execute", "get_num_threads", "set_num_threads"]
+__all__ = ["Doorbell", "ThreadCall", "ThreadPool", "execute", "get_num_threads", "set_num_threads"]
 
 T = TypeVar("T")
 DEFAULT_THREADS = 20
@@ -47,45 +49,172 @@ def _threads_from_env() -> int:
     return n if n > 0 else DEFAULT_THREADS
 
 
-_lock = threading.Lock()
-_num_threads = _threads_from_env()
-_executor: ThreadPoolExecutor | None = None
+class ThreadPool:
+    """At most `size` OS threads running calls from a FIFO of pending ones; threads start when a call finds
+    none idle and stop when they are above the size (so shrinking takes effect as running calls end)."""
+
+    def __init__(self, size: int, name: str = "pool_core.threads") -> None:
+        if size < 1:
+            raise ValueError("the thread pool needs at least one thread")
+        self.size, self.name = size, name
+        self._cond = threading.Condition(threading.Lock())
+        self._pending: deque[ThreadCall] = deque()
+        self._threads = 0  # OS threads alive
+        self._idle = 0  # threads waiting for a call and not yet notified of one
+
+    @property
+    def threads(self) -> int:
+        """OS threads alive now (busy or idle)."""
+        return self._threads
+
+    def resize(self, size: int) -> None:
+        """Bound the pool to `size` threads: more start for pending calls; idle ones above it stop now."""
+        if size < 1:
+            raise ValueError("the thread pool needs at least one thread")
+        with self._cond:
+            self.size, self._idle = size, 0
+            self._cond.notify_all()  # idle threads re-check: take a pending call, stop, or wait again
+            for _ in range(min(len(self._pending), size - self._threads)):
+                self._start_thread()
+
+    def start(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> ThreadCall:
+        """Queue `fn(*args, **kwargs)` for an OS thread and return its handle (call `wait()` from a green thread)."""
+        call = ThreadCall(self, fn, args, kwargs)
+        with self._cond:
+            self._pending.append(call)
+            if self._idle:
+                self._idle -= 1
+                self._cond.notify()
+            elif self._threads < self.size:
+                self._start_thread()
+        return call
+
+    def execute(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """`start(...).wait()`; a caller killed while the call is still pending cancels it."""
+        call = self.start(fn, *args, **kwargs)
+        try:
+            return call.wait()
+        except BaseException:
+            call.cancel()
+            raise
+
+    def _start_thread(self) -> None:  # with the lock held
+        self._threads += 1
+        threading.Thread(target=self._work, name=f"{self.name}-{self._threads}", daemon=True).start()
+
+    def _take(self) -> ThreadCall | None:
+        """The next pending call for this thread, or None when it is to stop."""
+        with self._cond:
+            while True:
+                if self._threads > self.size:
+                    self._threads -= 1
+                    return None
+                if self._pending:
+                    call = self._pending.popleft()
+                    call.state = _RUNNING
+                    return call
+                self._idle += 1
+                self._cond.wait()
+
+    def _work(self) -> None:
+        while (call := self._take()) is not None:
+            call.run()
+
+    def _cancel(self, call: ThreadCall) -> bool:
+        with self._cond:
+            if call.state != _PENDING:
+                return False
+            self._pending.remove(call)
+            call.state = _CANCELLED
+            return True
+
+
+_PENDING, _RUNNING, _DONE, _CANCELLED = "pending", "running", "done", "cancelled"
+
+
+class ThreadCall:
+    """One call handed to a ThreadPool: `wait()` for its result, `cancel()` it while it is still pending."""
+
+    __slots__ = ("pool", "fn", "args", "kwargs", "state", "result", "exc", "_call", "_link")
+
+    def __init__(self, pool: ThreadPool, fn: Callable[..., Any], args: tuple, kwargs: dict) -> None:
+        self.pool, self.fn, self.args, self.kwargs = pool, fn, args, kwargs
+        self.state = _PENDING  # pending → running → done, or pending → cancelled (changed under the pool's lock)
+        self.result: Any = None
+        self.exc: BaseException | None = None
+        self._link = _link()  # the hub of the green thread that started it hears when it ends
+        self._call = _Call(None)
+
+    @property
+    def started(self) -> bool:
+        """True once an OS thread has taken the call (it can no longer be cancelled)."""
+        return self.state in (_RUNNING, _DONE)
+
+    def cancel(self) -> bool:
+        """Drop the call if no OS thread has taken it yet; False if it runs (or ran)."""
+        return self.pool._cancel(self)
+
+    def run(self) -> None:  # in the OS thread
+        try:
+            self.result = self.fn(*self.args, **self.kwargs)
+        except BaseException as exc:
+            self.exc = exc
+        self.fn = self.args = self.kwargs = None  # type: ignore[assignment]
+        self._link.post(self._call)
+
+    def wait(self) -> Any:
+        """Park until the call returns, then return its result or raise its exception. Killing or timing
+        out the waiting green thread raises in it at once; the call goes on, and `wait()` may be called again."""
+        if self.state == _CANCELLED:
+            raise RuntimeError("the call was cancelled")
+        call, link = self._call, self._link
+        if not call.done:
+            hub = link.hub
+            if _getcurrent() is hub.greenlet:
+                raise RuntimeError("wait() cannot be called from the hub itself")
+            call.waiter = _getcurrent()
+            link.waiting += 1
+            if not link.waker_spawned:
+                link.waker_spawned = True
+                spawn_n(link.run_waker)
+            try:
+                while not call.done:
+                    hub.park()
+            except BaseException:
+                if not call.done:
+                    link.abandon(call)
+                raise
+        self.state = _DONE
+        exc = self.exc
+        if exc is not None:
+            try:
+                raise exc
+            finally:
+                del exc
+        return self.result
+
+
+_default = ThreadPool(_threads_from_env())
 
 
 def set_num_threads(n: int) -> None:
-    """Bound the OS thread pool to `n` threads; calls already running or queued finish on the old pool."""
-    global _num_threads, _executor
-    if n < 1:
-        raise ValueError("the thread pool needs at least one thread")
-    with _lock:
-        old, _executor, _num_threads = _executor, None, n
-    if old is not None:
-        old.shutdown(wait=False)
+    """Bound `execute`'s OS thread pool to `n` threads; calls already running finish first."""
+    _default.resize(n)
 
 
 def get_num_threads() -> int:
     """The current bound on OS threads used by `execute`."""
-    return _num_threads
-
-
-def _get_executor() -> ThreadPoolExecutor:
-    global _executor
-    with _lock:
-        if _executor is None:
-            _executor = ThreadPoolExecutor(_num_threads, thread_name_prefix="pool_core.threads")
-        return _executor
+    return _default.size
 
 
 class _Call:
-    """One `execute` call: who waits for it and what it produced (written by the OS thread)."""
+    """Who waits for one call (None while nobody does) and whether the hub has heard that it ended."""
 
-    __slots__ = ("waiter", "done", "result", "exc")
+    __slots__ = ("waiter", "done")
 
-    def __init__(self, waiter: greenlet.greenlet) -> None:
-        self.waiter: greenlet.greenlet | None = waiter  # None once the caller gave up
+    def __init__(self, waiter: greenlet.greenlet | None) -> None:
+        self.waiter = waiter
         self.done = False
-        self.result: Any = None
-        self.exc: BaseException | None = None
 
 
 class _HubLink:
@@ -131,8 +260,8 @@ class _HubLink:
                 finished = self.finished
                 while finished:
                     call = finished.popleft()
-                    if call.waiter is not None:  # None: its caller was killed; drop the result
-                        call.done = True
+                    call.done = True
+                    if call.waiter is not None:  # None: its caller was killed (it may wait again later)
                         self.waiting -= 1
                         hub.wake(call.waiter)
         finally:
@@ -192,42 +321,6 @@ def _link() -> _HubLink:
     return link
 
 
-def _run_in_os_thread(link: _HubLink, call: _Call, fn: Callable[..., Any], args: tuple, kwargs: dict) -> None:
-    if call.waiter is None:  # abandoned while queued and not cancelled in time
-        return
-    try:
-        call.result = fn(*args, **kwargs)
-    except BaseException as exc:
-        call.exc = exc
-    link.post(call)
-
-
 def execute(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     """Run `fn(*args, **kwargs)` on an OS thread and park until it returns (or raises) — for blocking calls."""
-    hub = get_hub()
-    current = _getcurrent()
-    if current is hub.greenlet:
-        raise RuntimeError("execute() cannot be called from the hub itself")
-    link = _link()
-    call = _Call(current)
-    future: Future = _get_executor().submit(_run_in_os_thread, link, call, fn, args, kwargs)
-    link.waiting += 1
-    if not link.waker_spawned:
-        link.waker_spawned = True
-        spawn_n(link.run_waker)
-    try:
-        while not call.done:
-            hub.park()
-    except BaseException:
-        if not call.done:
-            future.cancel()
-            link.abandon(call)
-        raise
-    exc = call.exc
-    if exc is not None:
-        call.exc = None
-        try:
-            raise exc
-        finally:
-            del exc
-    return call.result
+    return _default.execute(fn, *args, **kwargs)

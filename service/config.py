@@ -24,6 +24,7 @@ DEFAULT_MAX_BODY_BYTES = 1 << 20
 DEFAULT_MAX_WAIT = 60.0
 DEFAULT_MAX_JOB_TIMEOUT = 86_400.0
 DEFAULT_MAX_POOL_SIZE = 100_000
+DEFAULT_MAX_THREADS = 256
 DEFAULT_GRACEFUL_TIMEOUT = 30.0
 DEFAULT_KEEPALIVE = 5.0
 DEFAULT_WORKER_CONNECTIONS = 10_000
@@ -64,6 +65,7 @@ class Config:
     max_wait: float = DEFAULT_MAX_WAIT
     max_job_timeout: float = DEFAULT_MAX_JOB_TIMEOUT
     max_pool_size: int = DEFAULT_MAX_POOL_SIZE
+    max_threads: int = DEFAULT_MAX_THREADS  # OS threads for blocking tasks: the pools' sizes, at most this
     graceful_timeout: float = DEFAULT_GRACEFUL_TIMEOUT
     keepalive: float = DEFAULT_KEEPALIVE
     worker_connections: int = DEFAULT_WORKER_CONNECTIONS
@@ -100,7 +102,8 @@ class Config:
     def check(self) -> None:
         """Refuse values the service cannot run with, naming the variable."""
         positive = (
-            "max_body_bytes", "max_wait", "max_job_timeout", "max_pool_size", "worker_connections", "stream_heartbeat"
+            "max_body_bytes", "max_wait", "max_job_timeout", "max_pool_size", "max_threads", "worker_connections",
+            "stream_heartbeat",
         ) + LIMITS  # fmt: skip
         for name in positive:
             if getattr(self, name) <= 0:

@@ -57,10 +57,11 @@ class Engine:
         if size is None:  # the configuration seeds a store that has none
             size = config.pool_size
             self.store.sizes.set(DEFAULT_POOL, size)
+        threads = Runner.thread_pool(size, config.max_threads)
         lane = Lane(DEFAULT_POOL, size, self.store.queue(DEFAULT_POOL), registry, clock, config.max_result_bytes,
-                    self._started, self._end)  # fmt: skip
+                    self._started, self._end, threads)  # fmt: skip
         self._lane = lane  # the default pool's lane
-        self.runner = Runner({DEFAULT_POOL: lane})
+        self.runner = Runner({DEFAULT_POOL: lane}, threads, config.max_threads)
         self._lanes = self.runner.lanes
         self._counts = {"submitted": 0, SUCCEEDED: 0, FAILED: 0, CANCELLED: 0, TIMED_OUT: 0}
         self._started_at = _monotonic()
@@ -207,7 +208,7 @@ class Engine:
     def resize(self, size: int) -> None:
         """Change how many jobs may run at once (running jobs continue; see GreenPool.resize)."""
         self.store.sizes.set(DEFAULT_POOL, size)
-        self._lane.resize(size)
+        self.runner.resize(DEFAULT_POOL, size)
 
     def stats(self) -> dict[str, Any]:
         """The counters `/v1/pool` reports."""

@@ -8,6 +8,11 @@ One dispatcher green thread per lane spawns a slot for each queued job no slot i
 pool has room. A slot that has run jobs back to back for `_TURN` seconds yields to the other green threads
 (connections) before it takes the next. A cancel or timeout kills the job, not its slot, which goes on with
 the next queued job; the lane's table of running green threads is how a cancel finds the job to kill.
+
+A task that is not cooperative runs on one of the runner's OS threads (as many as the pools' sizes, at
+most `max_threads`) while its slot parks. An OS thread cannot be killed: a blocking job that is cancelled
+or times out has ended, but its slot stays taken (`held`) until the thread returns, so a pool's size still
+bounds the work really running.
 """
 
 from __future__ import annotations
@@ -15,9 +20,11 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterator
+from contextlib import suppress
 from typing import Any
 
 from pool_core import GreenletExit, GreenPool, GreenThread, get_hub, getcurrent, spawn
+from pool_core.threads import ThreadPool
 from pool_core.waitqueue import WaitQueue
 
 from ..storage import Job, JobQueue
@@ -36,11 +43,14 @@ class Lane:
     """One pool: its GreenPool of slots, its dispatcher, and the green thread running each of its jobs."""
 
     def __init__(self, name: str, size: int, queue: JobQueue, registry: Registry, clock: Callable[[], float],
-                 max_result_bytes: int, started: Callable[[Job], None], end: End) -> None:  # fmt: skip
+                 max_result_bytes: int, started: Callable[[Job], None], end: End,
+                 threads: ThreadPool) -> None:  # fmt: skip
         self.name = name
         self.pool = GreenPool(size)
         self.queue = queue
+        self.threads = threads  # the OS threads of the tasks that are not cooperative
         self.running: dict[str, GreenThread] = {}  # job id → the slot running it
+        self.held = 0  # slots whose job has ended while its OS thread runs on
         self._registry, self._clock, self._max_result_bytes = registry, clock, max_result_bytes
         self._started, self._end = started, end
         self._starting = 0  # slots spawned that have not yet taken their first job
@@ -59,11 +69,13 @@ class Lane:
         self._dispatcher.wake_one()  # growing may let it spawn slots for queued jobs
 
     def stats(self) -> dict[str, int]:
-        """size, running, free, waiting (the dispatcher, when the pool is full) and queued (a new dict)."""
+        """size, running, held (slots of ended jobs whose thread runs on), free, waiting (the dispatcher,
+        when the pool is full) and queued (a new dict). `running` counts the held slots too."""
         pool = self.pool
         return {
             "size": pool.size,
             "running": pool.running(),
+            "held": self.held,
             "free": pool.free(),
             "waiting": pool.waiting() + (1 if self._pool_full else 0),
             "queued": self.queue.queued,
@@ -120,7 +132,8 @@ class Lane:
         if job.timeout is not None:
             timer = get_hub().call_later(job.timeout, self._expire, job)
         try:
-            result = self._registry.get(job.task).run(job.args)
+            task = self._registry.get(job.task)
+            result = task.run(job.args) if task.cooperative else self._run_blocking(job, task.bind(job.args))
             size = len(json.dumps(result))  # ASCII (ensure_ascii): characters are bytes
         except GreenletExit:
             if job.status in TERMINAL:
@@ -139,15 +152,46 @@ class Lane:
             return
         self._end(job, SUCCEEDED, result=result)
 
+    def _run_blocking(self, job: Job, call: Callable[[], Any]) -> Any:
+        """Run `call` on an OS thread; if the job is killed meanwhile (cancel, timeout, drain) and the thread
+        has started, keep this slot taken (`held`) until the thread returns, then drop what it returned."""
+        running = self.threads.start(call)
+        try:
+            return running.wait()
+        except GreenletExit:
+            if job.status in TERMINAL and not running.cancel():
+                self.held += 1
+                try:
+                    with suppress(Exception):  # the job has ended: its late outcome is dropped
+                        running.wait()
+                finally:
+                    self.held -= 1
+            raise
+
     def _expire(self, job: Job) -> None:
         self._end(job, TIMED_OUT, "Timeout", f"the job ran longer than its timeout of {job.timeout} s")
 
 
 class Runner:
-    """The lanes by pool name (only `default` for now)."""
+    """The lanes by pool name (only `default` for now) and the OS threads they share (`os_threads`), as many
+    as the lanes' sizes add up to, at most `max_threads`."""
 
-    def __init__(self, lanes: dict[str, Lane]) -> None:
-        self.lanes = lanes
+    def __init__(self, lanes: dict[str, Lane], os_threads: ThreadPool, max_threads: int) -> None:
+        self.lanes, self.os_threads, self._max_threads = lanes, os_threads, max_threads
+        self._fit_threads()
+
+    @staticmethod
+    def thread_pool(size: int, max_threads: int) -> ThreadPool:
+        """The OS threads for lanes of `size` slots in all (at least one thread)."""
+        return ThreadPool(max(1, min(size, max_threads)), "greenpool.jobs")
+
+    def resize(self, name: str, size: int) -> None:
+        """Resize lane `name` (see Lane.resize) and the OS threads with it."""
+        self.lanes[name].resize(size)
+        self._fit_threads()
+
+    def _fit_threads(self) -> None:
+        self.os_threads.resize(max(1, min(sum(lane.pool.size for lane in self), self._max_threads)))
 
     def __iter__(self) -> Iterator[Lane]:
         return iter(self.lanes.values())

@@ -25,10 +25,12 @@ NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.:-]{0,127}$")
 
 @dataclass(frozen=True)
 class TaskSpec:
-    """How a function is exposed: its task name, whether it blocks, its description, an extra check."""
+    """How a function is exposed: its task name, whether it runs on the hub, its description, an extra check."""
 
     name: str
-    blocking: bool = False
+    #: True: the function only waits cooperatively (pool_core sockets, sleep, events) and runs on the hub;
+    #: False (the default): it may block, so it runs on an OS thread.
+    cooperative: bool = False
     description: str = ""
     #: Called with the normalised kwargs after type checks; raises InvalidArguments for cross-field rules.
     check: Callable[[dict[str, Any]], None] | None = None
@@ -36,18 +38,22 @@ class TaskSpec:
 
 def task(
     name: str | Callable[..., Any] | None = None,
-    blocking: bool = False,
+    blocking: bool | None = None,
     description: str | None = None,
     check: Callable[[dict[str, Any]], None] | None = None,
+    cooperative: bool = False,
 ) -> Any:
-    """Mark a function as a task: `@task()`, `@task(name="x", blocking=True)`, or bare `@task`."""
+    """Mark a function as a task: `@task()`, `@task(name="x", cooperative=True)`, or bare `@task`.
+
+    A task runs on an OS thread unless it says `cooperative=True` (it never blocks the hub: it waits only
+    through pool_core); `blocking=True` is the explicit spelling of the default."""
     if callable(name):  # bare @task
         return task()(name)
 
     def mark(fn: F) -> F:
         if not callable(fn):
             raise TaskDefinitionError(f"@task needs a function, not {fn!r}")
-        setattr(fn, MARK, make_spec(fn, name, blocking, description, check))
+        setattr(fn, MARK, make_spec(fn, name, description, check, cooperative=cooperative, blocking=blocking))
         return fn
 
     return mark
@@ -56,11 +62,14 @@ def task(
 def make_spec(
     fn: Callable[..., Any],
     name: str | None = None,
-    blocking: bool = False,
     description: str | None = None,
     check: Callable[[dict[str, Any]], None] | None = None,
+    *,
+    cooperative: bool = False,
+    blocking: bool | None = None,
 ) -> TaskSpec:
-    """A TaskSpec for `fn`, defaulting the name to the function's and the description to its docstring."""
+    """A TaskSpec for `fn`, defaulting the name to the function's and the description to its docstring;
+    `blocking` only restates the default (True) or the opposite of `cooperative`."""
     task_name = name or getattr(fn, "__name__", None)
     if not isinstance(task_name, str) or not NAME_RE.match(task_name):
         raise TaskDefinitionError(
@@ -69,7 +78,12 @@ def make_spec(
     if description is None:
         doc = (getattr(fn, "__doc__", None) or "").strip()
         description = doc.splitlines()[0].strip() if doc else ""
-    return TaskSpec(task_name, bool(blocking), description, check)
+    if blocking is not None and bool(blocking) == bool(cooperative):
+        raise TaskDefinitionError(
+            f"task {task_name!r}: blocking={blocking!r} contradicts cooperative={cooperative!r}; a task blocks "
+            "(the default, on an OS thread) unless it says cooperative=True (on the hub)"
+        )
+    return TaskSpec(task_name, bool(cooperative), description, check)
 
 
 def spec_of(obj: Any) -> TaskSpec | None:

@@ -58,7 +58,7 @@ class Registry:
         registry.register(sleep)
         registry.register(echo)
         http = HttpClient(http_policy)
-        registry.register(http.http, name="http", check=http.check)
+        registry.register(http.http, name="http", check=http.check, cooperative=True)
         registry.on_close(http.close)
         for module in plugins:
             registry.load_module(module)
@@ -80,7 +80,7 @@ class Registry:
         return task
 
     def register(self, fn: Callable[..., Any], **overrides: Any) -> Task:
-        """Register a function (its `@task` mark, if any, with `overrides` such as name or blocking)."""
+        """Register a function (its `@task` mark, if any, with `overrides` such as name or cooperative)."""
         return self.add(Task.from_function(fn, **overrides))
 
     def load_module(self, module: str | ModuleType) -> list[str]:

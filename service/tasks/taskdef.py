@@ -17,17 +17,18 @@ __all__ = ["Task"]
 class Task:
     """A named function the engine may run: `validate(args)` before accepting a job, `run(args)` in the pool.
 
-    A `blocking=True` task runs on an OS thread through `pool_core.threads.execute`; the calling green
-    thread parks meanwhile, so the task still holds its pool slot and never blocks the hub.
+    A task runs on an OS thread unless it is `cooperative` (then on the hub, as a green thread): `run`
+    offloads it through `pool_core.threads.execute`, the engine through its own thread pool (`bind`); the
+    calling green thread parks meanwhile, so the task still holds its pool slot and never blocks the hub.
     """
 
-    __slots__ = ("fn", "name", "description", "blocking", "schema", "source", "_validator")
+    __slots__ = ("fn", "name", "description", "cooperative", "schema", "source", "_validator")
 
     def __init__(self, fn: Callable[..., Any], spec: TaskSpec) -> None:
         self.fn = fn
         self.name = spec.name
         self.description = spec.description
-        self.blocking = spec.blocking
+        self.cooperative = spec.cooperative
         module = getattr(fn, "__module__", None) or "?"
         self.source = f"{module}.{getattr(fn, '__qualname__', repr(fn))}"
         self._validator = ArgsValidator(fn, spec.name, spec.check)
@@ -38,11 +39,11 @@ class Task:
 
     @classmethod
     def from_function(cls, fn: Callable[..., Any], **overrides: Any) -> Task:
-        """A Task for `fn`: its `@task` mark if it has one, with `overrides` (name, blocking...) applied."""
+        """A Task for `fn`: its `@task` mark if it has one, with `overrides` (name, cooperative...) applied."""
         spec = spec_of(fn)
         if spec is None or overrides:
             base = spec or make_spec(fn)
-            fields = {"name": base.name, "blocking": base.blocking, "description": base.description,
+            fields = {"name": base.name, "cooperative": base.cooperative, "description": base.description,
                       "check": base.check, **overrides}  # fmt: skip
             spec = make_spec(fn, **fields)
         return cls(fn, spec)
@@ -52,12 +53,19 @@ class Task:
         bad field."""
         return self._validator.validate(args)
 
+    @property
+    def blocking(self) -> bool:
+        """True unless `cooperative`: the task runs on an OS thread."""
+        return not self.cooperative
+
+    def bind(self, args: dict[str, Any]) -> Callable[[], Any]:
+        """The function bound to `validate`d args, to call here (cooperative) or on an OS thread."""
+        return functools.partial(self.fn, **self._validator.to_kwargs(args))
+
     def run(self, args: dict[str, Any]) -> Any:
-        """Call the function with `validate`d args (on an OS thread if `blocking`) and return its result."""
-        kwargs = self._validator.to_kwargs(args)
-        if self.blocking:
-            return threads.execute(functools.partial(self.fn, **kwargs))
-        return self.fn(**kwargs)
+        """Call the function with `validate`d args (on an OS thread unless `cooperative`); its result."""
+        call = self.bind(args)
+        return call() if self.cooperative else threads.execute(call)
 
     def describe(self) -> dict[str, Any]:
         """`{name, description, blocking, args_schema}` for `GET /v1/tasks`."""

@@ -97,15 +97,16 @@ def test_blocking_task_runs_off_the_hub(one: Server) -> None:
     assert done["status"] == "succeeded" and done["result"] == 1.0
 
 
-def test_blocking_task_timeout_frees_the_slot(one: Server) -> None:
-    job = one.submit("api_block", {"seconds": 2.0}, timeout=0.3)
-    done = one.job(job["id"], wait=10)
-    assert done["status"] == "timed_out", done
-    # The OS thread may still be sleeping, but the pool slot is free: the next job runs at once.
+def test_a_timed_out_blocking_job_holds_its_slot_until_its_thread_returns(one: Server) -> None:
     t0 = time.monotonic()
-    assert one.submit("echo", {}, wait=5)["status"] == "succeeded"
-    assert time.monotonic() - t0 < 1.0
-
+    job = one.submit("api_block", {"seconds": 3.0}, timeout=0.5)
+    done = one.job(job["id"], wait=10)
+    assert done["status"] == "timed_out" and time.monotonic() - t0 < 2.0, done
+    stats = one.pool()
+    assert (stats["held"], stats["running"], stats["free"]) == (1, 1, 0), stats
+    nxt = one.submit("echo", {}, wait=10)  # waits for the thread (about 3 s after the first job started)
+    assert nxt["status"] == "succeeded" and time.monotonic() - t0 >= 2.5, nxt
+    assert one.pool()["held"] == 0
 
 def test_failing_plugin_task_frees_the_slot(one: Server) -> None:
     failed = one.submit("fail", {"message": "nope"}, wait=5)

@@ -59,14 +59,14 @@ def fault_raise(message: str = "boom") -> None:
     raise RuntimeError(message)
 
 
-@task(name="fault_block_hub")
+@task(name="fault_block_hub", cooperative=True)
 def fault_block_hub(seconds: float) -> float:
     """Blocks the whole hub for `seconds` (time.sleep on the hub's thread), then returns them."""
     time.sleep(seconds)
     return seconds
 
 
-@task(name="fault_forever")
+@task(name="fault_forever", cooperative=True)
 def fault_forever() -> None:
     """Never returns."""
     while True:

@@ -34,9 +34,9 @@ class Lab:
     def registry(self) -> Registry:
         """The built-ins plus `gate`, `mark` and `spin`."""
         registry = Registry.with_builtins(entry_points=False)
-        registry.register(self.gate, name="gate")
-        registry.register(self.mark, name="mark")
-        registry.register(self.spin, name="spin")
+        registry.register(self.gate, name="gate", cooperative=True)
+        registry.register(self.mark, name="mark", cooperative=True)
+        registry.register(self.spin, name="spin", cooperative=True)
         return registry
 
     def gate(self, label: str) -> str:

@@ -106,7 +106,7 @@ def test_decorator_marks_and_does_not_register():
         """
         return {}
 
-    assert spec_of(resize) == TaskSpec(name="resize", blocking=False, description="Resize it.", check=None)
+    assert spec_of(resize) == TaskSpec(name="resize", cooperative=False, description="Resize it.", check=None)
     assert "resize" not in default_registry
     assert resize(path="x") == {}  # still the plain function
 
@@ -121,7 +121,28 @@ def test_decorator_forms():
         """Docstring."""
 
     assert spec_of(bare).name == "bare"
-    assert spec_of(named) == TaskSpec(name="x.y-z", blocking=True, description="given", check=None)
+    assert spec_of(named) == TaskSpec(name="x.y-z", cooperative=False, description="given", check=None)
+
+
+def test_tasks_block_unless_they_say_cooperative():
+    @task()
+    def plain() -> None:
+        pass
+
+    @task(cooperative=True)
+    def polite() -> None:
+        pass
+
+    def unmarked() -> None:
+        pass
+
+    registry = Registry()
+    assert registry.register(plain).blocking and not registry.register(polite).blocking
+    assert not registry.register(unmarked).cooperative  # unmarked functions block too
+    assert all(t.cooperative for t in _registry())  # sleep, echo and http run on the hub
+    for contradiction in ({"blocking": False}, {"blocking": True, "cooperative": True}):
+        with pytest.raises(TaskDefinitionError, match="contradicts"):
+            task(name="contrary", **contradiction)(lambda: None)
 
 
 def test_bad_task_definitions_fail_early():
