@@ -17,7 +17,6 @@ bounds the work really running.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Iterator
 from contextlib import suppress
@@ -27,6 +26,7 @@ from pool_core import GreenletExit, GreenPool, GreenThread, get_hub, getcurrent,
 from pool_core.threads import ThreadPool
 from pool_core.waitqueue import WaitQueue
 
+from ..encoding import dumps
 from ..storage import Job, JobQueue
 from ..storage.records import FAILED, SUCCEEDED, TERMINAL, TIMED_OUT
 from ..tasks import Registry
@@ -134,7 +134,7 @@ class Lane:
         try:
             task = self._registry.get(job.task)
             result = task.run(job.args) if task.cooperative else self._run_blocking(job, task.bind(job.args))
-            size = len(json.dumps(result))  # ASCII (ensure_ascii): characters are bytes
+            size = len(dumps(result))  # the bytes the API sends: compact UTF-8 JSON
         except GreenletExit:
             if job.status in TERMINAL:
                 return  # killed by its cancel, timeout or the drain, which ended it: the slot goes on

@@ -22,7 +22,6 @@ pytestmark = pytest.mark.timeout(60)
 LIMIT = 2000
 #: the engine's runner still measures `json.dumps(result)` (ASCII escapes, `, ` and `: `): the one-line change
 #: is in service/engine/runner.py, outside this branch's files
-RUNNER = pytest.mark.xfail(strict=True, reason="service/engine/runner.py must measure len(dumps(result))")
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +51,6 @@ def test_an_ascii_string_of_exactly_the_limit_succeeds(server: Server) -> None:
     assert job["status"] == "succeeded" and len(dumps(job["result"])) == LIMIT, job
 
 
-@RUNNER
 @pytest.mark.parametrize(("text", "repeat"), [("é", (LIMIT - 2) // 2), ("😀", (LIMIT - 2) // 4), ("é", 603)])
 def test_a_result_of_at_most_the_limit_as_sent_succeeds(server: Server, text: str, repeat: int) -> None:
     job = _run(server, text, repeat)
@@ -61,7 +59,6 @@ def test_a_result_of_at_most_the_limit_as_sent_succeeds(server: Server, text: st
     assert_healthy(server)
 
 
-@RUNNER
 def test_a_list_is_measured_without_separator_spaces(server: Server) -> None:
     resp = requests.post(server.url + "/v1/jobs?wait=10", json={"task": "hostile_list", "args": {"n": 999}},
                          timeout=15)  # fmt: skip
@@ -81,7 +78,6 @@ def test_a_result_one_byte_over_the_limit_fails_naming_its_size(server: Server, 
     assert_healthy(server)
 
 
-@RUNNER
 def test_result_too_large_names_the_size_as_sent(server: Server) -> None:
     job = _run(server, "é", LIMIT // 2)
     assert f"{LIMIT + 2} bytes" in job["error"]["message"], job
