@@ -37,6 +37,7 @@ UNMATCHED = "<unmatched>"
 _POOL_GAUGES = {
     "size": "Jobs that may run at once (the pool's size).",
     "running": "Jobs running now.",
+    "held": "Slots still held by OS threads of blocking jobs that already ended (timed out or cancelled).",
     "free": "Free slots: size - running (negative after a shrink until enough jobs end, as in /v1/pool).",
     "waiting": "Spawners blocked on a full pool (the engine's dispatcher, when the pool is full).",
     "queued": "Accepted jobs waiting in the submit queue.",
@@ -50,7 +51,7 @@ class PoolCollector(Collector):
         self.engine = engine
 
     def collect(self) -> Iterator[Metric]:
-        """Yield size, running, free, waiting, queued and uptime as gauges."""
+        """Yield size, running, held, free, waiting, queued and uptime as gauges."""
         stats = self.engine.stats()
         for key, doc in _POOL_GAUGES.items():
             yield GaugeMetricFamily(f"{PREFIX}pool_{key}", doc, value=stats[key])

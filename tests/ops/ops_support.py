@@ -21,7 +21,7 @@ __all__ = ["HTTP_TIMEOUT", "REPO", "free_port"]
 ARTIFACTS = REPO / "tests" / "artifacts"
 PLUGINS = "tests.plugins.tasks"
 TERMINAL = ("succeeded", "failed", "cancelled", "timed_out")
-POOL_GAUGES = ("size", "running", "free", "waiting", "queued")
+POOL_GAUGES = ("size", "running", "held", "free", "waiting", "queued")
 
 
 def wait_until(predicate: Callable[[], Any], timeout: float, interval: float = 0.1, what: str = "condition") -> Any:
