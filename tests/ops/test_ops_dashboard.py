@@ -12,6 +12,8 @@ from typing import Any
 import pytest
 from ops_support import ARTIFACTS, POOL_GAUGES, OpsServer, wait_until
 
+TILES = tuple(key for key in POOL_GAUGES if key != "held")  # the page has no `held` tile yet (issue #16)
+
 try:
     from selenium.webdriver.common.by import By
 except ImportError:  # the browser tests skip (see the `browser` fixture); the plain HTTP test still runs
@@ -35,12 +37,12 @@ def console_errors(driver: Any) -> list[dict[str, Any]]:
 
 def shown(driver: Any) -> dict[str, str]:
     """The numbers the page shows, by key."""
-    return {key: driver.find_element(By.ID, f"stat-{key}").text for key in (*POOL_GAUGES, *COUNTERS)}
+    return {key: driver.find_element(By.ID, f"stat-{key}").text for key in (*TILES, *COUNTERS)}
 
 
 def api_view(pool: dict[str, Any]) -> dict[str, str]:
     """`/v1/pool` as the page should show it."""
-    return {key: str(pool[key]) for key in (*POOL_GAUGES, *COUNTERS)}
+    return {key: str(pool[key]) for key in (*TILES, *COUNTERS)}
 
 
 def polls(driver: Any) -> int:
