@@ -4,7 +4,9 @@ It wires admission (what may enter), the store's ports (records, queues, result 
 runner (one lane per pool: dispatcher, slots, timeouts) and the notifier (what wakes long-polls and
 streams). Each accepted job reaches exactly one terminal state through `JobRecords.finish`, whoever gets
 there first (the job itself, a cancel, its timeout, or a drain). Finished records are kept for
-`result_ttl` seconds and at most `max_records`, oldest evicted first.
+`result_ttl` seconds and at most `max_records`, oldest evicted first. A pile keeps its members' results
+until it expires, `result_ttl` after it completed or (open, nothing pending) after its last activity, and
+lets go of a member whose record `max_records` evicted: piles never hold more than that bound.
 """
 
 from __future__ import annotations
@@ -130,7 +132,7 @@ class Engine:
         admission.check(lane.queue, len(specs))
         checked = admission.validate_all(specs)
         admission.reserve(lane.queue, len(checked))
-        pile = Pile(pile_id or next(self._ids), owner)
+        pile = Pile(pile_id or next(self._ids), owner, self._clock())
         self._piles.add(pile)
         for task, args, timeout in checked:
             self._enqueue(lane, task, args, timeout, pile, owner)
@@ -199,6 +201,8 @@ class Engine:
                 if len(jobs) == limit:  # more may be ready now
                     continue
                 changed.wait(heartbeat)  # returns at once if results arrived while the batch was written
+                if self._piles.get(pile.id) is None:  # the pile expired: nothing more will come
+                    return
                 if not changed.ready():
                     yield []
         finally:
@@ -311,6 +315,8 @@ class Engine:
             horizon = self._clock() - self.config.result_ttl
             self._jobs.expire(horizon)
             self._piles.expire(horizon)
+            for pile_id in [p for p in self._notifier.readers if self._piles.get(p) is None]:
+                self._notifier.pile_changed(pile_id)  # its streams end
 
 
 def _rounded(seconds: float | None) -> float | None:

@@ -10,16 +10,18 @@ from collections import OrderedDict, deque
 from collections.abc import Callable, Hashable
 from typing import Any
 
-from .records import COMPLETION, QUEUED, RUNNING, TERMINAL, Job, Pile
+from .records import COMPLETION, QUEUED, RUNNING, TERMINAL, Evicted, Job, Pile
 
 __all__ = ["MemoryStore"]
 
 
 class MemoryJobRecords:
-    """Records by id in submission order; ended ones also in a FIFO that bounds them to `max_records`."""
+    """Records by id in submission order; ended ones also in a FIFO that bounds them to `max_records`.
+    `evicted(job)` is told of each pile member evicted by that bound (its pile lets go of it too)."""
 
-    def __init__(self, max_records: int) -> None:
+    def __init__(self, max_records: int, evicted: Callable[[Job], None] | None = None) -> None:
         self.max_records = max_records
+        self._evicted = evicted
         self._jobs: dict[str, Job] = {}
         self._ended: deque[Job] = deque()
         self._seq = 0
@@ -43,7 +45,10 @@ class MemoryJobRecords:
         ended = self._ended
         ended.append(job)
         while len(ended) > self.max_records:
-            self._evict(ended.popleft())
+            old = ended.popleft()
+            self._evict(old)
+            if old.pile is not None and self._evicted is not None:
+                self._evicted(old)
         return was
 
     def select(self, status: str | None = None, owner: str | None = None, before: int | None = None,
@@ -103,7 +108,7 @@ class MemoryJobQueue:
 
 
 class MemoryPileRecords:
-    """Piles by id; a pile's members are its own list."""
+    """Piles by id; a pile's members are its own list (an `Evicted` for one whose record was evicted)."""
 
     def __init__(self) -> None:
         self._piles: dict[str, Pile] = {}
@@ -117,22 +122,32 @@ class MemoryPileRecords:
     def add_job(self, pile: Pile, job: Job) -> int:
         job.pile_index = index = len(pile.jobs)
         pile.jobs.append(job)
+        pile.active_at = job.submitted_at
         return index
 
     def close(self, pile: Pile, at: float) -> None:
         pile.closed = True
+        pile.active_at = at
         _mark_complete(pile, at)
+
+    def forget(self, job: Job) -> None:
+        """The record of member `job` was evicted: its pile, if still kept, keeps only an `Evicted` of it."""
+        pile = self._piles.get(job.pile)  # type: ignore[arg-type]
+        if pile is not None:
+            pile.jobs[job.pile_index] = evicted = Evicted(job)
+            if job.position >= 0:
+                pile.log[job.position] = evicted
 
     def open_piles(self) -> list[Pile]:
         return [pile for pile in self._piles.values() if not pile.closed]
 
     def expire(self, horizon: float) -> None:
         piles = self._piles
-        for pile in [p for p in piles.values() if p.finished_at is not None and p.finished_at <= horizon]:
+        for pile in [p for p in piles.values() if _expired(p, horizon)]:
             self._drop(pile)
 
     def _drop(self, pile: Pile) -> None:
-        """Forget a completed pile (retention)."""
+        """Forget a pile (retention)."""
         del self._piles[pile.id]
 
 
@@ -140,12 +155,16 @@ class MemoryResultLogs:
     """A pile's result log is its own list of ended jobs."""
 
     def append(self, pile: Pile, job: Job, at: float) -> int:
+        job.position = len(pile.log)
         pile.log.append(job)
         pile.counts[job.status] += 1
+        pile.active_at = at
         _mark_complete(pile, at)
-        return len(pile.log) - 1
+        return job.position
 
-    def read(self, pile: Pile, after: int, order: str, limit: int | None = None) -> tuple[list[Job], int, bool]:
+    def read(
+        self, pile: Pile, after: int, order: str, limit: int | None = None
+    ) -> tuple[list[Job | Evicted], int, bool]:
         start, jobs = after + 1, pile.jobs
         if order == COMPLETION:
             records = pile.log[start:] if limit is None else pile.log[start : start + limit]
@@ -215,8 +234,8 @@ class MemoryStore:
     durable = False
 
     def __init__(self, max_records: int) -> None:
-        self.jobs = MemoryJobRecords(max_records)
         self.piles = MemoryPileRecords()
+        self.jobs = MemoryJobRecords(max_records, self.piles.forget)
         self.results = MemoryResultLogs()
         self.keys = MemoryIdempotencyKeys(max_records)
         self.sizes = MemoryPoolSizes()
@@ -233,6 +252,13 @@ class MemoryStore:
 
     def close(self) -> None:
         """Nothing to release."""
+
+
+def _expired(pile: Pile, horizon: float) -> bool:
+    """Completed at or before `horizon`, or open, with nothing pending, and idle since then."""
+    if pile.finished_at is not None:
+        return pile.finished_at <= horizon
+    return not pile.closed and len(pile.log) == len(pile.jobs) and pile.active_at <= horizon
 
 
 def _mark_complete(pile: Pile, at: float) -> None:

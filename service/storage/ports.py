@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Hashable
 from typing import Any, Protocol
 
-from .records import Job, Pile
+from .records import Evicted, Job, Pile
 
 __all__ = [
     "IdempotencyKeys", "JobQueue", "JobRecords", "PileRecords", "PoolSizes", "ResultLogs", "Store", "StoreError",
@@ -38,7 +38,8 @@ class JobRecords(Protocol):
         result, error and `finished_at` and return the status it had (`queued` or `running`); if it had
         ended already, change nothing and return None. So of several callers racing to end one job (it
         returns, a cancel, its timeout, a drain) exactly one wins. An ended record may then be evicted
-        (at most `max_records` ended records are kept, oldest first)."""
+        (at most `max_records` ended records are kept, oldest first); a pile lets go of a member evicted so
+        (see `ResultLogs.read`), so piles hold no more results than this bound."""
 
     def select(self, status: str | None = None, owner: str | None = None, before: int | None = None,
                limit: int | None = None) -> list[Job]:  # fmt: skip
@@ -72,25 +73,31 @@ class JobQueue(Protocol):
 
 
 class PileRecords(Protocol):
-    """Pile records by id, their members in submission order, kept within the store's retention."""
+    """Pile records by id, their members in submission order, kept within the store's retention. A pile's
+    last activity (`active_at`) is its creation, a member added, a result logged, or its closing."""
 
     def add(self, pile: Pile) -> None:
-        """Store a new, empty pile (its id is new)."""
+        """Store a new, empty pile (its id is new; `active_at` is when it was created)."""
 
     def get(self, pile_id: str) -> Pile | None:
         """The pile with this id; None if unknown or expired."""
 
     def add_job(self, pile: Pile, job: Job) -> int:
-        """Append `job` to the pile's members; returns its index (also set as `job.pile_index`)."""
+        """Append `job` to the pile's members; returns its index (also set as `job.pile_index`); the pile's
+        `active_at` becomes the job's `submitted_at`."""
 
     def close(self, pile: Pile, at: float) -> None:
-        """No more members will be added (closing twice is harmless); `finished_at = at` if now complete."""
+        """No more members will be added (closing twice is harmless); `active_at = at`, and `finished_at = at`
+        if now complete."""
 
     def open_piles(self) -> list[Pile]:
         """Every pile not yet closed."""
 
     def expire(self, horizon: float) -> None:
-        """Evict every pile that completed at or before `horizon` (wall-clock seconds)."""
+        """Evict every pile that completed at or before `horizon` (wall-clock seconds), and every open pile
+        with no member pending whose last activity was at or before `horizon` (one never closed expires).
+        Atomically per pile: the check and the eviction are one step, so a pile given a member or a result
+        since `horizon` is kept."""
 
 
 class ResultLogs(Protocol):
@@ -98,14 +105,18 @@ class ResultLogs(Protocol):
     so positions are stream positions (SSE ids): readers resume with no gap and no duplicate."""
 
     def append(self, pile: Pile, job: Job, at: float) -> int:
-        """Atomically log ended `job` at the next position (and count its status); returns the position.
-        Sets `finished_at = at` if the pile is now complete."""
+        """Atomically log ended `job` at the next position (and count its status); returns the position
+        (also set as `job.position`). Sets `active_at = at`, and `finished_at = at` if the pile is now
+        complete."""
 
-    def read(self, pile: Pile, after: int, order: str, limit: int | None = None) -> tuple[list[Job], int, bool]:
+    def read(
+        self, pile: Pile, after: int, order: str, limit: int | None = None
+    ) -> tuple[list[Job | Evicted], int, bool]:
         """The records from position `after + 1` on (at most `limit` of them), the position to read from
         next, and whether the stream is over (the pile is closed and that position is past its last member).
         In `completion` order a position is one in the log; in `submitted` order it is a member's index, and
-        reading stops at the first member that has not ended."""
+        reading stops at the first member that has not ended. A member whose job record was evicted for
+        `max_records` reads as an `Evicted` (its index, id and status, no result)."""
 
 
 class IdempotencyKeys(Protocol):

@@ -11,8 +11,8 @@ import time
 from typing import Any
 
 __all__ = [
-    "CANCELLED", "COMPLETION", "FAILED", "QUEUED", "RUNNING", "STATUSES", "SUBMITTED", "SUCCEEDED", "TERMINAL",
-    "TIMED_OUT", "Job", "Pile", "rfc3339",
+    "CANCELLED", "COMPLETION", "EVICTED", "FAILED", "QUEUED", "RUNNING", "STATUSES", "SUBMITTED", "SUCCEEDED",
+    "TERMINAL", "TIMED_OUT", "Evicted", "Job", "Pile", "rfc3339",
 ]  # fmt: skip
 
 QUEUED, RUNNING = "queued", "running"
@@ -20,6 +20,7 @@ SUCCEEDED, FAILED, CANCELLED, TIMED_OUT = "succeeded", "failed", "cancelled", "t
 TERMINAL = (SUCCEEDED, FAILED, CANCELLED, TIMED_OUT)
 STATUSES = (QUEUED, RUNNING, *TERMINAL)
 COMPLETION, SUBMITTED = "completion", "submitted"  # the two orders a pile's results are read in
+EVICTED = "evicted"  # the status of a result record whose job record was evicted (its error type: ResultEvicted)
 
 _last_second: tuple[float, str] = (math.nan, "")  # the last whole second formatted, as "YYYY-MM-DDTHH:MM:SS"
 
@@ -46,8 +47,8 @@ class Job:
     """One job's record. Its state changes only through `JobQueue.take` and `JobRecords.finish`."""
 
     __slots__ = (
-        "id", "seq", "task", "args", "timeout", "pool", "pile", "pile_index", "owner", "status", "result",
-        "error", "submitted_at", "started_at", "finished_at",
+        "id", "seq", "task", "args", "timeout", "pool", "pile", "pile_index", "position", "owner", "status",
+        "result", "error", "submitted_at", "started_at", "finished_at",
     )  # fmt: skip
 
     def __init__(self, job_id: str, task: str, args: dict, timeout: float | None, submitted_at: float,
@@ -60,6 +61,7 @@ class Job:
         self.pool = pool
         self.pile = pile
         self.pile_index = -1  # its position in its pile (set when added to one)
+        self.position = -1  # its position in its pile's result log (set when logged there)
         self.owner = owner
         self.status = QUEUED
         self.result: Any = None
@@ -105,19 +107,41 @@ class Job:
         }
 
 
+class Evicted:
+    """What a pile keeps of a member whose job record the store evicted (GREENPOOL_MAX_RECORDS): who it was
+    and how it ended, not its result; so stream positions keep their meaning at a few dozen bytes."""
+
+    __slots__ = ("pile_index", "id", "status")
+
+    def __init__(self, job: Job) -> None:
+        self.pile_index = job.pile_index
+        self.id = job.id
+        self.status = job.status
+
+    def result_record(self) -> dict[str, Any]:
+        """Its record in its pile's result stream: status `evicted`, no result, how it ended in the message."""
+        message = (f"the job ended {self.status}, but its record was evicted (GREENPOOL_MAX_RECORDS) before this "
+                   "stream reached it")  # fmt: skip
+        return {"index": self.pile_index, "job_id": self.id, "status": EVICTED, "result": None,
+                "error": {"type": "ResultEvicted", "message": message}}  # fmt: skip
+
+
 class Pile:
-    """One pile's record: its jobs (index = position), its result log (completion order), closed or not."""
+    """One pile's record: its jobs (index = position), its result log (completion order), closed or not.
 
-    __slots__ = ("id", "owner", "closed", "jobs", "log", "counts", "finished_at")
+    A member whose job record the store evicted (GREENPOOL_MAX_RECORDS) is an `Evicted` in `jobs` and `log`."""
 
-    def __init__(self, pile_id: str, owner: str | None = None) -> None:
+    __slots__ = ("id", "owner", "closed", "jobs", "log", "counts", "finished_at", "active_at")
+
+    def __init__(self, pile_id: str, owner: str | None = None, created_at: float = 0.0) -> None:
         self.id = pile_id
         self.owner = owner
         self.closed = False
-        self.jobs: list[Job] = []
-        self.log: list[Job] = []  # ended jobs, in the order they ended: a record's index is its stream position
+        self.jobs: list[Job | Evicted] = []
+        self.log: list[Job | Evicted] = []  # ended jobs in the order they ended: a record's index is its position
         self.counts = {SUCCEEDED: 0, FAILED: 0, CANCELLED: 0, TIMED_OUT: 0}
         self.finished_at: float | None = None  # when it became complete
+        self.active_at = created_at  # its last activity: created, a member added, a result logged, closed
 
     @property
     def size(self) -> int:

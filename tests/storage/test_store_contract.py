@@ -13,7 +13,19 @@ from pathlib import Path
 import pytest
 
 from service.storage import MemoryStore, Store
-from service.storage.records import CANCELLED, COMPLETION, FAILED, QUEUED, RUNNING, SUBMITTED, SUCCEEDED, Job, Pile
+from service.storage.records import (
+    CANCELLED,
+    COMPLETION,
+    EVICTED,
+    FAILED,
+    QUEUED,
+    RUNNING,
+    SUBMITTED,
+    SUCCEEDED,
+    Evicted,
+    Job,
+    Pile,
+)
 from service.storage.sqlite import SqliteStore
 
 # Each factory takes (max_records, a fresh directory for its files).
@@ -211,6 +223,49 @@ def test_a_pile_completes_when_closed_and_every_member_has_a_result(store: Store
     assert store.piles.get("p1") is pile
     store.piles.expire(T0 + 2)
     assert store.piles.get("p1") is None
+
+
+def test_an_open_pile_expires_once_nothing_is_pending_and_it_was_idle_since_the_horizon(store: Store) -> None:
+    pile = Pile("p1", created_at=T0)
+    store.piles.add(pile)
+    store.piles.expire(T0 - 1)
+    assert store.piles.get("p1") is pile
+    job = new_job(store, 5, pile=pile)  # submitted at T0 + 5: activity
+    store.piles.expire(T0 + 9)
+    assert store.piles.get("p1") is pile  # a member is pending
+    store.jobs.finish(job, SUCCEEDED, 1, None, T0 + 10)
+    store.results.append(pile, job, T0 + 10)
+    assert pile.active_at == T0 + 10
+    store.piles.expire(T0 + 9)
+    assert store.piles.get("p1") is pile  # active since the horizon
+    store.piles.expire(T0 + 10)
+    assert store.piles.get("p1") is None and store.piles.open_piles() == []
+
+
+def test_an_empty_open_pile_expires_from_its_creation(store: Store) -> None:
+    store.piles.add(Pile("p1", created_at=T0))
+    store.piles.expire(T0)
+    assert store.piles.get("p1") is None
+
+
+def test_a_pile_lets_go_of_members_evicted_for_max_records(make_store: Callable[..., Store]) -> None:
+    store = make_store(max_records=2)
+    pile = Pile("p1")
+    store.piles.add(pile)
+    jobs = [new_job(store, n, pile=pile) for n in range(4)]
+    for at, n in enumerate((2, 0, 3, 1)):
+        store.jobs.finish(jobs[n], SUCCEEDED, n, None, T0 + at)
+        store.results.append(pile, jobs[n], T0 + at)
+    assert store.jobs.get("j2") is None and store.jobs.get("j0") is None  # the two that ended first
+    records = [job.result_record() for job in store.results.read(pile, -1, COMPLETION)[0]]
+    assert [(r["index"], r["job_id"], r["status"]) for r in records] == [(2, "j2", EVICTED), (0, "j0", EVICTED),
+                                                                        (3, "j3", SUCCEEDED), (1, "j1", SUCCEEDED)]
+    assert [r["error"] and r["error"]["type"] for r in records] == ["ResultEvicted", "ResultEvicted", None, None]
+    assert "ended succeeded" in records[0]["error"]["message"]
+    assert [r["result"] for r in records] == [None, None, 3, 1]
+    found, end, over = store.results.read(pile, -1, SUBMITTED)
+    assert [isinstance(job, Evicted) for job in found] == [True, False, True, False] and end == 4 and not over
+    assert pile.summary()["done"] == 4 and pile.counts[SUCCEEDED] == 4
 
 
 # -- idempotency keys ----------------------------------------------------------------------------------------

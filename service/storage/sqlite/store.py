@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import pickle
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from typing import Any
 
 from ..memory import (
@@ -39,8 +39,8 @@ def _row(job: Job, listed: int = 1) -> tuple:
 
 
 class SqliteJobRecords(MemoryJobRecords):
-    def __init__(self, max_records: int, journal: Journal) -> None:
-        super().__init__(max_records)
+    def __init__(self, max_records: int, journal: Journal, evicted: Callable[[Job], None]) -> None:
+        super().__init__(max_records, evicted)
         self._journal = journal
 
     def add(self, job: Job) -> None:
@@ -150,8 +150,8 @@ class SqliteStore(MemoryStore):
         self.path = path
         conn = connect(path, sync)
         journal = self.journal = Journal(conn, path)
-        self.jobs = SqliteJobRecords(max_records, journal)
         self.piles = SqlitePileRecords(journal)
+        self.jobs = SqliteJobRecords(max_records, journal, self.piles.forget)
         self.results = SqliteResultLogs(journal)
         self.keys = SqliteIdempotencyKeys(max_records, journal)
         self.sizes = SqlitePoolSizes(journal)
