@@ -1,10 +1,9 @@
-"""Helpers for the bound tests: the worker's RSS from /proc, a timed /healthz, bounded polling."""
+"""Helpers for the bound tests: the worker's RSS from /proc, a timed /healthz."""
 
 from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import requests
@@ -39,15 +38,3 @@ def assert_healthy_fast(server: Server, limit_ms: float = 100.0) -> None:
     """/healthz answers within `limit_ms` (the best of three tries, so one scheduling hiccup is no failure)."""
     best = min(healthz_ms(server) for _ in range(3))
     assert best < limit_ms, f"/healthz took {best:.1f} ms"
-
-
-def poll(check: Callable[[], object], timeout: float, what: str, interval: float = 0.05) -> object:
-    """Call `check` until it returns something truthy (returned), for at most `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)

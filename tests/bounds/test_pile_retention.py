@@ -14,8 +14,9 @@ from collections.abc import Iterator
 
 import pytest
 import requests
-from bounds_support import MIB, assert_healthy_fast, poll, rss, worker_pid
+from bounds_support import MIB, assert_healthy_fast, rss, worker_pid
 from serverkit import Server, start_server
+from tools import wait_until
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -45,7 +46,8 @@ def open_pile(http: requests.Session, server: Server) -> str:
         if resp.status_code != 429:
             assert resp.status_code == 201, resp.text
             return resp.json()["id"]
-        poll(lambda: http.get(server.url + "/v1/pool", timeout=5).json()["queued"] == 0, 30, "the queue to drain")
+        drained = lambda: http.get(server.url + "/v1/pool", timeout=5).json()["queued"] == 0  # noqa: E731
+        wait_until(drained, 30, what="the queue to drain")
     raise AssertionError("the queue never had room")
 
 
@@ -65,7 +67,7 @@ def test_open_piles_never_closed_expire_and_memory_stays_within_the_limits(serve
         stats = http.get(server.url + "/v1/pool", timeout=5).json()
         return stats["submitted"] == stats["succeeded"] == (PILES + 1) * JOBS + 1
 
-    poll(all_ended, 60, "every job to succeed")
+    wait_until(all_ended, 60, what="every job to succeed")
     peak = max(peak, rss(pid))
     growth = peak - before
     print(f"RSS {before / MIB:.1f} MiB -> peak {peak / MIB:.1f} MiB over {PILES} open piles of {JOBS} jobs "
@@ -87,6 +89,6 @@ def test_open_piles_never_closed_expire_and_memory_stays_within_the_limits(serve
     def all_gone() -> bool:
         return all(http.get(f"{server.url}/v1/piles/{p}", timeout=5).status_code == 404 for p in piles)
 
-    poll(all_gone, 15, "every idle open pile to expire", interval=0.5)
+    wait_until(all_gone, 15, what="every idle open pile to expire", interval=0.5)
     assert http.get(f"{server.url}/v1/piles/{piles[0]}/results", timeout=5).status_code == 404
     assert_healthy_fast(server)

@@ -13,8 +13,9 @@ from collections.abc import Iterator
 
 import pytest
 import requests
-from bounds_support import MIB, assert_healthy_fast, poll, rss, worker_pid
+from bounds_support import MIB, assert_healthy_fast, rss, worker_pid
 from serverkit import Server, start_server
+from tools import wait_until
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -38,7 +39,7 @@ def finished_pile(server: Server) -> str:
                          timeout=30)  # fmt: skip
     assert resp.status_code == 201, resp.text
     pile_id = resp.json()["id"]
-    poll(lambda: summary(server, pile_id)["done"] == JOBS, 30, "the pile to finish")
+    wait_until(lambda: summary(server, pile_id)["done"] == JOBS, 30, what="the pile to finish")
     return pile_id
 
 
@@ -65,7 +66,7 @@ def test_stalled_streams_on_a_large_pile_hold_a_bounded_amount_each(server: Serv
     before = rss(pid)
     socks = [stalled_stream(server, pile_id, sse=i % 2 == 1) for i in range(READERS)]
     try:
-        poll(lambda: summary(server, pile_id)["readers"] == READERS, 20, "every stream to start")
+        wait_until(lambda: summary(server, pile_id)["readers"] == READERS, 20, what="every stream to start")
         peak, deadline = rss(pid), time.monotonic() + 1.5  # sample while the writers fill what they can
         while time.monotonic() < deadline:
             peak = max(peak, rss(pid))
@@ -78,7 +79,7 @@ def test_stalled_streams_on_a_large_pile_hold_a_bounded_amount_each(server: Serv
     finally:
         for sock in socks:
             sock.close()
-    poll(lambda: summary(server, pile_id)["readers"] == 0, 20, "the stalled streams to be closed")
+    wait_until(lambda: summary(server, pile_id)["readers"] == 0, 20, what="the stalled streams to be closed")
     final = summary(server, pile_id)
     assert final["succeeded"] == JOBS and final["pending"] == 0, final
     assert_healthy_fast(server)

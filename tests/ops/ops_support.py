@@ -8,8 +8,7 @@ Every HTTP call is bounded by `HTTP_TIMEOUT`.
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,19 +21,6 @@ ARTIFACTS = REPO / "tests" / "artifacts"
 PLUGINS = "tests.plugins.tasks"
 TERMINAL = ("succeeded", "failed", "cancelled", "timed_out")
 POOL_GAUGES = ("size", "running", "held", "free", "waiting", "queued")
-
-
-def wait_until(predicate: Callable[[], Any], timeout: float, interval: float = 0.1, what: str = "condition") -> Any:
-    """Poll `predicate` until it returns a truthy value (returned) or `timeout` s pass (AssertionError)."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while True:
-        last = predicate()
-        if last:
-            return last
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what} (last value: {last!r})")
-        time.sleep(interval)
 
 
 class OpsServer(serverkit.Server):

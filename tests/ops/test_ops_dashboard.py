@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from ops_support import ARTIFACTS, POOL_GAUGES, OpsServer, wait_until
+from ops_support import ARTIFACTS, POOL_GAUGES, OpsServer
+from tools import wait_until
 
 TILES = tuple(key for key in POOL_GAUGES if key != "held")  # the page has no `held` tile yet (issue #16)
 

@@ -8,8 +8,9 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
-from ops_support import OpsServer, log_records, wait_until
+from ops_support import OpsServer, log_records
 from serverkit import run_cli
+from tools import wait_until
 
 
 @pytest.mark.timeout(60)

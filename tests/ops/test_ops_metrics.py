@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 import requests
-from ops_support import POOL_GAUGES, TERMINAL, OpsServer, free_port, wait_until
+from ops_support import POOL_GAUGES, TERMINAL, OpsServer, free_port
 from prometheus_client.parser import text_string_to_metric_families
 from serverkit import start_server
-from tools import needs, which
+from tools import needs, wait_until, which
 
 EXPECTED_TYPES = {
     **{f"greenpool_pool_{key}": "gauge" for key in POOL_GAUGES},
