@@ -29,6 +29,8 @@ from typing import Any, TypeVar
 import pytest
 import requests
 
+TERMINAL = ("succeeded", "failed", "cancelled", "timed_out")
+
 REPO = Path(__file__).resolve().parents[1]
 PYTHON = sys.executable
 WORKER_CLASS = "service.worker.GreenWorker"
@@ -113,6 +115,19 @@ class Server:
                 with contextlib.suppress(ValueError):
                     records.append(json.loads(line))
         return records
+
+    def job_events(self, ended: Sequence[str] = (), timeout: float = 5.0) -> dict[str, list[str]]:
+        """job_id -> the statuses `greenpool.jobs` logged for it, in order; first waits up to `timeout` s for a
+        terminal line of each job in `ended` (a running worker writes its info lines in batches, <= 1 s late)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            events: dict[str, list[str]] = {}
+            for rec in self.log_records():
+                if rec.get("logger") == "greenpool.jobs" and rec.get("job_id") and rec.get("status"):
+                    events.setdefault(rec["job_id"], []).append(rec["status"])
+            if all(any(s in TERMINAL for s in events.get(i, ())) for i in ended) or time.monotonic() > deadline:
+                return events
+            time.sleep(0.1)  # polling a log file: there is no event to wait on
 
     def log_tail(self, lines: int = LOG_TAIL) -> str:
         """The last `lines` lines of the log, for failure messages."""

@@ -23,7 +23,6 @@ __all__ = ["HTTP_TIMEOUT", "free_port", "raise_nofile"]  # for the tests, beside
 
 PLUGINS = "tests.plugins.tasks"
 PROBLEM_JSON = "application/problem+json"
-TERMINAL = ("succeeded", "failed", "cancelled", "timed_out")
 KEEPALIVE = 30  # seconds; the servers' default keep-alive unless a test sets one
 
 
@@ -62,19 +61,6 @@ class Server(serverkit.Server):
             stats = self.pool()
         assert predicate(stats), f"/v1/pool never reached {what or predicate}: {stats}"
         return stats
-
-    def job_events(self, ended: tuple[str, ...] = (), timeout: float = 5.0) -> dict[str, list[str]]:
-        """job_id -> the statuses `greenpool.jobs` logged for it, in order; first waits up to `timeout` s for
-        the end lines of the jobs `ended` (a running worker writes its info lines in batches, ≤ 1 s late)."""
-        deadline = time.monotonic() + timeout
-        while True:
-            events: dict[str, list[str]] = {}
-            for rec in self.log_records():
-                if rec.get("logger") == "greenpool.jobs" and rec.get("job_id") and rec.get("status"):
-                    events.setdefault(rec["job_id"], []).append(rec["status"])
-            if all(len(events.get(i, ())) > 1 for i in ended) or time.monotonic() > deadline:
-                return events
-            time.sleep(0.1)  # polling a log file: there is no event to wait on
 
 
 class ServerFactory(serverkit.Servers):

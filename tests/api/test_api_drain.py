@@ -14,7 +14,6 @@ import time
 import pytest
 from api_support import (
     PROBLEM_JSON,
-    TERMINAL,
     ServerFactory,
     collect,
     free_port,
@@ -22,7 +21,7 @@ from api_support import (
     raw_request,
     server_side_established,
 )
-from serverkit import run_cli
+from serverkit import TERMINAL, run_cli
 
 RUNNING = 100
 QUEUED = 10

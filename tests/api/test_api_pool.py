@@ -108,6 +108,7 @@ def test_a_timed_out_blocking_job_holds_its_slot_until_its_thread_returns(one: S
     assert nxt["status"] == "succeeded" and time.monotonic() - t0 >= 2.5, nxt
     assert one.pool()["held"] == 0
 
+
 def test_failing_plugin_task_frees_the_slot(one: Server) -> None:
     failed = one.submit("fail", {"message": "nope"}, wait=5)
     assert failed["status"] == "failed" and failed["error"] == {"type": "ValueError", "message": "nope"}
