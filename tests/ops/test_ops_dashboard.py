@@ -13,7 +13,7 @@ import pytest
 from ops_support import ARTIFACTS, POOL_GAUGES, OpsServer
 from tools import wait_until
 
-TILES = tuple(key for key in POOL_GAUGES if key != "held")  # the page has no `held` tile yet (issue #16)
+TILES = POOL_GAUGES
 
 try:
     from selenium.webdriver.common.by import By

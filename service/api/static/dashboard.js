@@ -14,7 +14,7 @@
   const WINDOW_S = 300;
   const CAPACITY = WINDOW_S + 30; // samples kept (about one a second)
   const SERIES = ["running", "free", "waiting", "queued"];
-  const COUNTERS = ["size", "running", "free", "waiting", "queued", "submitted", "succeeded", "failed",
+  const COUNTERS = ["size", "running", "held", "free", "waiting", "queued", "submitted", "succeeded", "failed",
     "cancelled", "timed_out"];
 
   const $ = (id) => document.getElementById(id);
