@@ -79,7 +79,9 @@ class ValidationFailed(Problem):
 
 
 class UnknownTaskProblem(ValidationFailed):
-    slug = "unknown-task"
+    """422: the job names a task this server does not have."""
+
+    title, slug = "Unknown Task", "unknown-task"
 
 
 class QueueFull(Problem):
@@ -113,7 +115,7 @@ class Forbidden(Problem):
 class IdempotencyKeyReused(ValidationFailed):
     """422: an `Idempotency-Key` already used (by this token) for a request with a different body."""
 
-    slug = "idempotency-key-reused"
+    title, slug = "Idempotency Key Reused", "idempotency-key-reused"
 
 
 _MAX_ERRORS_SHOWN = 50  # field errors listed in one problem (the detail names the first five)
