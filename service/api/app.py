@@ -96,7 +96,7 @@ def create_app(config: Config | None = None, services: Services | None = None) -
     _route(app, "/v1/map", MapResource(engine))
     _route(app, "/v1/pool", PoolResource(engine))
     _route(app, "/v1/whoami", WhoAmIResource())
-    _route(app, "/healthz", HealthResource())
+    _route(app, "/healthz", HealthResource(engine))
     _route(app, "/readyz", ReadyResource(engine))
     _route(app, "/openapi.yaml", OpenAPIResource())
     _route(app, "/metrics", MetricsResource(metrics))

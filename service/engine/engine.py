@@ -22,7 +22,17 @@ from pool_core import Timeout, sleep, spawn
 from .. import logs
 from ..config import Config
 from ..storage import Job, MemoryStore, Pile, Store
-from ..storage.records import CANCELLED, COMPLETION, FAILED, QUEUED, RUNNING, SUCCEEDED, TERMINAL, TIMED_OUT
+from ..storage.records import (
+    CANCELLED,
+    COMPLETION,
+    FAILED,
+    QUEUED,
+    RUNNING,
+    SUCCEEDED,
+    TERMINAL,
+    TIMED_OUT,
+    rfc3339,
+)
 from ..tasks import Registry
 from .admission import Admission, JobSpec
 from .errors import Draining, JobAlreadyEnded, JobNotFound, PileClosed, PileNotFound, TooLarge
@@ -67,6 +77,8 @@ class Engine:
         self._lanes = self.runner.lanes
         self._counts = {"submitted": 0, SUCCEEDED: 0, FAILED: 0, CANCELLED: 0, TIMED_OUT: 0}
         self._started_at = _monotonic()
+        # Which start of the service this is: a restart shows as a new boot_id (and started_at) to pollers.
+        self.boot = {"boot_id": os.urandom(8).hex(), "started_at": rfc3339(time.time())}
         self._sweeper = spawn(self._sweep)
         # Observers (service.api.metrics): observer(event, job) on "queued", "running" and each terminal status.
         self.observers: list[Callable[[str, Job], None]] = []
@@ -219,6 +231,7 @@ class Engine:
         stats: dict[str, Any] = self._lane.stats()
         stats.update(self._counts)
         stats["uptime_s"] = round(_monotonic() - self._started_at, 3)
+        stats.update(self.boot)
         return stats
 
     def retry_after(self, count: int = 1) -> int:

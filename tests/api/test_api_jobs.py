@@ -42,9 +42,21 @@ def wait_running(api: Server, job_id: str, timeout: float = 5.0) -> dict:
 # -- health ------------------------------------------------------------------------------------------
 def test_healthz_and_readyz(api: Server) -> None:
     resp = api.get("/healthz")
-    assert resp.status_code == 200 and resp.json() == {"status": "ok"}
+    health = resp.json()
+    assert resp.status_code == 200 and health["status"] == "ok", health
+    assert set(health) == {"status", "boot_id", "started_at"}, health
+    assert health["boot_id"] == api.get("/v1/pool").json()["boot_id"]
     resp = api.get("/readyz")
     assert resp.status_code == 200 and resp.json()["status"] == "ready"
+
+
+def test_a_restart_shows_as_a_new_boot_id(server_factory: ServerFactory) -> None:
+    first = server_factory.start()
+    before = first.get("/healthz").json()
+    first.stop()
+    after = server_factory.start().get("/healthz").json()
+    assert after["boot_id"] != before["boot_id"], (before, after)
+    assert after["started_at"] >= before["started_at"], (before, after)
 
 
 def test_tasks_lists_builtins_and_plugins(api: Server) -> None:

@@ -221,7 +221,7 @@ def test_resize_malformed_400_and_wrong_type_415(one: Server) -> None:
 def test_pool_stats_shape(one: Server) -> None:
     stats = one.pool()
     keys = {"size", "running", "free", "waiting", "queued", "submitted", "succeeded", "failed", "cancelled",
-            "timed_out", "uptime_s"}  # fmt: skip
+            "timed_out", "uptime_s", "boot_id", "started_at"}  # fmt: skip
     assert keys <= set(stats), stats
     assert stats["free"] == stats["size"] - stats["running"]
     assert stats["uptime_s"] > 0

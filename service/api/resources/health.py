@@ -11,10 +11,13 @@ from ..errors import Draining
 
 
 class HealthResource:
-    """Alive as long as the process answers."""
+    """Alive as long as the process answers; `boot_id` and `started_at` show a restart."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        resp.media = {"status": "ok"}
+        resp.media = {"status": "ok", **self.engine.boot}
 
 
 class ReadyResource:
