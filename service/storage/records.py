@@ -104,6 +104,8 @@ class Job:
             "status": self.status,
             "result": self.result,
             "error": self.error,
+            "started_at": rfc3339(self.started_at),
+            "finished_at": rfc3339(self.finished_at),
         }
 
 
@@ -111,19 +113,22 @@ class Evicted:
     """What a pile keeps of a member whose job record the store evicted (GREENPOOL_MAX_RECORDS): who it was
     and how it ended, not its result; so stream positions keep their meaning at a few dozen bytes."""
 
-    __slots__ = ("pile_index", "id", "status")
+    __slots__ = ("pile_index", "id", "status", "started_at", "finished_at")
 
     def __init__(self, job: Job) -> None:
         self.pile_index = job.pile_index
         self.id = job.id
         self.status = job.status
+        self.started_at = job.started_at
+        self.finished_at = job.finished_at
 
     def result_record(self) -> dict[str, Any]:
         """Its record in its pile's result stream: status `evicted`, no result, how it ended in the message."""
         message = (f"the job ended {self.status}, but its record was evicted (GREENPOOL_MAX_RECORDS) before this "
                    "stream reached it")  # fmt: skip
         return {"index": self.pile_index, "job_id": self.id, "status": EVICTED, "result": None,
-                "error": {"type": "ResultEvicted", "message": message}}  # fmt: skip
+                "error": {"type": "ResultEvicted", "message": message},
+                "started_at": rfc3339(self.started_at), "finished_at": rfc3339(self.finished_at)}  # fmt: skip
 
 
 class Pile:

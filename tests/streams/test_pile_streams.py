@@ -65,8 +65,10 @@ def test_order_submitted_streams_in_pile_order_like_imap(url):
 def test_a_record_carries_the_job_id_and_the_job_is_an_ordinary_job(url):
     pile = create_pile(url, {"jobs": [{"task": "echo", "args": {"n": 7}}]})
     (record,) = stream(url, pile["id"])
-    assert record == {"index": 0, "job_id": record["job_id"], "status": "succeeded", "result": {"n": 7}, "error": None}
     job = requests.get(f"{url}/v1/jobs/{record['job_id']}", timeout=5).json()
+    assert record == {"index": 0, "job_id": record["job_id"], "status": "succeeded", "result": {"n": 7}, "error": None,
+                      "started_at": job["started_at"], "finished_at": job["finished_at"]}  # fmt: skip
+    assert job["started_at"] <= job["finished_at"]
     assert job["pile"] == pile["id"] and job["result"] == {"n": 7}
 
 
