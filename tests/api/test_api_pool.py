@@ -97,6 +97,23 @@ def test_blocking_task_runs_off_the_hub(one: Server) -> None:
     assert done["status"] == "succeeded" and done["result"] == 1.0
 
 
+def test_a_bare_plugin_task_that_sleeps_5_s_leaves_healthz_fast(one: Server) -> None:
+    """A plugin task under a bare @task calling time.sleep(5) runs on an OS thread: /healthz answers in < 100 ms
+    all the while (issue #16 point 1)."""
+    job = one.submit("careless_sleep", {"seconds": 5.0})
+    wait_status(one, job["id"], "running")
+    latencies, t0 = [], time.monotonic()
+    while time.monotonic() - t0 < 4.0 and len(latencies) < 400:  # bounded: at most 4 s and 400 requests
+        start = time.monotonic()
+        assert one.get("/healthz").status_code == 200
+        latencies.append(time.monotonic() - start)
+        time.sleep(0.01)
+    assert one.job(job["id"])["status"] == "running", "the job ended early: the check did not overlap it"
+    assert max(latencies) < 0.1, sorted(latencies)[-5:]
+    done = one.job(job["id"], wait=10)
+    assert done["status"] == "succeeded" and done["result"] == 5.0
+
+
 def test_a_timed_out_blocking_job_holds_its_slot_until_its_thread_returns(one: Server) -> None:
     t0 = time.monotonic()
     job = one.submit("api_block", {"seconds": 3.0}, timeout=0.5)

@@ -3,6 +3,8 @@
 * `fail(message)` always raises ValueError(message): a job running it ends `failed`.
 * `api_block(seconds)` sleeps with `time.sleep`, i.e. it blocks its OS thread; marked `blocking=True`, so the
   engine runs it through `pool_core.threads` and the hub (and every other connection) keeps going.
+* `careless_sleep(seconds)`: the same under a bare `@task`, as a plugin author who knows nothing of green
+  threads writes it; plugin tasks run on OS threads unless they say `cooperative=True`, so it is safe too.
 * `client_value(value, fail=False)` returns `value`, or raises ValueError when `fail`: one task whose items
   can succeed or fail, so a single pile or map can mix outcomes.
 * `limit_big_result(size)`: a small job with a large result.
@@ -35,6 +37,13 @@ def fail(message: str = "boom") -> None:
 @task(name="api_block", blocking=True)
 def api_block(seconds: float) -> float:
     """Blocks its OS thread for `seconds` (time.sleep), then returns them."""
+    time.sleep(seconds)
+    return seconds
+
+
+@task
+def careless_sleep(seconds: float) -> float:
+    """Blocks for `seconds` with a plain time.sleep, then returns them."""
     time.sleep(seconds)
     return seconds
 
