@@ -1,8 +1,8 @@
-"""The `greenpool` client sub-commands (submit, get, cancel, pile, map, stats, resize, tasks) on `service.client`.
+"""The `greenpool` client sub-commands (submit, get, cancel, pile, map, stats, resize, tasks, jobs).
 
 Global options `--url` (default `$GREENPOOL_URL` or http://127.0.0.1:8000) and `--token` (`$GREENPOOL_TOKEN`).
-Exit codes: 0 ok; 1 a job did not succeed (submit --wait, pile, map); 2 usage, input or HTTP error (the
-problem's detail on stderr).
+Exit codes (`Exit`): 0 ok; 1 a job did not succeed (submit --wait, get --wait, pile, map); 2 usage, input or
+HTTP error (the problem's detail on stderr); 3 `--wait` ran out before the job ended.
 """
 
 from __future__ import annotations
@@ -13,14 +13,24 @@ import os
 import sys
 import time
 from collections.abc import Callable, Iterator
+from enum import IntEnum
 from typing import IO, Any
 
 import requests
 
 from .client import DEFAULT_URL, TERMINAL, Client
-from .errors import GreenpoolError
+from .errors import GreenpoolError, Unauthorized
 
-EXIT_OK, EXIT_JOB_FAILED, EXIT_ERROR = 0, 1, 2
+
+class Exit(IntEnum):
+    """The CLI's exit statuses (documented in the README)."""
+
+    OK = 0
+    JOB_FAILED = 1  # a job ended other than succeeded
+    ERROR = 2  # usage, input or HTTP error
+    NOT_FINISHED = 3  # --wait ran out while the job was still queued or running
+
+
 BATCH_BYTES = 256 * 1024  # a pile larger than this is sent as an open pile in several requests
 WATCH_FIELDS = ("size", "running", "free", "waiting", "queued")
 
@@ -75,8 +85,14 @@ def add_client_parsers(parser: argparse.ArgumentParser, sub: Any) -> None:
     p.add_argument("size", type=int)
     p.set_defaults(func=_run(cmd_resize))
 
-    p = sub.add_parser("tasks", parents=[common], help="list the registered tasks")
+    p = sub.add_parser("tasks", parents=[common], help="list the registered tasks as a table")
+    p.add_argument("--json", action="store_true", help="one JSON line per task, with its args schema")
     p.set_defaults(func=_run(cmd_tasks))
+
+    p = sub.add_parser("jobs", parents=[common], help="list recent jobs, newest first, one JSON line each")
+    p.add_argument("--status", choices=("queued", "running", *TERMINAL), help="only jobs in this status")
+    p.add_argument("--limit", type=int, default=20, help="at most N jobs (default 20)")
+    p.set_defaults(func=_run(cmd_jobs))
 
 
 def _run(command: Callable[[Client, argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
@@ -88,6 +104,9 @@ def _run(command: Callable[[Client, argparse.Namespace], int]) -> Callable[[argp
         try:
             with Client(url, token=token) as client:
                 return command(client, args)
+        except Unauthorized as exc:
+            hint = "the token was refused" if token else "this server needs a token"
+            _err(f"{exc.title}: {exc.detail}\n  {hint}: pass --token TOKEN or set GREENPOOL_TOKEN")
         except GreenpoolError as exc:
             _err(f"{exc.title}: {exc.detail}" + _field_errors(exc.problem))
         except requests.RequestException as exc:
@@ -95,11 +114,11 @@ def _run(command: Callable[[Client, argparse.Namespace], int]) -> Callable[[argp
         except InputError as exc:
             _err(str(exc))
         except KeyboardInterrupt:
-            return EXIT_OK if getattr(args, "watch", None) is not None else 130
+            return Exit.OK if getattr(args, "watch", None) is not None else 130
         except BrokenPipeError:  # e.g. `greenpool map … | head`
             sys.stderr.close()
-            return EXIT_OK
-        return EXIT_ERROR
+            return Exit.OK
+        return Exit.ERROR
 
     return run
 
@@ -119,7 +138,7 @@ def _print(value: Any) -> None:
 
 # -- commands ---------------------------------------------------------------------------------------
 def cmd_submit(client: Client, args: argparse.Namespace) -> int:
-    """Submit one job; print it. Exit 1 if --wait saw it end other than succeeded."""
+    """Submit one job; print it. With --wait: exit 1 if it ended other than succeeded, 3 if it did not end."""
     try:
         task_args = json.loads(args.args)
     except ValueError as exc:
@@ -128,20 +147,27 @@ def cmd_submit(client: Client, args: argparse.Namespace) -> int:
         raise InputError("--args must be a JSON object")
     job = client.submit(args.task, task_args, timeout=args.timeout, wait=args.wait)
     _print(job)
-    return EXIT_JOB_FAILED if job["status"] in TERMINAL and job["status"] != "succeeded" else EXIT_OK
+    return _job_exit(job, args.wait)
+
+
+def _job_exit(job: dict[str, Any], wait: float | None) -> Exit:
+    """OK, or JOB_FAILED if it ended other than succeeded, or NOT_FINISHED if `wait` was given and it runs on."""
+    if job["status"] not in TERMINAL:
+        return Exit.OK if wait is None else Exit.NOT_FINISHED
+    return Exit.OK if job["status"] == "succeeded" else Exit.JOB_FAILED
 
 
 def cmd_get(client: Client, args: argparse.Namespace) -> int:
     """Print one job (long-polling with --wait)."""
     job = client.get(args.job_id) if args.wait is None else client.wait(args.job_id, args.wait)
     _print(job)
-    return EXIT_OK
+    return _job_exit(job, args.wait) if args.wait is not None else Exit.OK
 
 
 def cmd_cancel(client: Client, args: argparse.Namespace) -> int:
     """Cancel a job; print it."""
     _print(client.cancel(args.job_id))
-    return EXIT_OK
+    return Exit.OK
 
 
 def cmd_pile(client: Client, args: argparse.Namespace) -> int:
@@ -153,7 +179,7 @@ def cmd_pile(client: Client, args: argparse.Namespace) -> int:
         _print(record)
         progress.update(record["status"] == "succeeded")
     progress.finish()
-    return EXIT_JOB_FAILED if progress.failed else EXIT_OK
+    return Exit.JOB_FAILED if progress.failed else Exit.OK
 
 
 def cmd_map(client: Client, args: argparse.Namespace) -> int:
@@ -173,14 +199,14 @@ def cmd_map(client: Client, args: argparse.Namespace) -> int:
             _err(f"item {record['index']} {record['status']}: {error.get('type')}: {error.get('message')}")
         progress.update(ok)
     progress.finish()
-    return EXIT_JOB_FAILED if progress.failed else EXIT_OK
+    return Exit.JOB_FAILED if progress.failed else Exit.OK
 
 
 def cmd_stats(client: Client, args: argparse.Namespace) -> int:
     """Print the pool stats once, or (--watch) a compact live line every SECONDS until Ctrl-C or --count."""
     if args.watch is None:
         _print(client.stats())
-        return EXIT_OK
+        return Exit.OK
     tty = sys.stdout.isatty()
     shown = 0
     while args.count is None or shown < args.count:
@@ -197,20 +223,51 @@ def cmd_stats(client: Client, args: argparse.Namespace) -> int:
         shown += 1
     if tty:
         print()
-    return EXIT_OK
+    return Exit.OK
 
 
 def cmd_resize(client: Client, args: argparse.Namespace) -> int:
     """Resize the pool; print the new stats."""
     _print(client.resize(args.size))
-    return EXIT_OK
+    return Exit.OK
 
 
 def cmd_tasks(client: Client, args: argparse.Namespace) -> int:
-    """Print the registered tasks, one JSON line each."""
-    for task in client.tasks():
-        _print(task)
-    return EXIT_OK
+    """Print the registered tasks as a table (name, where it runs, its arguments, what it does), or JSON lines."""
+    tasks = client.tasks()
+    if args.json:
+        for task in tasks:
+            _print(task)
+        return Exit.OK
+    rows = [("NAME", "RUNS ON", "ARGS", "DESCRIPTION")]
+    rows += [(t["name"], "thread" if t["blocking"] else "hub", _arg_summary(t["args_schema"]),
+              t["description"].split("\n")[0]) for t in tasks]  # fmt: skip
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row[:3], widths, strict=True)) + "  " + row[3])
+    return Exit.OK
+
+
+def _arg_summary(schema: dict[str, Any]) -> str:
+    """`name: type` per argument, `?` after the name of an optional one."""
+    required = set(schema.get("required", ()))
+    parts = []
+    for name, prop in schema.get("properties", {}).items():
+        kind = prop.get("type", "any")
+        kind = "|".join(kind) if isinstance(kind, list) else kind
+        parts.append(f"{name}{'' if name in required else '?'}: {kind}")
+    return ", ".join(parts) or "-"
+
+
+def cmd_jobs(client: Client, args: argparse.Namespace) -> int:
+    """Print recent jobs, newest first, one JSON line each (`--status`, `--limit`)."""
+    if args.limit < 1:
+        raise InputError("--limit must be at least 1")
+    for count, job in enumerate(client.jobs(args.status, limit=min(args.limit, 100)), start=1):
+        _print(job)
+        if count >= args.limit:
+            break
+    return Exit.OK
 
 
 # -- helpers ----------------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import start_server
 from serverkit import REPO, Server, free_port
 
 from service import cli
@@ -54,6 +55,41 @@ def test_submit_wait_exit_1_when_the_job_fails(server: Server) -> None:
     timed = greenpool("submit", "sleep", "--args", '{"seconds": 5}', "--timeout", "0.1", "--wait", "5",
                       url=server.url)  # fmt: skip
     assert timed.returncode == 1 and json.loads(timed.stdout)["status"] == "timed_out"
+
+
+def test_wait_that_runs_out_exits_3(server: Server) -> None:
+    run = greenpool("submit", "sleep", "--args", '{"seconds": 3}', "--wait", "0.2", url=server.url)
+    assert run.returncode == cli_client.Exit.NOT_FINISHED == 3, run.stderr
+    job = json.loads(run.stdout)
+    assert job["status"] in ("queued", "running"), job
+    got = greenpool("get", job["id"], "--wait", "0.2", url=server.url)
+    assert got.returncode == 3 and json.loads(got.stdout)["id"] == job["id"]
+    done = greenpool("get", job["id"], "--wait", "10", url=server.url)
+    assert done.returncode == 0 and json.loads(done.stdout)["status"] == "succeeded"
+
+
+def test_a_401_says_how_to_pass_a_token(tmp_path: Path) -> None:
+    secret = "cli-test-secret-0123456789"
+    auth = start_server(tmp_path, {"GREENPOOL_TOKENS": f"ops:admin:{secret}"})
+    try:
+        bare = greenpool("stats", url=auth.url)
+        assert bare.returncode == 2 and "--token" in bare.stderr and "GREENPOOL_TOKEN" in bare.stderr, bare.stderr
+        wrong = greenpool("stats", "--token", "not-the-right-secret-000", url=auth.url)
+        assert wrong.returncode == 2 and "refused" in wrong.stderr, wrong.stderr
+        good = greenpool("stats", env={"GREENPOOL_URL": auth.url, "GREENPOOL_TOKEN": secret})
+        assert good.returncode == 0, good.stderr
+    finally:
+        auth.stop()
+
+
+def test_jobs_lists_newest_first_with_status_and_limit(server: Server) -> None:
+    ids = [json.loads(greenpool("submit", "echo", "--args", f'{{"i": {i}}}', "--wait", "5",
+                                url=server.url).stdout)["id"] for i in range(3)]  # fmt: skip
+    run = greenpool("jobs", "--status", "succeeded", "--limit", "2", url=server.url)
+    assert run.returncode == 0, run.stderr
+    listed = lines(run.stdout)
+    assert [j["id"] for j in listed] == ids[::-1][:2], listed
+    assert greenpool("jobs", "--limit", "0", url=server.url).returncode == 2
 
 
 def test_get_and_cancel(server: Server) -> None:
@@ -131,9 +167,17 @@ def test_resize(server: Server) -> None:
 
 
 def test_tasks_and_env_url(server: Server) -> None:
-    run = greenpool("tasks", env={"GREENPOOL_URL": server.url})
+    run = greenpool("tasks", "--json", env={"GREENPOOL_URL": server.url})
     assert run.returncode == 0, run.stderr
     assert "client_value" in {t["name"] for t in lines(run.stdout)}
+    table = greenpool("tasks", env={"GREENPOOL_URL": server.url})
+    assert table.returncode == 0, table.stderr
+    header, *rows = table.stdout.splitlines()
+    assert header.split() == ["NAME", "RUNS", "ON", "ARGS", "DESCRIPTION"], header
+    sleep = next(row for row in rows if row.startswith("sleep "))
+    assert " hub " in sleep and "seconds: number" in sleep, sleep
+    block = next(row for row in rows if row.startswith("api_block "))
+    assert " thread " in block, block
 
 
 def test_error_exit_codes(server: Server) -> None:
