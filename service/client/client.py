@@ -20,7 +20,7 @@ from typing import Any
 
 import requests
 
-from .errors import JobFailed, error_for
+from .errors import JobFailed, QueueFull, error_for
 from .streams import Pile, ResultStream, pile_body
 
 __all__ = ["DEFAULT_URL", "MAX_WAIT", "TERMINAL", "Client"]
@@ -43,6 +43,8 @@ class Client:
         max_retries: int = 5,
         backoff: float = 0.1,
         max_backoff: float = 5.0,
+        busy_retries: int = 3,
+        max_busy_wait: float = 30.0,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
@@ -50,6 +52,8 @@ class Client:
         self.max_retries = max_retries
         self.backoff = backoff
         self.max_backoff = max_backoff
+        self.busy_retries = busy_retries  # a 429 is retried after its Retry-After, this many times at most,
+        self.max_busy_wait = max_busy_wait  # and only while the waits add up to no more than this (seconds)
         self.session = requests.Session()
         self.session.headers["Accept"] = "application/json"
         if token:
@@ -67,12 +71,20 @@ class Client:
 
     # -- plumbing -------------------------------------------------------------------------------------
     def request(self, method: str, path: str, *, extra_timeout: float = 0.0, **kwargs: Any) -> requests.Response:
-        """One request; raises the typed error for a 4xx/5xx answer."""
+        """One request; raises the typed error for a 4xx/5xx answer. A 429 (nothing was accepted) is sent
+        again after its Retry-After, at most `busy_retries` times and `max_busy_wait` seconds in all."""
         kwargs.setdefault("timeout", self.timeout + extra_timeout)
-        resp = self.session.request(method, self.base_url + path, **kwargs)
-        if resp.status_code >= 400:
-            raise error_for(resp)
-        return resp
+        waited, attempt = 0.0, 0
+        while True:
+            resp = self.session.request(method, self.base_url + path, **kwargs)
+            if resp.status_code < 400:
+                return resp
+            error = error_for(resp)
+            delay = error.retry_after if isinstance(error, QueueFull) else None
+            if delay is None or attempt >= self.busy_retries or waited + delay > self.max_busy_wait:
+                raise error
+            attempt, waited = attempt + 1, waited + delay
+            time.sleep(delay)
 
     def _json(self, method: str, path: str, **kwargs: Any) -> Any:
         return self.request(method, path, **kwargs).json()

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import http.server
 import json
+import threading
+import time
 import uuid
 from collections.abc import Callable
 
@@ -128,8 +131,48 @@ def test_bad_request(client: Client) -> None:
     assert info.value.status == 400 and "wait" in info.value.detail
 
 
+class _BusyOnce(http.server.BaseHTTPRequestHandler):
+    """Answers the first POST with a 429 (Retry-After: 1) and every later one with a 202: a queue that frees up.
+    A stand-in server, because a real one's Retry-After follows its drain rate and is 60 s when nothing ran."""
+
+    posts: list[float] = []
+
+    def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+        self.rfile.read(int(self.headers["Content-Length"]))
+        self.posts.append(time.monotonic())
+        busy = len(self.posts) == 1
+        body = json.dumps({"type": "about:blank", "title": "Queue Full", "status": 429, "detail": "full",
+                           "retry_after": 1} if busy else {"id": "j1", "status": "queued"}).encode()  # fmt: skip
+        self.send_response(429 if busy else 202)
+        self.send_header("Content-Type", "application/problem+json" if busy else "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        if busy:
+            self.send_header("Retry-After", "1")
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        """Quiet."""
+
+
+def test_a_429_is_retried_after_its_retry_after() -> None:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _BusyOnce)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        with Client(f"http://127.0.0.1:{server.server_port}", busy_retries=2) as c:
+            assert c.submit("echo", {})["status"] == "queued"
+        first, second = _BusyOnce.posts
+        assert second - first >= 0.9, _BusyOnce.posts  # it waited Retry-After (1 s) before sending again
+        _BusyOnce.posts.clear()
+        with Client(f"http://127.0.0.1:{server.server_port}", busy_retries=0) as c, pytest.raises(QueueFull):
+            c.submit("echo", {})
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 def test_queue_full_carries_retry_after(tight_server: Server) -> None:
-    with Client(tight_server.url) as c:
+    with Client(tight_server.url, busy_retries=0) as c:
         queued = [c.submit("echo", {"i": i}) for i in range(2)]
         try:
             with pytest.raises(QueueFull) as info:
