@@ -40,6 +40,7 @@ def test_the_example_tasks_run(server: Server) -> None:
     job = run(server, "wordcount", {"text": "the cat and the hat and a bat", "top": 2, "min_length": 3})
     assert job["status"] == "succeeded", job
     assert job["result"] == {"words": 7, "top": [["the", 2], ["and", 2]]}, job
+    assert run(server, "wordcount", {"text": "a b a", "top": 1})["result"] == {"words": 3, "top": [["a", 2]]}  # README
     job = run(server, "countdown", {"start": 3})
     assert job["status"] == "succeeded" and job["result"] == [3, 2, 1], job
 
