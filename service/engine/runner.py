@@ -17,6 +17,7 @@ bounds the work really running.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterator
 from contextlib import suppress
@@ -37,6 +38,7 @@ DEFAULT_POOL = "default"
 _TURN = 0.002  # seconds a slot may run jobs back to back before it lets the other green threads run
 _monotonic = time.monotonic
 End = Callable[..., bool]  # end(job, status, error_type=None, message=None, result=None) -> it ended it
+log = logging.getLogger("greenpool.tasks")  # a task that raised: its traceback
 
 
 class Lane:
@@ -140,7 +142,11 @@ class Lane:
                 return  # killed by its cancel, timeout or the drain, which ended it: the slot goes on
             raise  # a kill meant for the slot itself
         except Exception as exc:  # the task failed: that is the job's outcome, not the server's
-            self._end(job, FAILED, type(exc).__name__, str(exc) or repr(exc))
+            error_type, message = type(exc).__name__, str(exc) or repr(exc)
+            # The traceback goes to the log only: the job's `error` keeps type and message.
+            log.warning("job task raised", exc_info=exc, extra={"job_id": job.id, "task": job.task,
+                                                                 "error_type": error_type, "error_message": message})
+            self._end(job, FAILED, error_type, message)
             return
         finally:
             if timer is not None:

@@ -130,6 +130,20 @@ def test_failing_task_ends_failed_with_error_type(api: Server) -> None:
     assert job["error"]["type"] == "ValueError"
     assert "kaput" in job["error"]["message"]
     assert job["result"] is None and job["finished_at"] is not None
+    assert set(job["error"]) == {"type", "message"}  # the traceback is in the log only
+
+
+def test_failing_task_logs_a_warning_with_its_traceback(api: Server) -> None:
+    """The server's log has one `warning` for the failed job: its type, message and traceback."""
+    job = api.post("/v1/jobs", params={"wait": 5}, json={"task": "fail", "args": {"message": "traced"}}).json()
+    assert job["status"] == "failed", job
+    warnings = [r for r in api.log_records() if r.get("job_id") == job["id"] and r["level"] == "warning"]
+    assert len(warnings) == 1, warnings
+    line = warnings[0]
+    assert line["logger"] == "greenpool.tasks" and line["task"] == "fail", line
+    assert line["error_type"] == "ValueError" and line["error_message"] == "traced", line
+    assert line["exc"].startswith("Traceback (most recent call last):"), line
+    assert "raise ValueError(message)" in line["exc"] and line["exc"].endswith("ValueError: traced"), line
 
 
 # -- cancel ------------------------------------------------------------------------------------------
