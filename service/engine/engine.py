@@ -21,13 +21,14 @@ from pool_core import Timeout, sleep, spawn
 
 from .. import logs
 from ..config import Config
-from ..storage import Job, MemoryStore, Pile, Store
+from ..storage import Job, Pile, Store
 from ..storage.records import CANCELLED, COMPLETION, FAILED, QUEUED, RUNNING, SUCCEEDED, TERMINAL, TIMED_OUT
 from ..tasks import Registry
 from .admission import Admission, JobSpec
 from .errors import Draining, JobAlreadyEnded, JobNotFound, PileClosed, PileNotFound, TooLarge
 from .notifier import Notifier
 from .runner import DEFAULT_POOL, Lane, Runner
+from .stores import open_store
 
 __all__ = ["Engine"]
 
@@ -42,14 +43,14 @@ _monotonic = time.monotonic
 class Engine:
     """Jobs in, results out: submit, get, wait, cancel, list, piles, resize, stats, drain.
 
-    `store` (default: a memory store), `clock` (wall-clock seconds, default `time.time`) and `ids` (new job
-    and pile ids, default 128 random bits as 32 hex digits) are injectable for tests."""
+    `store` (default: the configured one, `open_store`), `clock` (wall-clock seconds, default `time.time`)
+    and `ids` (new job and pile ids, default 128 random bits as 32 hex digits) are injectable for tests."""
 
     def __init__(self, config: Config, registry: Registry, store: Store | None = None,
                  clock: Callable[[], float] = time.time, ids: Iterator[str] | None = None) -> None:  # fmt: skip
         self.config = config
         self.registry = registry
-        self.store = store if store is not None else MemoryStore(config.max_records)
+        self.store = store if store is not None else open_store(config)
         self._jobs, self._piles, self._results = self.store.jobs, self.store.piles, self.store.results
         self._clock = clock
         self._ids = ids if ids is not None else _random_ids()
