@@ -71,6 +71,7 @@ class Engine:
         self._sweeper = spawn(self._sweep)
         # Observers (service.api.metrics): observer(event, job) on "queued", "running" and each terminal status.
         self.observers: list[Callable[[str, Job], None]] = []
+        self._recover()
 
     @property
     def draining(self) -> bool:
@@ -80,6 +81,11 @@ class Engine:
     def threads(self) -> list[Any]:
         """The engine's own green threads (dispatchers and the sweeper), for a test to stop it."""
         return [*self.runner.threads(), self._sweeper]
+
+    def commit(self) -> None:
+        """Park until every change made so far is in the store (at once with a memory store): what a
+        201/202 acknowledges must survive a crash (design §7). Many requests' changes share one commit."""
+        self.store.flush()
 
     def new_id(self) -> str:
         """A fresh id for a job or pile (to claim an idempotency key for it before it exists)."""
@@ -295,6 +301,17 @@ class Engine:
         if was == RUNNING and status in (CANCELLED, TIMED_OUT):
             lane.kill(job.id)
         return True
+
+    def _recover(self) -> None:
+        """After a restart on a durable store: an attempt that was running when the process died ends
+        `WorkerLost` (design §7); the queued jobs the store reloaded run again, in order, as the lanes'
+        dispatchers find them."""
+        lost = self._jobs.select(RUNNING)
+        for job in reversed(lost):
+            self._end(job, FAILED, "WorkerLost", "the server process died while the job was running")
+        recovered = getattr(self.store, "recovered", None)
+        if recovered is not None:
+            log.info("store recovered", extra={**recovered, "worker_lost": len(lost)})
 
     def _close(self, pile: Pile) -> None:
         self._piles.close(pile, self._clock())

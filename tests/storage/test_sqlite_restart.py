@@ -1,0 +1,78 @@
+"""The SQLite store behind a real server: every job that got a 202 (or was in a pile that got a 201) is
+still there after `kill -9` of the gunicorn master and its worker and a restart on the same file; a job
+that was running at the kill ends `failed` with `WorkerLost`, and the queued ones run after the restart."""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from serverkit import Server, start_server
+
+pytestmark = pytest.mark.timeout(90)
+THREADS, PER_THREAD = 4, 25
+
+
+def _serve(tmp_path: Path, db: Path) -> Server:
+    return start_server(tmp_path, {"GREENPOOL_STORE": f"sqlite:{db}", "GREENPOOL_POOL_SIZE": "2"})
+
+
+def _submit(server: Server, count: int) -> list[str]:
+    """POST `count` echo jobs; the ids of those acknowledged with 202."""
+    ids = []
+    for n in range(count):
+        resp = server.post("/v1/jobs", json={"task": "echo", "args": {"n": n}})
+        assert resp.status_code == 202, resp.text
+        ids.append(resp.json()["id"])
+    return ids
+
+
+def _wait_status(server: Server, job_id: str, status: str, within: float = 20.0) -> dict:
+    deadline = time.monotonic() + within
+    while True:
+        job = server.get(f"/v1/jobs/{job_id}", params={"wait": 1}).json()
+        if job["status"] == status or time.monotonic() > deadline:
+            return job
+        time.sleep(0.05)
+
+
+def test_acknowledged_jobs_survive_kill_9_of_master_and_worker(tmp_path: Path) -> None:
+    db = tmp_path / "gp.db"
+    server = _serve(tmp_path, db)
+    try:
+        with ThreadPoolExecutor(THREADS) as pool:
+            done = [i for ids in pool.map(lambda _: _submit(server, PER_THREAD), range(THREADS)) for i in ids]
+        for job_id in done:
+            assert _wait_status(server, job_id, "succeeded")["status"] == "succeeded"
+        sleepers = [server.post("/v1/jobs", json={"task": "sleep", "args": {"seconds": 60}}).json()["id"]
+                    for _ in range(2)]  # fmt: skip
+        for job_id in sleepers:
+            assert _wait_status(server, job_id, "running")["status"] == "running"
+        queued = _submit(server, 10)  # both slots are taken: these stay queued
+        pile = server.post("/v1/piles", json={"jobs": [{"task": "echo", "args": {"p": n}} for n in range(3)]})
+        assert pile.status_code == 201, pile.text
+        assert server.get("/v1/pool").json()["queued"] == 13
+    finally:
+        server.kill()  # SIGKILL to the master and the worker, with nothing flushed on the way out
+        server.stop()
+
+    again = _serve(tmp_path, db)
+    try:
+        for job_id in done:
+            resp = again.get(f"/v1/jobs/{job_id}")
+            assert resp.status_code == 200 and resp.json()["status"] == "succeeded", resp.text
+        for job_id in sleepers:
+            job = again.get(f"/v1/jobs/{job_id}").json()
+            assert job["status"] == "failed" and job["error"]["type"] == "WorkerLost", job
+        for job_id in queued:
+            job = _wait_status(again, job_id, "succeeded")
+            assert job["status"] == "succeeded", job
+        pile_id = pile.json()["id"]
+        deadline = time.monotonic() + 20
+        while (summary := again.get(f"/v1/piles/{pile_id}").json())["pending"] and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert summary["pending"] == 0 and summary["size"] == 3, summary
+    finally:
+        again.stop()
