@@ -2,10 +2,13 @@
 still there after `kill -9` of the gunicorn master and its worker and a restart on the same file; a job
 that was running at the kill ends `failed` with `WorkerLost`, and the queued ones run after the restart.
 The mid-flight test (4 threads submitting when the kill comes) loses a job about one run in three when the
-flush before the 202 is taken out."""
+flush before the 202 is taken out. When only the worker is killed, gunicorn's new worker recovers the same way."""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -117,3 +120,33 @@ def test_jobs_acknowledged_just_before_a_kill_9_are_found(tmp_path: Path) -> Non
         assert not missing, f"{len(missing)} of {len(acknowledged)} acknowledged jobs were lost"
     finally:
         again.stop()
+
+
+def _worker_pid(server: Server) -> int:
+    """The pid of the gunicorn master's one worker process."""
+    children = Path(f"/proc/{server.proc.pid}/task/{server.proc.pid}/children").read_text().split()
+    assert len(children) == 1, children
+    return int(children[0])
+
+
+def test_a_worker_killed_alone_is_replaced_by_one_that_recovers_from_the_file(tmp_path: Path) -> None:
+    server = start_server(tmp_path, {"GREENPOOL_STORE": f"sqlite:{tmp_path / 'gp.db'}", "GREENPOOL_POOL_SIZE": "1"})
+    try:
+        sleeper = server.post("/v1/jobs", json={"task": "sleep", "args": {"seconds": 60}}).json()["id"]
+        assert _wait_status(server, sleeper, "running")["status"] == "running"
+        queued = _submit(server, 5)
+        worker = _worker_pid(server)
+        os.kill(worker, signal.SIGKILL)
+        job: dict = {}
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:  # gunicorn's master starts a new worker on the same file
+            with contextlib.suppress(requests.ConnectionError):
+                job = server.get(f"/v1/jobs/{sleeper}").json()
+                if job["status"] == "failed":
+                    break
+            time.sleep(0.1)
+        assert (job.get("error") or {}).get("type") == "WorkerLost" and _worker_pid(server) != worker, job
+        for job_id in queued:
+            assert _wait_status(server, job_id, "succeeded")["status"] == "succeeded"
+    finally:
+        server.stop()
