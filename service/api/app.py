@@ -77,7 +77,9 @@ def create_app(config: Config | None = None, services: Services | None = None) -
     metrics = Metrics(engine)
     auth = AuthMiddleware(config.token_table(), config.metrics_public)
     keys = IdempotencyStore(engine, engine.store.keys)
-    middleware = [RequestMiddleware(metrics), auth, CommitMiddleware(engine)]
+    middleware: list[Any] = [RequestMiddleware(metrics), auth]
+    if engine.store.durable:  # a memory store has nothing to wait for: no per-request cost
+        middleware.append(CommitMiddleware(engine))
     app = GreenpoolApp(media_type=falcon.MEDIA_JSON, middleware=middleware)
     app.req_options.strip_url_path_trailing_slash = True
     json_handler = falcon.media.JSONHandler(dumps=dumps, loads=json.loads)
