@@ -80,6 +80,13 @@ def serve(args: argparse.Namespace) -> int:
             "insecure: serving on a non-loopback address without tokens; anyone who can reach it may use the API",
             extra={"bind": config.bind},
         )
+    from .engine import StoreError, check_store  # here: client sub-commands need no engine
+
+    try:
+        check_store(config)
+    except StoreError as exc:
+        print(f"greenpool: {exc}", file=sys.stderr)
+        return 2
     os.environ.update(config.to_env())
     from .server.gunicorn_app import run  # here, not at the top: client sub-commands need none of the server
 

@@ -40,6 +40,11 @@ DEFAULT_HEADER_TIMEOUT = 10.0
 DEFAULT_BODY_TIMEOUT = 30.0
 DEFAULT_SEND_TIMEOUT = 30.0
 
+DEFAULT_STORE = "memory"
+DEFAULT_SQLITE_SYNC = "normal"
+SQLITE_SYNCS = ("normal", "full")
+SQLITE_PREFIX = "sqlite:"
+
 ENV_PREFIX = "GREENPOOL_"
 #: Size, count and time limits (Hardening); each must be > 0.
 LIMITS = (
@@ -84,6 +89,8 @@ class Config:
     header_timeout: float = DEFAULT_HEADER_TIMEOUT  # request line + headers, from accept or first byte
     body_timeout: float = DEFAULT_BODY_TIMEOUT  # request body, from the end of the headers (408)
     send_timeout: float = DEFAULT_SEND_TIMEOUT  # a response send that makes no progress: connection closed
+    store: str = DEFAULT_STORE  # `memory` or `sqlite:PATH` (design §7)
+    sqlite_sync: str = DEFAULT_SQLITE_SYNC  # `normal` (survives a process crash) or `full` (also an OS crash)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Config:
@@ -113,7 +120,16 @@ class Config:
                 raise ConfigError(f"{ENV_PREFIX}{name.upper()} must be >= 0")
         if self.pool_size > self.max_pool_size:
             raise ConfigError(f"{ENV_PREFIX}POOL_SIZE must be <= {ENV_PREFIX}MAX_POOL_SIZE")
+        if self.store != "memory" and not (self.store.startswith(SQLITE_PREFIX) and self.sqlite_path):
+            raise ConfigError(f"{ENV_PREFIX}STORE={self.store!r} must be `memory` or `sqlite:PATH`")
+        if self.sqlite_sync not in SQLITE_SYNCS:
+            raise ConfigError(f"{ENV_PREFIX}SQLITE_SYNC={self.sqlite_sync!r} must be one of {', '.join(SQLITE_SYNCS)}")
         self.token_table()
+
+    @property
+    def sqlite_path(self) -> str:
+        """The SQLite store's file (`sqlite:PATH`), or "" when the store is not SQLite."""
+        return self.store[len(SQLITE_PREFIX) :] if self.store.startswith(SQLITE_PREFIX) else ""
 
     def token_table(self) -> tuple[Token, ...]:
         """The configured bearer tokens (from TOKENS and TOKENS_FILE); empty: authentication is off."""

@@ -26,7 +26,7 @@ from .auth import AuthMiddleware
 from .errors import PROBLEM_JSON, Problem, problem_for
 from .idempotency import IdempotencyStore
 from .metrics import Metrics, MetricsResource
-from .middleware import RequestMiddleware
+from .middleware import CommitMiddleware, RequestMiddleware
 from .resources import (
     HealthResource,
     JobResource,
@@ -77,7 +77,10 @@ def create_app(config: Config | None = None, services: Services | None = None) -
     metrics = Metrics(engine)
     auth = AuthMiddleware(config.token_table(), config.metrics_public)
     keys = IdempotencyStore(engine, engine.store.keys)
-    app = GreenpoolApp(media_type=falcon.MEDIA_JSON, middleware=[RequestMiddleware(metrics), auth])
+    middleware: list[Any] = [RequestMiddleware(metrics), auth]
+    if engine.store.durable:  # a memory store has nothing to wait for: no per-request cost
+        middleware.append(CommitMiddleware(engine))
+    app = GreenpoolApp(media_type=falcon.MEDIA_JSON, middleware=middleware)
     app.req_options.strip_url_path_trailing_slash = True
     json_handler = falcon.media.JSONHandler(dumps=dumps, loads=json.loads)
     app.req_options.media_handlers[falcon.MEDIA_JSON] = json_handler

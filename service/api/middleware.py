@@ -1,4 +1,5 @@
-"""Request middleware: one JSON access-log line and one metrics observation per answered request.
+"""Request middleware: one JSON access-log line and one metrics observation per answered request, and
+no answer to a request that changes something before the change is in the store.
 
 The route is falcon's `req.uri_template` (e.g. `/v1/jobs/{job_id}`), never the raw path, so metrics have
 bounded label cardinality; the raw path is only logged. Durations end when the responder returns: for a
@@ -14,12 +15,14 @@ from typing import Any
 import falcon
 
 from .. import logs
+from ..engine import Engine
 from .errors import BadRequest
 from .metrics import UNMATCHED, Metrics
 
-__all__ = ["RequestMiddleware"]
+__all__ = ["CommitMiddleware", "RequestMiddleware"]
 
 log = logging.getLogger("greenpool.http")
+_READS = frozenset(("GET", "HEAD", "OPTIONS"))  # the methods that change nothing: no commit to wait for
 
 
 class RequestMiddleware:
@@ -53,3 +56,18 @@ class RequestMiddleware:
                 "remote": req.remote_addr,
             },
         )
+
+
+class CommitMiddleware:
+    """Acknowledge only what is stored: before any answer to a request that may change something (every
+    method but GET and HEAD: jobs, piles, map, cancel, resize, idempotency keys), wait for the engine's
+    store to commit it. The one place the API does so; its headers leave only afterwards, a streamed body
+    (map) too."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.commit = engine.commit
+
+    def process_response(self, req: falcon.Request, resp: falcon.Response, resource: Any, req_succeeded: bool) -> None:
+        """Commit what this request changed (and whatever other requests changed meanwhile)."""
+        if req.method not in _READS:
+            self.commit()

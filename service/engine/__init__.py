@@ -7,8 +7,9 @@ from ..storage.ports import IdempotencyKeys, Store
 from ..storage.records import COMPLETION, QUEUED, RUNNING, STATUSES, SUBMITTED, TERMINAL, Job, Pile, rfc3339
 from .admission import JobSpec
 from .engine import Engine
+from .stores import StoreError, check_store, open_store
 
 __all__ = [
     "COMPLETION", "QUEUED", "RUNNING", "STATUSES", "SUBMITTED", "TERMINAL", "Engine", "IdempotencyKeys", "Job",
-    "JobSpec", "Pile", "Store", "rfc3339",
+    "JobSpec", "Pile", "Store", "StoreError", "check_store", "open_store", "rfc3339",
 ]  # fmt: skip

@@ -21,7 +21,7 @@ from pool_core import Timeout, sleep, spawn
 
 from .. import logs
 from ..config import Config
-from ..storage import Job, MemoryStore, Pile, Store
+from ..storage import Job, Pile, Store
 from ..storage.records import (
     CANCELLED,
     COMPLETION,
@@ -38,6 +38,7 @@ from .admission import Admission, JobSpec
 from .errors import Draining, JobAlreadyEnded, JobNotFound, PileClosed, PileNotFound, TooLarge
 from .notifier import Notifier
 from .runner import DEFAULT_POOL, Lane, Runner
+from .stores import open_store
 
 __all__ = ["Engine"]
 
@@ -52,14 +53,14 @@ _monotonic = time.monotonic
 class Engine:
     """Jobs in, results out: submit, get, wait, cancel, list, piles, resize, stats, drain.
 
-    `store` (default: a memory store), `clock` (wall-clock seconds, default `time.time`) and `ids` (new job
-    and pile ids, default 128 random bits as 32 hex digits) are injectable for tests."""
+    `store` (default: the configured one, `open_store`), `clock` (wall-clock seconds, default `time.time`)
+    and `ids` (new job and pile ids, default 128 random bits as 32 hex digits) are injectable for tests."""
 
     def __init__(self, config: Config, registry: Registry, store: Store | None = None,
                  clock: Callable[[], float] = time.time, ids: Iterator[str] | None = None) -> None:  # fmt: skip
         self.config = config
         self.registry = registry
-        self.store = store if store is not None else MemoryStore(config.max_records)
+        self.store = store if store is not None else open_store(config)
         self._jobs, self._piles, self._results = self.store.jobs, self.store.piles, self.store.results
         self._clock = clock
         self._ids = ids if ids is not None else _random_ids()
@@ -82,6 +83,7 @@ class Engine:
         self._sweeper = spawn(self._sweep)
         # Observers (service.api.metrics): observer(event, job) on "queued", "running" and each terminal status.
         self.observers: list[Callable[[str, Job], None]] = []
+        self._recover()
 
     @property
     def draining(self) -> bool:
@@ -91,6 +93,11 @@ class Engine:
     def threads(self) -> list[Any]:
         """The engine's own green threads (dispatchers and the sweeper), for a test to stop it."""
         return [*self.runner.threads(), self._sweeper]
+
+    def commit(self) -> None:
+        """Park until every change made so far is in the store (at once with a memory store): what a
+        201/202 acknowledges must survive a crash (design §7). Many requests' changes share one commit."""
+        self.store.flush()
 
     def new_id(self) -> str:
         """A fresh id for a job or pile (to claim an idempotency key for it before it exists)."""
@@ -307,6 +314,17 @@ class Engine:
         if was == RUNNING and status in (CANCELLED, TIMED_OUT):
             lane.kill(job.id)
         return True
+
+    def _recover(self) -> None:
+        """After a restart on a durable store: an attempt that was running when the process died ends
+        `WorkerLost` (design §7); the queued jobs the store reloaded run again, in order, as the lanes'
+        dispatchers find them."""
+        lost = self._jobs.select(RUNNING)
+        for job in reversed(lost):
+            self._end(job, FAILED, "WorkerLost", "the server process died while the job was running")
+        recovered = getattr(self.store, "recovered", None)
+        if recovered is not None:
+            log.info("store recovered", extra={**recovered, "worker_lost": len(lost)})
 
     def _close(self, pile: Pile) -> None:
         self._piles.close(pile, self._clock())

@@ -18,7 +18,9 @@ import time
 from collections import deque
 from typing import Any
 
-from pool_core import getcurrent, spawn_n
+from greenlet import getcurrent  # the greenlet itself: the hub parks and wakes greenlets, not GreenThreads
+
+from pool_core import spawn_n
 from pool_core.threads import Doorbell
 
 __all__ = ["Journal"]

@@ -1,0 +1,24 @@
+"""Which store the engine keeps its records in, from `GREENPOOL_STORE` (design §7)."""
+
+from __future__ import annotations
+
+from ..config import Config
+from ..storage import MemoryStore, Store, StoreError
+from ..storage.sqlite import SqliteStore
+from ..storage.sqlite.schema import connect
+
+__all__ = ["StoreError", "check_store", "open_store"]
+
+
+def open_store(config: Config) -> Store:
+    """The configured store: a memory store, or the SQLite file of `sqlite:PATH` (StoreError naming it)."""
+    if config.sqlite_path:
+        return SqliteStore(config.sqlite_path, config.max_records, config.sqlite_sync)
+    return MemoryStore(config.max_records)
+
+
+def check_store(config: Config) -> None:
+    """Open and migrate the configured store's file, then close it: StoreError naming the file if it cannot
+    be used (what `greenpool serve` checks before it starts the worker that opens it for good)."""
+    if config.sqlite_path:
+        connect(config.sqlite_path, config.sqlite_sync).close()
