@@ -281,7 +281,7 @@ class Engine:
         lane = self._lanes[job.pool]
         if was == QUEUED:
             lane.queue.discard(job)
-            self._admission.left_queue(job.id)
+        self._admission.left_queue(job.id)  # if it was still counted as queued (harmless otherwise)
         self._counts[status] += 1
         self._admission.ended += 1
         self._notify(status, job)
