@@ -77,10 +77,17 @@ def test_a_client_over_its_share_gets_429_while_another_gets_in(tokened: Server)
     as_(tokened, "carol", "DELETE", f"/v1/jobs/{runner}")
     as_(tokened, "bob", "DELETE", f"/v1/jobs/{bob.json()['id']}")
     wait_status(tokened, "alice", again[0].json()["id"], "running")
-    assert as_(tokened, "alice", "POST", "/v1/jobs", LONG).status_code == 202
+    last = as_(tokened, "alice", "POST", "/v1/jobs", LONG)
+    assert last.status_code == 202, last.text
     problem(as_(tokened, "alice", "POST", "/v1/jobs", LONG), 429)
-    ended = as_(tokened, "carol", "GET", f"/v1/jobs/{runner}").json()
-    assert ended["status"] == "cancelled"
+    start = time.monotonic()
+    assert tokened.get("/healthz").status_code == 200 and time.monotonic() - start < 0.1
+    accepted = {r.json()["id"] for r in [*alice, *again, last]}
+    for job_id in accepted - {r.json()["id"] for r in alice}:  # every accepted job ends, exactly once
+        assert as_(tokened, "alice", "DELETE", f"/v1/jobs/{job_id}").status_code == 200
+    listed = as_(tokened, "alice", "GET", "/v1/jobs?limit=1000").json()["jobs"]
+    assert {j["id"] for j in listed} == accepted and {j["status"] for j in listed} == {"cancelled"}
+    assert as_(tokened, "carol", "GET", f"/v1/jobs/{runner}").json()["status"] == "cancelled"
 
 
 def test_a_request_larger_than_one_clients_share_is_413(tokened: Server) -> None:
@@ -121,7 +128,14 @@ def test_without_tokens_a_client_is_its_address(open_server: Server) -> None:
     while open_server.get(f"/v1/jobs/{runner['id']}").json()["status"] != "running":
         assert time.monotonic() < deadline
         time.sleep(0.02)
-    assert [post_from(open_server, "127.0.0.1", LONG)[0] for _ in range(5)] == [202] * 5
+    mine = [post_from(open_server, "127.0.0.1", LONG) for _ in range(5)]
+    assert [status for status, _ in mine] == [202] * 5
     status, body = post_from(open_server, "127.0.0.1", LONG)
     assert status == 429 and "this client" in body["detail"], body
-    assert post_from(open_server, "127.0.0.2", LONG)[0] == 202
+    status, other = post_from(open_server, "127.0.0.2", LONG)
+    assert status == 202
+    for job in [runner, other, *(job for _, job in mine)]:  # every accepted job ends
+        assert open_server.delete(f"/v1/jobs/{job['id']}").json()["status"] == "cancelled"
+    status, again = post_from(open_server, "127.0.0.1", LONG)
+    assert status == 202
+    assert open_server.delete(f"/v1/jobs/{again['id']}").json()["status"] == "cancelled"
