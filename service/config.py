@@ -64,6 +64,7 @@ class Config:
     bind: str = DEFAULT_BIND
     pool_size: int = DEFAULT_POOL_SIZE
     max_queued: int = DEFAULT_MAX_QUEUED
+    max_queued_per_client: int = 0  # jobs one token/address may have queued (429); 0: 3/4 of max_queued
     result_ttl: float = DEFAULT_RESULT_TTL
     max_records: int = DEFAULT_MAX_RECORDS
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
@@ -115,7 +116,11 @@ class Config:
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{ENV_PREFIX}{name.upper()} must be > 0")
-        for name in ("pool_size", "max_queued", "result_ttl", "max_records", "graceful_timeout", "keepalive"):
+        non_negative = (
+            "pool_size", "max_queued", "max_queued_per_client", "result_ttl", "max_records", "graceful_timeout",
+            "keepalive",
+        )  # fmt: skip
+        for name in non_negative:
             if getattr(self, name) < 0:
                 raise ConfigError(f"{ENV_PREFIX}{name.upper()} must be >= 0")
         if self.pool_size > self.max_pool_size:

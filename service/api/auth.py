@@ -140,6 +140,13 @@ def principal_of(req: falcon.Request) -> Principal:
     return getattr(req.context, "principal", NOBODY)
 
 
+def client_key(req: falcon.Request) -> str:
+    """Whom per-client limits (streams, queued jobs) count against: the token's name if authenticated, else
+    the client address."""
+    name = principal_of(req).name
+    return f"token:{name}" if name else f"addr:{req.remote_addr}"
+
+
 def visible_job(req: falcon.Request, engine: Any, job_id: str) -> Any:
     """The job, if this request's principal may see it; otherwise the same 404 as for an unknown id."""
     job = engine.get(job_id)

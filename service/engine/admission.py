@@ -1,8 +1,12 @@
 """Admission: whether new jobs may enter (draining, the queue bound) and whether they are valid.
 
-The order of the checks is part of the contract: draining, then a request too large ever to fit, then a
-queue with no room now, then the jobs' tasks and arguments. Room is taken last, with the queue's
-compare-and-set `reserve`, so two submissions can never both take the last place.
+The order of the checks is part of the contract: draining, then a request too large ever to fit (the queue,
+then one client's share of it), then a queue with no room now, then a client with no room now, then the jobs'
+tasks and arguments. Room is taken last, the client's share and then the queue's compare-and-set `reserve`
+with no yield in between, so two submissions can never both take the last place.
+
+A client (its token's name, else its address: the API decides) may have at most `max_queued_per_client` jobs
+queued at once (0: three quarters of `max_queued`); its count goes down as each job leaves the queue.
 """
 
 from __future__ import annotations
@@ -32,27 +36,65 @@ class Admission:
         self.draining = False
         self.ended = 0  # jobs ended since the last `tick`
         self._finish_rate = 0.0  # jobs/s, smoothed
+        self.per_client = config.max_queued_per_client or max(1, config.max_queued * 3 // 4)
+        self._queued_by: dict[str, int] = {}  # client -> its jobs in the queue (or reserved for it)
+        self._client_of: dict[str, str] = {}  # queued job id -> its client
 
-    def check(self, queue: JobQueue, count: int) -> None:
-        """Raise Draining, TooLarge or QueueFull unless `count` more jobs could enter `queue` now."""
+    def check(self, queue: JobQueue, count: int, client: str | None = None) -> None:
+        """Raise Draining, TooLarge or QueueFull unless `count` more jobs could enter `queue` now for `client`
+        (None: no per-client share applies)."""
         if self.draining:
             raise Draining()
-        limit = self.config.max_queued
+        limit, share = self.config.max_queued, self.per_client
         if count > limit:  # could never be accepted: not a matter of retrying later
             raise TooLarge(f"{count} jobs in one request; the queue holds at most {limit}", limit)
+        if client is not None and count > share:
+            raise TooLarge(f"{count} jobs in one request; one client may have at most {share} queued", share)
         queued = queue.queued
         if queued + count > limit:
-            raise QueueFull(queued, count, limit, self.retry_after(queue, count))
+            raise QueueFull(queued, count, limit, self.retry_after(queued + count - limit))
+        if client is not None:
+            self._check_client(client, count)
 
-    def reserve(self, queue: JobQueue, count: int) -> None:
-        """Take room for `count` jobs in `queue` (compare-and-set); QueueFull if another submission took it."""
+    def reserve(self, queue: JobQueue, count: int, client: str | None = None) -> None:
+        """Take room for `count` jobs in `queue` (compare-and-set) and in `client`'s share; QueueFull if another
+        submission took it."""
+        if client is not None:
+            self._check_client(client, count)
+            self._queued_by[client] = self._queued_by.get(client, 0) + count
         if not queue.reserve(count, self.config.max_queued):
-            raise QueueFull(queue.queued, count, self.config.max_queued, self.retry_after(queue, count))
+            if client is not None:
+                self._give_back(client, count)
+            queued, limit = queue.queued, self.config.max_queued
+            raise QueueFull(queued, count, limit, self.retry_after(queued + count - limit))
 
-    def retry_after(self, queue: JobQueue, count: int = 1) -> int:
-        """Seconds until `queue` has likely drained enough to accept `count` jobs (1..60)."""
+    def queued(self, job_id: str, client: str | None) -> None:
+        """Job `job_id`, reserved for `client` by `reserve`, is in the queue now."""
+        if client is not None:
+            self._client_of[job_id] = client
+
+    def left_queue(self, job_id: str) -> None:
+        """Job `job_id` started or ended: it no longer counts against its client (harmless twice)."""
+        client = self._client_of.pop(job_id, None)
+        if client is not None:
+            self._give_back(client, 1)
+
+    def retry_after(self, excess: int = 1) -> int:
+        """Seconds until `excess` more jobs have likely left the queue (1..60)."""
         rate = max(self._finish_rate, 1e-3)
-        return int(min(60, max(1, math.ceil((queue.queued + count - self.config.max_queued) / rate))))
+        return int(min(60, max(1, math.ceil(excess / rate))))
+
+    def _check_client(self, client: str, count: int) -> None:
+        queued, share = self._queued_by.get(client, 0), self.per_client
+        if queued + count > share:
+            raise QueueFull(queued, count, share, self.retry_after(queued + count - share), "this client has ")
+
+    def _give_back(self, client: str, count: int) -> None:
+        left = self._queued_by[client] - count
+        if left > 0:
+            self._queued_by[client] = left
+        else:
+            del self._queued_by[client]
 
     def tick(self, interval: float) -> None:
         """Fold the jobs ended in the last `interval` seconds into the finish rate."""

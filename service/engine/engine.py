@@ -105,13 +105,14 @@ class Engine:
 
     # -- jobs -----------------------------------------------------------------------------------
     def submit(self, task: str, args: dict, timeout: float | None = None, owner: str | None = None,
-               job_id: str | None = None) -> Job:  # fmt: skip
-        """Validate and enqueue one job; Draining, TooLarge, QueueFull, UnknownTask or InvalidArguments."""
+               job_id: str | None = None, client: str | None = None) -> Job:  # fmt: skip
+        """Validate and enqueue one job; Draining, TooLarge, QueueFull, UnknownTask or InvalidArguments.
+        `client` (None: none) is whose share of the queue the job takes (`max_queued_per_client`)."""
         lane, admission = self._lane, self._admission
-        admission.check(lane.queue, 1)
+        admission.check(lane.queue, 1, client)
         args = admission.validate(task, args)
-        admission.reserve(lane.queue, 1)
-        return self._enqueue(lane, task, args, timeout, None, owner, job_id)
+        admission.reserve(lane.queue, 1, client)
+        return self._enqueue(lane, task, args, timeout, None, owner, job_id, client)
 
     def get(self, job_id: str) -> Job:
         """The job with this id; JobNotFound if unknown or already evicted."""
@@ -145,23 +146,23 @@ class Engine:
 
     # -- piles ----------------------------------------------------------------------------------
     def create_pile(self, specs: list[JobSpec], open: bool = False, owner: str | None = None,
-                    pile_id: str | None = None) -> Pile:  # fmt: skip
-        """A new pile of jobs (all accepted or none); closed unless `open`."""
+                    pile_id: str | None = None, client: str | None = None) -> Pile:  # fmt: skip
+        """A new pile of jobs (all accepted or none) in `client`'s share of the queue; closed unless `open`."""
         lane, admission = self._lane, self._admission
-        admission.check(lane.queue, len(specs))
+        admission.check(lane.queue, len(specs), client)
         checked = admission.validate_all(specs)
-        admission.reserve(lane.queue, len(checked))
+        admission.reserve(lane.queue, len(checked), client)
         pile = Pile(pile_id or next(self._ids), owner, self._clock())
         self._piles.add(pile)
         for task, args, timeout in checked:
-            self._enqueue(lane, task, args, timeout, pile, owner)
+            self._enqueue(lane, task, args, timeout, pile, owner, None, client)
         if not open:
             self._close(pile)
         log.info("pile created", extra={"pile": pile.id, "size": len(specs), "open": open})
         return pile
 
-    def add_to_pile(self, pile_id: str, specs: list[JobSpec]) -> list[Job]:
-        """Append jobs to an open pile (all or none); PileClosed if it is closed."""
+    def add_to_pile(self, pile_id: str, specs: list[JobSpec], client: str | None = None) -> list[Job]:
+        """Append jobs to an open pile (all or none, in `client`'s share of the queue); PileClosed if closed."""
         pile = self.get_pile(pile_id)
         if self.draining:
             raise Draining()
@@ -174,10 +175,11 @@ class Engine:
                 limit,
             )
         lane, admission = self._lane, self._admission
-        admission.check(lane.queue, len(specs))
+        admission.check(lane.queue, len(specs), client)
         checked = admission.validate_all(specs)
-        admission.reserve(lane.queue, len(checked))
-        return [self._enqueue(lane, task, args, timeout, pile, pile.owner) for task, args, timeout in checked]
+        admission.reserve(lane.queue, len(checked), client)
+        owner = pile.owner
+        return [self._enqueue(lane, task, args, timeout, pile, owner, None, client) for task, args, timeout in checked]
 
     def close_pile(self, pile_id: str) -> Pile:
         """Close a pile: its streams end once every job it has has ended (closing twice is harmless)."""
@@ -243,7 +245,7 @@ class Engine:
 
     def retry_after(self, count: int = 1) -> int:
         """Seconds until the queue has likely drained enough to accept `count` jobs (1..60)."""
-        return self._admission.retry_after(self._lane.queue, count)
+        return self._admission.retry_after(self._lane.queue.queued + count - self.config.max_queued)
 
     # -- shutdown -------------------------------------------------------------------------------
     def drain(self, grace: float) -> None:
@@ -266,9 +268,10 @@ class Engine:
 
     # -- internals ------------------------------------------------------------------------------
     def _enqueue(self, lane: Lane, task: str, args: dict, timeout: float | None, pile: Pile | None,
-                 owner: str | None, job_id: str | None = None) -> Job:  # fmt: skip
-        """Store and queue one validated job whose place in the queue is reserved."""
+                 owner: str | None, job_id: str | None = None, client: str | None = None) -> Job:  # fmt: skip
+        """Store and queue one validated job whose place in the queue (and `client`'s share) is reserved."""
         job = Job(job_id or next(self._ids), task, args, timeout, self._clock(), lane.name, pile and pile.id, owner)
+        self._admission.queued(job.id, client)
         self._jobs.add(job)
         if pile is not None:
             self._piles.add_job(pile, job)
@@ -282,6 +285,7 @@ class Engine:
 
     def _started(self, job: Job) -> None:
         """A lane started `job` (the queue marked it running)."""
+        self._admission.left_queue(job.id)
         self._notify(RUNNING, job)
         if log.isEnabledFor(_DEBUG):
             log.debug("job running", extra={"job_id": job.id, "task": job.task, "status": RUNNING,
@@ -297,6 +301,7 @@ class Engine:
         lane = self._lanes[job.pool]
         if was == QUEUED:
             lane.queue.discard(job)
+        self._admission.left_queue(job.id)  # if it was still counted as queued (harmless otherwise)
         self._counts[status] += 1
         self._admission.ended += 1
         self._notify(status, job)

@@ -16,11 +16,12 @@ class EngineError(Exception):
 
 
 class QueueFull(EngineError):
-    """The pool's queue has no room for `count` more jobs now; `retry_after` seconds is a fair wait."""
+    """The pool's queue (or one client's share of it, `whose`) has no room for `count` more jobs now;
+    `retry_after` seconds is a fair wait."""
 
-    def __init__(self, queued: int, count: int, limit: int, retry_after: int) -> None:
+    def __init__(self, queued: int, count: int, limit: int, retry_after: int, whose: str = "") -> None:
         super().__init__(
-            f"{queued} jobs are queued and {count} more would pass the limit of {limit}; retry later"
+            f"{whose}{queued} jobs queued and {count} more would pass the limit of {limit}; retry later"
         )
         self.queued, self.count, self.limit, self.retry_after = queued, count, limit, retry_after
 

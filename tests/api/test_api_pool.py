@@ -134,7 +134,9 @@ def test_failing_plugin_task_frees_the_slot(one: Server) -> None:
 
 # -- the bounded queue -------------------------------------------------------------------------------
 def test_queue_full_429_with_retry_after(server_factory: ServerFactory) -> None:
-    server = server_factory.start(env={"GREENPOOL_POOL_SIZE": "0", "GREENPOOL_MAX_QUEUED": "3"})
+    server = server_factory.start(
+        env={"GREENPOOL_POOL_SIZE": "0", "GREENPOOL_MAX_QUEUED": "3", "GREENPOOL_MAX_QUEUED_PER_CLIENT": "3"}
+    )
     jobs = [server.submit("echo", {"i": i}) for i in range(3)]
     assert all(j["status"] == "queued" for j in jobs)
     stats = server.pool()

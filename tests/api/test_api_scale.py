@@ -40,7 +40,8 @@ def test_one_worker_holds_1000_concurrent_long_polls(server_factory: ServerFacto
     assert raise_nofile() >= LONG_POLLS + 200
     # Size 0: every job waits in the queue until the long-polls are all parked, then one resize starts them.
     server = server_factory.start(
-        env={"GREENPOOL_POOL_SIZE": "0", "GREENPOOL_MAX_QUEUED": str(LONG_POLLS + 10)},
+        env={"GREENPOOL_POOL_SIZE": "0", "GREENPOOL_MAX_QUEUED": str(LONG_POLLS + 10),
+             "GREENPOOL_MAX_QUEUED_PER_CLIENT": str(LONG_POLLS + 10)},
         args=["--worker-connections", "3000"],
     )
     t0 = time.monotonic()

@@ -42,7 +42,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 @pytest.fixture(scope="session")
 def tight_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """A server whose pool runs nothing (size 0) and whose queue holds 2 jobs: the third submit is a 429."""
-    env = {"GREENPOOL_POOL_SIZE": "0", "GREENPOOL_MAX_QUEUED": "2"}
+    env = {"GREENPOOL_POOL_SIZE": "0", "GREENPOOL_MAX_QUEUED": "2", "GREENPOOL_MAX_QUEUED_PER_CLIENT": "2"}
     srv = start_server(tmp_path_factory.mktemp("tight-server"), env)
     try:
         yield srv

@@ -42,7 +42,8 @@ def full_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     one result stream per client at a time: the second gets 429 too."""
     srv = start_server(
         tmp_path_factory.mktemp("contract-full-server"),
-        {"GREENPOOL_POOL_SIZE": "0", "GREENPOOL_MAX_QUEUED": "2", "GREENPOOL_MAX_STREAMS_PER_CLIENT": "1"},
+        {"GREENPOOL_POOL_SIZE": "0", "GREENPOOL_MAX_QUEUED": "2", "GREENPOOL_MAX_QUEUED_PER_CLIENT": "2",
+         "GREENPOOL_MAX_STREAMS_PER_CLIENT": "1"},
     )
     yield srv
     srv.stop()

@@ -127,9 +127,9 @@ def test_concurrent_streams_per_client_are_capped_with_429(limited: Server) -> N
 
 @pytest.fixture(scope="module")
 def full(tmp_path_factory: pytest.TempPathFactory) -> Server:
-    """A server that runs nothing (pool size 0) and queues at most 3 jobs."""
-    server = start_server(tmp_path_factory.mktemp("full"), env={"GREENPOOL_POOL_SIZE": "0",
-                                                                "GREENPOOL_MAX_QUEUED": "3"})  # fmt: skip
+    """A server that runs nothing (pool size 0) and queues at most 3 jobs (all of them one client's)."""
+    env = {"GREENPOOL_POOL_SIZE": "0", "GREENPOOL_MAX_QUEUED": "3", "GREENPOOL_MAX_QUEUED_PER_CLIENT": "3"}
+    server = start_server(tmp_path_factory.mktemp("full"), env=env)
     yield server
     server.stop()
 

@@ -9,7 +9,7 @@ import falcon
 
 from ...encoding import dumps
 from ...engine import STATUSES, Engine
-from ..auth import principal_of, visible_job
+from ..auth import client_key, principal_of, visible_job
 from ..errors import BadRequest, ValidationFailed
 from ..idempotency import JOB, REPLAYED, IdempotencyStore
 from .body import check_args_size, query_float, query_int, read_json_object
@@ -59,8 +59,9 @@ class JobsResource:
         body = read_json_object(req, engine.config.max_body_bytes)
         task, args, timeout = parse_job_spec(body, engine)
         check_args_size(req, engine.config.max_args_bytes, [(task, args, timeout)], ["args"])
+        client = client_key(req)
         job, replayed = self.keys.create(
-            owner, key, JOB, body, lambda job_id: engine.submit(task, args, timeout, owner=owner, job_id=job_id)
+            owner, key, JOB, body, lambda job_id: engine.submit(task, args, timeout, owner, job_id, client)
         )
         if replayed:
             resp.set_header(REPLAYED, "true")

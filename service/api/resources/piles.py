@@ -11,7 +11,7 @@ import falcon
 
 from ...engine import COMPLETION, SUBMITTED, Engine, JobSpec, Pile
 from ...engine.errors import InvalidArguments
-from ..auth import principal_of, visible_pile
+from ..auth import client_key, principal_of, visible_pile
 from ..errors import BadRequest, PayloadTooLarge, Problem, ValidationFailed, problem_for
 from ..idempotency import PILE, REPLAYED, IdempotencyStore
 from ..streams import NDJSON, SSE, ndjson, sse
@@ -131,12 +131,6 @@ def stream_slots(engine: Engine) -> StreamSlots:
     return slots
 
 
-def client_key(req: falcon.Request) -> str:
-    """Whom a stream counts against: the token's principal if authenticated, else the client address."""
-    name = getattr(getattr(req.context, "principal", None), "name", None)
-    return f"token:{name}" if name else f"addr:{req.remote_addr}"
-
-
 class _Released:
     """A response iterator that runs `release` once when closed, even if it never started."""
 
@@ -213,9 +207,9 @@ class PilesResource:
         is_open = body.get("open", False)
         if not isinstance(is_open, bool):
             raise ValidationFailed("the pile is not valid: open", [{"field": "open", "message": "must be a boolean"}])
-        create = self.engine.create_pile
+        create, client = self.engine.create_pile, client_key(req)
         pile, replayed = self.keys.create(
-            owner, key, PILE, body, lambda pile_id: _fielded(fields, create, specs, is_open, owner, pile_id)
+            owner, key, PILE, body, lambda pile_id: _fielded(fields, create, specs, is_open, owner, pile_id, client)
         )
         if replayed:
             resp.set_header(REPLAYED, "true")
@@ -244,7 +238,7 @@ class PileJobsResource:
         pile = visible_pile(req, self.engine, pile_id)
         specs, fields = parse_pile_body(read_json_object(req, self.engine.config.max_body_bytes), self.engine)
         check_args_size(req, self.engine.config.max_args_bytes, specs, _named_args(fields))
-        jobs = _fielded(fields, self.engine.add_to_pile, pile_id, specs)
+        jobs = _fielded(fields, self.engine.add_to_pile, pile_id, specs, client_key(req))
         resp.status = falcon.HTTP_202
         added = [{"index": job.pile_index, "job_id": job.id} for job in jobs]
         resp.media = {**self.engine.pile_summary(pile), "added": added}
@@ -291,7 +285,8 @@ class MapResource:
         specs, fields = parse_pile_body(body, self.engine, extra=("order",), max_jobs=self.engine.config.max_map_items)
         check_args_size(req, self.engine.config.max_args_bytes, specs, _named_args(fields))
         stream_slots(self.engine).check(client_key(req))  # before the jobs exist: a 429 leaves nothing behind
-        pile = _fielded(fields, self.engine.create_pile, specs, owner=principal_of(req).name)
+        owner = principal_of(req).name
+        pile = _fielded(fields, self.engine.create_pile, specs, owner=owner, client=client_key(req))
         resp.set_header("Content-Location", f"/v1/piles/{pile.id}")
         heartbeat = self.engine.config.stream_heartbeat
         stream(req, resp, self.engine, pile, order, -1, heartbeat, stream_slots(self.engine))
