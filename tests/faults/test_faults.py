@@ -53,7 +53,11 @@ def test_a_task_that_raises_fails_its_job_and_the_server_answers(fault_server: S
     assert ok["status"] == "succeeded" and ok["result"] == {"after": "failure"}
     assert healthy(server)
     assert requests.get(server.url + "/v1/pool", timeout=5).json()["failed"] == 1
-    assert "Traceback" not in server.log()  # a task failing is the job's outcome, not a server error
+    # A task failing is the job's outcome, not a server error: its traceback is only in the job's warning line.
+    tracebacks = [rec for rec in server.log_records() if "Traceback" in json.dumps(rec)]
+    assert [(rec["logger"], rec["level"], rec["job_id"]) for rec in tracebacks] == [
+        ("greenpool.tasks", "warning", failed["id"])], tracebacks  # fmt: skip
+    assert "Traceback" not in "".join(line for line in server.log().splitlines() if not line.startswith("{"))
     assert_one_terminal_state_each(server, [failed["id"], ok["id"]])
 
 
