@@ -60,7 +60,7 @@ class RequestMiddleware:
 
 class CommitMiddleware:
     """Acknowledge only what is stored: before any answer to a request that may change something (every
-    method but GET and HEAD: jobs, piles, map, cancel, resize, idempotency keys), wait for the engine's
+    method but GET, HEAD and OPTIONS: jobs, piles, map, cancel, resize, idempotency keys), wait for the engine's
     store to commit it. The one place the API does so; its headers leave only afterwards, a streamed body
     (map) too."""
 
