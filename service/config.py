@@ -39,6 +39,9 @@ DEFAULT_MAX_STREAMS_PER_CLIENT = 1000
 DEFAULT_HEADER_TIMEOUT = 10.0
 DEFAULT_BODY_TIMEOUT = 30.0
 DEFAULT_SEND_TIMEOUT = 30.0
+DEFAULT_MAX_RETRIES = 25
+DEFAULT_MAX_BACKOFF = 300.0
+DEFAULT_MAX_DELAY = 7 * 86_400.0
 
 DEFAULT_STORE = "memory"
 DEFAULT_SQLITE_SYNC = "normal"
@@ -90,6 +93,9 @@ class Config:
     header_timeout: float = DEFAULT_HEADER_TIMEOUT  # request line + headers, from accept or first byte
     body_timeout: float = DEFAULT_BODY_TIMEOUT  # request body, from the end of the headers (408)
     send_timeout: float = DEFAULT_SEND_TIMEOUT  # a response send that makes no progress: connection closed
+    max_retries: int = DEFAULT_MAX_RETRIES  # a job's `retries` at most (422 beyond)
+    max_backoff: float = DEFAULT_MAX_BACKOFF  # `retry_backoff` at most, and the longest wait between attempts
+    max_delay: float = DEFAULT_MAX_DELAY  # a job's `delay` at most (422 beyond)
     store: str = DEFAULT_STORE  # `memory` or `sqlite:PATH` (design §7)
     sqlite_sync: str = DEFAULT_SQLITE_SYNC  # `normal` (survives a process crash) or `full` (also an OS crash)
 
@@ -118,7 +124,7 @@ class Config:
                 raise ConfigError(f"{ENV_PREFIX}{name.upper()} must be > 0")
         non_negative = (
             "pool_size", "max_queued", "max_queued_per_client", "result_ttl", "max_records", "graceful_timeout",
-            "keepalive",
+            "keepalive", "max_retries", "max_backoff", "max_delay",
         )  # fmt: skip
         for name in non_negative:
             if getattr(self, name) < 0:

@@ -20,10 +20,12 @@ from ..tasks import InvalidArguments as BadTaskArguments
 from ..tasks import Registry
 from ..tasks import UnknownTask as NoSuchTask
 from .errors import Draining, FieldError, InvalidArguments, QueueFull, TooLarge, UnknownTask
+from .retries import JobOptions
 
 __all__ = ["Admission", "JobSpec"]
 
-JobSpec = tuple[str, Any, float | None]  # (task, args, timeout)
+# (task, args, timeout) or (task, args, timeout, options): options None or absent, the defaults
+JobSpec = tuple[str, Any, float | None] | tuple[str, Any, float | None, JobOptions | None]
 _RATE_WEIGHT = 0.3  # how much one sweep's finish rate moves the smoothed rate behind Retry-After
 
 
@@ -50,7 +52,7 @@ class Admission:
             raise TooLarge(f"{count} jobs in one request; the queue holds at most {limit}", limit)
         if client is not None and count > share:
             raise TooLarge(f"{count} jobs in one request; one client may have at most {share} queued", share)
-        queued = queue.queued
+        queued = queue.queued + queue.delayed
         if queued + count > limit:
             raise QueueFull(queued, count, limit, self.retry_after(queued + count - limit))
         if client is not None:
@@ -65,7 +67,7 @@ class Admission:
         if not queue.reserve(count, self.config.max_queued):
             if client is not None:
                 self._give_back(client, count)
-            queued, limit = queue.queued, self.config.max_queued
+            queued, limit = queue.queued + queue.delayed, self.config.max_queued
             raise QueueFull(queued, count, limit, self.retry_after(queued + count - limit))
 
     def queued(self, job_id: str, client: str | None) -> None:
@@ -112,12 +114,13 @@ class Admission:
         except BadTaskArguments as exc:
             raise InvalidArguments([_arg_error(None, e) for e in exc.errors], task) from None
 
-    def validate_all(self, specs: list[JobSpec]) -> list[JobSpec]:
-        """Every spec with normalised arguments; InvalidArguments naming every wrong field of every job."""
+    def validate_all(self, specs: list[JobSpec]) -> list[tuple[str, dict, float | None, JobOptions | None]]:
+        """Every spec as (task, normalised args, timeout, options); InvalidArguments naming every wrong field of
+        every job."""
         checked, errors = [], []
-        for index, (task, args, timeout) in enumerate(specs):
+        for index, (task, args, timeout, *options) in enumerate(specs):
             try:
-                checked.append((task, self.validate(task, args), timeout))
+                checked.append((task, self.validate(task, args), timeout, options[0] if options else None))
             except UnknownTask as exc:
                 errors.append(FieldError(index, "task", exc.errors[0].message))
             except InvalidArguments as exc:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -37,6 +38,7 @@ from ..tasks import Registry
 from .admission import Admission, JobSpec
 from .errors import Draining, JobAlreadyEnded, JobNotFound, PileClosed, PileNotFound, TooLarge
 from .notifier import Notifier
+from .retries import RETRIED, RETRYING, JobOptions, apply_options, backoff
 from .runner import DEFAULT_POOL, Lane, Runner
 from .stores import open_store
 
@@ -81,7 +83,8 @@ class Engine:
         # Which start of the service this is: a restart shows as a new boot_id (and started_at) to pollers.
         self.boot = {"boot_id": os.urandom(8).hex(), "started_at": rfc3339(time.time())}
         self._sweeper = spawn(self._sweep)
-        # Observers (service.api.metrics): observer(event, job) on "queued", "running" and each terminal status.
+        # Observers (service.api.metrics): observer(event, job) on "queued", "running", "retrying" (an attempt
+        # ended and the job is queued for its next one) and each terminal status.
         self.observers: list[Callable[[str, Job], None]] = []
         self._recover()
 
@@ -105,14 +108,16 @@ class Engine:
 
     # -- jobs -----------------------------------------------------------------------------------
     def submit(self, task: str, args: dict, timeout: float | None = None, owner: str | None = None,
-               job_id: str | None = None, client: str | None = None) -> Job:  # fmt: skip
+               job_id: str | None = None, client: str | None = None,
+               options: JobOptions | None = None) -> Job:  # fmt: skip
         """Validate and enqueue one job; Draining, TooLarge, QueueFull, UnknownTask or InvalidArguments.
-        `client` (None: none) is whose share of the queue the job takes (`max_queued_per_client`)."""
+        `client` (None: none) is whose share of the queue the job takes (`max_queued_per_client`); `options`
+        its retry policy and delay (None: the task's defaults)."""
         lane, admission = self._lane, self._admission
         admission.check(lane.queue, 1, client)
         args = admission.validate(task, args)
         admission.reserve(lane.queue, 1, client)
-        return self._enqueue(lane, task, args, timeout, None, owner, job_id, client)
+        return self._enqueue(lane, task, args, timeout, None, owner, job_id, client, options)
 
     def get(self, job_id: str) -> Job:
         """The job with this id; JobNotFound if unknown or already evicted."""
@@ -154,8 +159,8 @@ class Engine:
         admission.reserve(lane.queue, len(checked), client)
         pile = Pile(pile_id or next(self._ids), owner, self._clock())
         self._piles.add(pile)
-        for task, args, timeout in checked:
-            self._enqueue(lane, task, args, timeout, pile, owner, None, client)
+        for task, args, timeout, options in checked:
+            self._enqueue(lane, task, args, timeout, pile, owner, None, client, options)
         if not open:
             self._close(pile)
         log.info("pile created", extra={"pile": pile.id, "size": len(specs), "open": open})
@@ -179,7 +184,8 @@ class Engine:
         checked = admission.validate_all(specs)
         admission.reserve(lane.queue, len(checked), client)
         owner = pile.owner
-        return [self._enqueue(lane, task, args, timeout, pile, owner, None, client) for task, args, timeout in checked]
+        return [self._enqueue(lane, task, args, timeout, pile, owner, None, client, options)
+                for task, args, timeout, options in checked]  # fmt: skip
 
     def close_pile(self, pile_id: str) -> Pile:
         """Close a pile: its streams end once every job it has has ended (closing twice is harmless)."""
@@ -245,7 +251,8 @@ class Engine:
 
     def retry_after(self, count: int = 1) -> int:
         """Seconds until the queue has likely drained enough to accept `count` jobs (1..60)."""
-        return self._admission.retry_after(self._lane.queue.queued + count - self.config.max_queued)
+        queue = self._lane.queue
+        return self._admission.retry_after(queue.queued + queue.delayed + count - self.config.max_queued)
 
     # -- shutdown -------------------------------------------------------------------------------
     def drain(self, grace: float) -> None:
@@ -268,16 +275,22 @@ class Engine:
 
     # -- internals ------------------------------------------------------------------------------
     def _enqueue(self, lane: Lane, task: str, args: dict, timeout: float | None, pile: Pile | None,
-                 owner: str | None, job_id: str | None = None, client: str | None = None) -> Job:  # fmt: skip
+                 owner: str | None, job_id: str | None = None, client: str | None = None,
+                 options: JobOptions | None = None) -> Job:  # fmt: skip
         """Store and queue one validated job whose place in the queue (and `client`'s share) is reserved."""
-        job = Job(job_id or next(self._ids), task, args, timeout, self._clock(), lane.name, pile and pile.id, owner)
+        now = self._clock()
+        job = Job(job_id or next(self._ids), task, args, timeout, now, lane.name, pile and pile.id, owner)
+        apply_options(job, self.registry.get(task), options, self.config.max_retries, now)
         self._admission.queued(job.id, client)
         self._jobs.add(job)
         if pile is not None:
             self._piles.add_job(pile, job)
         self._counts["submitted"] += 1
         lane.queue.push(job)
-        lane.pushed()
+        if job.not_before is None:
+            lane.pushed()
+        else:
+            lane.delayed(job.not_before)
         self._notify(QUEUED, job)
         if log.isEnabledFor(_DEBUG):
             log.debug("job queued", extra={"job_id": job.id, "task": task, "status": QUEUED, "pile": job.pile})
@@ -293,8 +306,11 @@ class Engine:
 
     def _end(self, job: Job, status: str, error_type: str | None = None, message: str | None = None,
              result: Any = None) -> bool:  # fmt: skip
-        """Put `job` into terminal `status` unless it already ended; kills the job (not its slot) if running."""
+        """Put `job` into terminal `status` unless it already ended; kills the job (not its slot) if running.
+        An attempt that failed or timed out with attempts left instead sends the job back to the queue."""
         error = None if error_type is None else {"type": error_type, "message": message}
+        if status in RETRIED and job.attempt <= job.retries and self._retry(job, status, error):
+            return True
         was = self._jobs.finish(job, status, result, error, self._clock())
         if was is None:
             return False
@@ -309,7 +325,7 @@ class Engine:
         if log.isEnabledFor(logging.INFO):
             logs.info(log, "job " + status, {"job_id": job.id, "task": job.task, "status": status, "pile": job.pile,
                                              "queue_wait_s": _rounded(job.queue_seconds()),
-                                             "run_s": job.run_seconds(), "attempt": 1,
+                                             "run_s": job.run_seconds(), "attempt": job.attempt,
                                              "error_type": error_type})  # fmt: skip
         if job.pile is not None:
             pile = self._piles.get(job.pile)
@@ -320,10 +336,31 @@ class Engine:
             lane.kill(job.id)
         return True
 
+    def _retry(self, job: Job, status: str, error: dict[str, str] | None) -> bool:
+        """Queue a running job again for its next attempt, after its backoff; False if it is not running (or
+        the engine drains a store that will not outlive it): then it ends as it is."""
+        if self.draining and not self.store.durable:
+            return False
+        now = self._clock()
+        if not self._jobs.retry(job, status, error, now, now + backoff(job, self.config.max_backoff)):
+            return False
+        lane = self._lanes[job.pool]
+        lane.queue.reserve(1, sys.maxsize)  # an accepted job's next attempt is never refused
+        lane.queue.push(job)
+        lane.delayed(job.not_before)  # type: ignore[arg-type]
+        self._notify(RETRYING, job)
+        if log.isEnabledFor(_DEBUG):
+            log.debug("job retrying", extra={"job_id": job.id, "task": job.task, "status": status,
+                                             "attempt": job.attempt, "not_before": rfc3339(job.not_before),
+                                             "error_type": error and error["type"]})  # fmt: skip
+        if status == TIMED_OUT:
+            lane.kill(job.id)
+        return True
+
     def _recover(self) -> None:
         """After a restart on a durable store: an attempt that was running when the process died ends
-        `WorkerLost` (design §7); the queued jobs the store reloaded run again, in order, as the lanes'
-        dispatchers find them."""
+        `WorkerLost` (design §7), and is retried if the job has retries left; the queued jobs the store
+        reloaded run again, in order, as the lanes' dispatchers find them (a delayed one once it is due)."""
         lost = self._jobs.select(RUNNING)
         for job in reversed(lost):
             self._end(job, FAILED, "WorkerLost", "the server process died while the job was running")

@@ -8,6 +8,9 @@ One dispatcher green thread per lane spawns a slot for each queued job no slot i
 pool has room. A slot that has run jobs back to back for `_TURN` seconds yields to the other green threads
 (connections) before it takes the next. A cancel or timeout kills the job, not its slot, which goes on with
 the next queued job; the lane's table of running green threads is how a cancel finds the job to kill.
+A queued job held back until its `not_before` (a delay, a retry's backoff) waits in the queue's `delayed`
+part, out of the dispatcher's sight: one hub timer per lane, set for the earliest `not_before`, releases
+the jobs that are due into the FIFO and wakes the dispatcher, so they never hold up the jobs behind them.
 
 A task that is not cooperative runs on one of the runner's OS threads (as many as the pools' sizes, at
 most `max_threads`) while its slot parks. An OS thread cannot be killed: a blocking job that is cancelled
@@ -18,6 +21,7 @@ bounds the work really running.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable, Iterator
 from contextlib import suppress
@@ -58,12 +62,33 @@ class Lane:
         self._starting = 0  # slots spawned that have not yet taken their first job
         self._dispatcher = WaitQueue()  # the dispatcher, parked until it has a slot to spawn
         self._pool_full = False  # the dispatcher is parked because every slot is taken (`waiting`)
+        self._timer: Any = None  # the hub timer that releases the delayed jobs that are due
+        self._timer_at = math.inf  # the `not_before` it is set for
         self.thread = spawn(self._dispatch)
+        self.delayed(queue.release(clock()))  # jobs a durable store reloaded still held back
 
     def pushed(self) -> None:
         """A job was pushed onto the queue: wake the dispatcher unless it waits for a free slot anyway."""
         if not self._pool_full:
             self._dispatcher.wake_one()
+
+    def delayed(self, not_before: float | None) -> None:
+        """A job held back until `not_before` was pushed (or is still held): release it when it is due."""
+        if not_before is None or not_before >= self._timer_at:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer_at = not_before
+        self._timer = get_hub().call_later(max(0.0, not_before - self._clock()), self._release)
+
+    def _release(self) -> None:
+        """The timer: move the delayed jobs that are due into the FIFO, wake the dispatcher, set the next one."""
+        self._timer, self._timer_at = None, math.inf
+        queued = self.queue.queued
+        following = self.queue.release(self._clock())
+        if self.queue.queued > queued:
+            self.pushed()
+        self.delayed(following)
 
     def resize(self, size: int) -> None:
         """Change how many jobs may run at once (running jobs continue; see GreenPool.resize)."""
@@ -72,15 +97,17 @@ class Lane:
 
     def stats(self) -> dict[str, int]:
         """size, running, held (slots of ended jobs whose thread runs on), free, waiting (the dispatcher,
-        when the pool is full) and queued (a new dict). `running` counts the held slots too."""
-        pool = self.pool
+        when the pool is full), queued and delayed (the queued jobs held back until their `not_before`), as a
+        new dict. `running` counts the held slots too."""
+        pool, queue = self.pool, self.queue
         return {
             "size": pool.size,
             "running": pool.running(),
             "held": self.held,
             "free": pool.free(),
             "waiting": pool.waiting() + (1 if self._pool_full else 0),
-            "queued": self.queue.queued,
+            "queued": queue.queued + queue.delayed,
+            "delayed": queue.delayed,
         }
 
     def kill(self, job_id: str) -> None:
@@ -129,17 +156,18 @@ class Lane:
     def _run(self, job: Job, thread: GreenThread) -> None:
         """Run one job the queue handed this slot (`thread`) to its terminal state."""
         self.running[job.id] = thread
+        attempt = job.attempt
         self._started(job)
         timer = None
         if job.timeout is not None:
             timer = get_hub().call_later(job.timeout, self._expire, job)
         try:
             task = self._registry.get(job.task)
-            result = task.run(job.args) if task.cooperative else self._run_blocking(job, task.bind(job.args))
+            result = task.run(job.args) if task.cooperative else self._run_blocking(job, attempt, task.bind(job.args))
             size = len(dumps(result))  # the bytes the API sends: compact UTF-8 JSON
         except GreenletExit:
-            if job.status in TERMINAL:
-                return  # killed by its cancel, timeout or the drain, which ended it: the slot goes on
+            if job.status in TERMINAL or job.attempt != attempt:
+                return  # killed by its cancel, timeout or the drain, which ended it (or retries it): the slot goes on
             raise  # a kill meant for the slot itself
         except Exception as exc:  # the task failed: that is the job's outcome, not the server's
             error_type, message = type(exc).__name__, str(exc) or repr(exc)
@@ -151,21 +179,23 @@ class Lane:
         finally:
             if timer is not None:
                 timer.cancel()
-            self.running.pop(job.id, None)
+            if self.running.get(job.id) is thread:  # not a later attempt's slot (a retry with no backoff)
+                del self.running[job.id]
         if size > self._max_result_bytes:
             limit = self._max_result_bytes
             self._end(job, FAILED, "ResultTooLarge", f"the result is {size} bytes as JSON; the limit is {limit}")
             return
         self._end(job, SUCCEEDED, result=result)
 
-    def _run_blocking(self, job: Job, call: Callable[[], Any]) -> Any:
-        """Run `call` on an OS thread; if the job is killed meanwhile (cancel, timeout, drain) and the thread
-        has started, keep this slot taken (`held`) until the thread returns, then drop what it returned."""
+    def _run_blocking(self, job: Job, attempt: int, call: Callable[[], Any]) -> Any:
+        """Run `call` (attempt `attempt` of `job`) on an OS thread; if the job is killed meanwhile (cancel,
+        timeout, drain) and the thread has started, keep this slot taken (`held`) until the thread returns,
+        then drop what it returned."""
         running = self.threads.start(call)
         try:
             return running.wait()
         except GreenletExit:
-            if job.status in TERMINAL and not running.cancel():
+            if (job.status in TERMINAL or job.attempt != attempt) and not running.cancel():
                 self.held += 1
                 try:
                     with suppress(Exception):  # the job has ended: its late outcome is dropped

@@ -6,6 +6,7 @@ atomic: that is how this store keeps the ports' compare-and-set and claim guaran
 
 from __future__ import annotations
 
+import heapq
 from collections import OrderedDict, deque
 from collections.abc import Callable, Hashable
 from typing import Any
@@ -51,6 +52,12 @@ class MemoryJobRecords:
                 self._evicted(old)
         return was
 
+    def retry(self, job: Job, status: str, error: dict[str, str] | None, at: float, not_before: float) -> bool:
+        if job.status != RUNNING:
+            return False
+        job.requeue(status, error, at, not_before)
+        return True
+
     def select(self, status: str | None = None, owner: str | None = None, before: int | None = None,
                limit: int | None = None) -> list[Job]:  # fmt: skip
         found: list[Job] = []
@@ -77,20 +84,43 @@ class MemoryJobRecords:
 
 
 class MemoryJobQueue:
-    """A deque of jobs; one ended while queued stays in it until `take` skips it."""
+    """A deque of jobs, and a heap of those held back until their `not_before`; one ended while queued stays
+    in either until `take` or `release` skips it."""
 
     def __init__(self) -> None:
         self._jobs: deque[Job] = deque()
         self.queued = 0
+        self.delayed = 0
+        self._later: list[tuple[float, int, Job]] = []  # (not_before, seq, job): the held-back jobs' heap
+        self._held: set[str] = set()  # the ids of the jobs in `_later` that still count as delayed
 
     def reserve(self, count: int, limit: int) -> bool:
-        if self.queued + count > limit:
+        if self.queued + self.delayed + count > limit:
             return False
         self.queued += count
         return True
 
     def push(self, job: Job) -> None:
-        self._jobs.append(job)
+        if job.not_before is None:
+            self._jobs.append(job)
+            return
+        self.queued -= 1
+        self.delayed += 1
+        self._held.add(job.id)
+        heapq.heappush(self._later, (job.not_before, job.seq, job))
+
+    def release(self, at: float) -> float | None:
+        later, held = self._later, self._held
+        while later and later[0][0] <= at:
+            job = heapq.heappop(later)[2]
+            if job.id in held:
+                held.remove(job.id)
+                self.delayed -= 1
+                self.queued += 1
+                self._jobs.append(job)
+        while later and later[0][2].id not in held:  # the earliest still held: skip those ended meanwhile
+            heapq.heappop(later)
+        return later[0][0] if later else None
 
     def take(self, at: float) -> Job | None:
         jobs = self._jobs
@@ -104,7 +134,11 @@ class MemoryJobQueue:
         return None
 
     def discard(self, job: Job) -> None:
-        self.queued -= 1
+        if job.id in self._held:
+            self._held.remove(job.id)
+            self.delayed -= 1
+        else:
+            self.queued -= 1
 
 
 class MemoryPileRecords:

@@ -41,6 +41,13 @@ class JobRecords(Protocol):
         (at most `max_records` ended records are kept, oldest first); a pile lets go of a member evicted so
         (see `ResultLogs.read`), so piles hold no more results than this bound."""
 
+    def retry(self, job: Job, status: str, error: dict[str, str] | None, at: float, not_before: float) -> bool:
+        """Compare-and-set back to `queued` for another attempt (design §3): atomically, if the job is
+        `running`, keep the attempt that ended (`status`, `error`, its `started_at`, `finished_at = at`) in
+        `attempts` (the last MAX_ATTEMPTS_KEPT), count `attempt` up, clear `started_at` and set `not_before`
+        (`Job.requeue`), and return True; otherwise change nothing and return False. The caller then
+        reserves its place and pushes it (`JobQueue.reserve` with no bound, `push`)."""
+
     def select(self, status: str | None = None, owner: str | None = None, before: int | None = None,
                limit: int | None = None) -> list[Job]:  # fmt: skip
         """Up to `limit` records, newest first (by `seq`), of one status and/or owner, with `seq < before`."""
@@ -50,26 +57,36 @@ class JobRecords(Protocol):
 
 
 class JobQueue(Protocol):
-    """One pool's FIFO of queued jobs, with the count its admission bound is checked against."""
+    """One pool's FIFO of queued jobs, with the count its admission bound is checked against, and the queued
+    jobs held back until their `not_before` (a delay, a retry's backoff) beside it."""
 
     queued: int
-    """Jobs queued now, reserved places included (read on every dispatch: keep it cheap, e.g. cached)."""
+    """Jobs queued now and due, reserved places included (read on every dispatch: keep it cheap, e.g. cached)."""
+
+    delayed: int
+    """Queued jobs held back until their `not_before` (not in `queued`; the admission bound counts both)."""
 
     def reserve(self, count: int, limit: int) -> bool:
-        """Compare-and-set admission: atomically, if `queued + count <= limit`, count `count` more jobs as
+        """Compare-and-set admission: atomically, if `queued + delayed + count <= limit`, count `count` more jobs as
         queued and return True; otherwise change nothing and return False. Each reserved place is then
         filled by one `push` (the caller pushes exactly `count` jobs)."""
 
     def push(self, job: Job) -> None:
-        """Append a `queued` job (its place was reserved)."""
+        """Append a `queued` job (its place was reserved); one with a `not_before` is held back instead (it
+        moves from `queued` to `delayed`) until `release` passes its `not_before`."""
+
+    def release(self, at: float) -> float | None:
+        """Append every held-back job whose `not_before <= at` to the FIFO (earliest `not_before` first; they
+        count as `queued` again); return the earliest `not_before` still held back, or None."""
 
     def take(self, at: float) -> Job | None:
         """Atomically remove the oldest queued job and mark it `running` (status, `started_at = at`); None if
         no job is queued. A job ended while queued (see `discard`) is never returned."""
 
     def discard(self, job: Job) -> None:
-        """A queued job ended without running (`finish` returned `queued`): it no longer counts as queued and
-        `take` never returns it. Called once per such job, by the winner of `finish`."""
+        """A queued job ended without running (`finish` returned `queued`): it no longer counts as queued
+        (or delayed) and neither `take` nor `release` ever returns it. Called once per such job, by the winner
+        of `finish`."""
 
 
 class PileRecords(Protocol):

@@ -11,8 +11,8 @@ import time
 from typing import Any
 
 __all__ = [
-    "CANCELLED", "COMPLETION", "EVICTED", "FAILED", "QUEUED", "RUNNING", "STATUSES", "SUBMITTED", "SUCCEEDED",
-    "TERMINAL", "TIMED_OUT", "Evicted", "Job", "Pile", "rfc3339",
+    "CANCELLED", "COMPLETION", "EVICTED", "FAILED", "MAX_ATTEMPTS_KEPT", "QUEUED", "RUNNING", "STATUSES",
+    "SUBMITTED", "SUCCEEDED", "TERMINAL", "TIMED_OUT", "Evicted", "Job", "Pile", "rfc3339",
 ]  # fmt: skip
 
 QUEUED, RUNNING = "queued", "running"
@@ -20,6 +20,7 @@ SUCCEEDED, FAILED, CANCELLED, TIMED_OUT = "succeeded", "failed", "cancelled", "t
 TERMINAL = (SUCCEEDED, FAILED, CANCELLED, TIMED_OUT)
 STATUSES = (QUEUED, RUNNING, *TERMINAL)
 COMPLETION, SUBMITTED = "completion", "submitted"  # the two orders a pile's results are read in
+MAX_ATTEMPTS_KEPT = 10  # earlier attempts a job shows (the last ones)
 EVICTED = "evicted"  # the status of a result record whose job record was evicted (its error type: ResultEvicted)
 
 _last_second: tuple[float, str] = (math.nan, "")  # the last whole second formatted, as "YYYY-MM-DDTHH:MM:SS"
@@ -48,7 +49,8 @@ class Job:
 
     __slots__ = (
         "id", "seq", "task", "args", "timeout", "pool", "pile", "pile_index", "position", "owner", "status",
-        "result", "error", "submitted_at", "started_at", "finished_at",
+        "result", "error", "submitted_at", "started_at", "finished_at", "retries", "backoff", "attempt", "attempts",
+        "not_before",
     )  # fmt: skip
 
     def __init__(self, job_id: str, task: str, args: dict, timeout: float | None, submitted_at: float,
@@ -69,16 +71,33 @@ class Job:
         self.submitted_at = submitted_at
         self.started_at: float | None = None
         self.finished_at: float | None = None
+        self.retries = 0  # more attempts allowed after the first (design §3)
+        self.backoff = 1.0  # retry_backoff: seconds before the second attempt, doubling after each later one
+        self.attempt = 1  # 1-based: the attempt running, or about to
+        self.attempts: list[dict[str, Any]] | None = None  # the earlier attempts (the last MAX_ATTEMPTS_KEPT)
+        self.not_before: float | None = None  # wall-clock seconds before which it must not start (delay, retry)
 
     def queue_seconds(self) -> float | None:
-        """Seconds it waited in the queue (None if it never started)."""
-        return None if self.started_at is None else self.started_at - self.submitted_at
+        """Seconds it waited in the queue since it was due (None if it has not started)."""
+        if self.started_at is None:
+            return None
+        return self.started_at - (self.submitted_at if self.not_before is None else self.not_before)
 
     def run_seconds(self) -> float | None:
         """Seconds it ran (None if it never started or has not ended)."""
         if self.started_at is None or self.finished_at is None:
             return None
         return self.finished_at - self.started_at
+
+    def requeue(self, status: str, error: dict[str, str] | None, at: float, not_before: float) -> None:
+        """The attempt that was running ended `status` at `at`: keep it in `attempts` and make the job `queued`
+        for its next attempt, not before `not_before` (for a store's `JobRecords.retry`)."""
+        ended = {"status": status, "error": error, "started_at": rfc3339(self.started_at), "finished_at": rfc3339(at)}
+        self.attempts = [*(self.attempts or ())[1 - MAX_ATTEMPTS_KEPT :], ended]
+        self.attempt += 1
+        self.status = QUEUED
+        self.started_at = None
+        self.not_before = not_before
 
     def to_dict(self) -> dict[str, Any]:
         """The job's public representation (design.md §4)."""
@@ -91,6 +110,11 @@ class Job:
             "error": self.error,
             "pile": self.pile,
             "timeout": self.timeout,
+            "attempt": self.attempt,
+            "retries": self.retries,
+            "retry_backoff": self.backoff,
+            "attempts": self.attempts or [],
+            "not_before": rfc3339(self.not_before),
             "submitted_at": rfc3339(self.submitted_at),
             "started_at": rfc3339(self.started_at),
             "finished_at": rfc3339(self.finished_at),

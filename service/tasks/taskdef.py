@@ -22,13 +22,15 @@ class Task:
     calling green thread parks meanwhile, so the task still holds its pool slot and never blocks the hub.
     """
 
-    __slots__ = ("fn", "name", "description", "cooperative", "schema", "source", "_validator")
+    __slots__ = ("fn", "name", "description", "cooperative", "retries", "retry_backoff", "schema", "source",
+                 "_validator")  # fmt: skip
 
     def __init__(self, fn: Callable[..., Any], spec: TaskSpec) -> None:
         self.fn = fn
         self.name = spec.name
         self.description = spec.description
         self.cooperative = spec.cooperative
+        self.retries, self.retry_backoff = spec.retries, spec.retry_backoff  # its jobs' defaults
         module = getattr(fn, "__module__", None) or "?"
         self.source = f"{module}.{getattr(fn, '__qualname__', repr(fn))}"
         self._validator = ArgsValidator(fn, spec.name, spec.check)
@@ -44,7 +46,8 @@ class Task:
         if spec is None or overrides:
             base = spec or make_spec(fn)
             fields = {"name": base.name, "cooperative": base.cooperative, "description": base.description,
-                      "check": base.check, **overrides}  # fmt: skip
+                      "check": base.check, "retries": base.retries, "retry_backoff": base.retry_backoff,
+                      **overrides}  # fmt: skip
             spec = make_spec(fn, **fields)
         return cls(fn, spec)
 

@@ -7,14 +7,16 @@ from typing import Any
 
 import falcon
 
+from ...config import Config
 from ...encoding import dumps
-from ...engine import STATUSES, Engine
+from ...engine import STATUSES, Engine, JobOptions
 from ..auth import client_key, principal_of, visible_job
 from ..errors import BadRequest, ValidationFailed
 from ..idempotency import JOB, REPLAYED, IdempotencyStore
 from .body import check_args_size, query_float, query_int, read_json_object
 
-_SUBMIT_FIELDS = {"task", "args", "timeout"}
+OPTION_FIELDS = ("retries", "retry_backoff", "delay")  # a job's options (design §3), each absent or null: the default
+_SUBMIT_FIELDS = {"task", "args", "timeout", *OPTION_FIELDS}
 _CURSOR = re.compile(r"[0-9]{1,19}")  # as the document's pattern states
 _MAX_CURSOR = 2**63 - 1  # stores keep a job's sequence number in a signed 64-bit integer
 
@@ -25,8 +27,9 @@ def _send_json(resp: falcon.Response, document: Any) -> None:
     resp.data = dumps(document)
 
 
-def parse_job_spec(body: dict, engine: Engine, prefix: str = "") -> tuple[str, dict, float | None]:
-    """`{task, args?, timeout?}` checked for shape: the task name, its args object, its timeout."""
+def parse_job_spec(body: dict, engine: Engine, prefix: str = "") -> tuple[str, dict, float | None, JobOptions | None]:
+    """`{task, args?, timeout?, retries?, retry_backoff?, delay?}` checked for shape: the task name, its args
+    object, its timeout, its options (None when it gives none)."""
     errors = [{"field": prefix + k, "message": "unknown field"} for k in body if k not in _SUBMIT_FIELDS]
     task = body.get("task")
     if not isinstance(task, str) or not task:
@@ -40,9 +43,30 @@ def parse_job_spec(body: dict, engine: Engine, prefix: str = "") -> tuple[str, d
         isinstance(timeout, bool) or not isinstance(timeout, int | float) or not 0 < timeout <= limit
     ):
         errors.append({"field": prefix + "timeout", "message": f"must be a number of seconds in (0, {limit:g}]"})
+    options = None
+    if "retries" in body or "retry_backoff" in body or "delay" in body:
+        options = parse_options(body, engine.config, prefix, errors)
     if errors:
         raise ValidationFailed("the job is not valid: " + ", ".join(e["field"] for e in errors), errors)
-    return task, args, None if timeout is None else float(timeout)
+    return task, args, None if timeout is None else float(timeout), options
+
+
+def parse_options(body: dict, config: Config, prefix: str, errors: list[dict[str, str]]) -> JobOptions:
+    """`retries` (an integer 0..max_retries), `retry_backoff` (seconds 0..max_backoff) and `delay` (seconds
+    0..max_delay), each absent or null for the default; a wrong one is added to `errors` by its field."""
+    retries, retry_backoff, delay = (body.get(name) for name in OPTION_FIELDS)
+    if retries is not None and (
+        isinstance(retries, bool) or not isinstance(retries, int) or not 0 <= retries <= config.max_retries
+    ):
+        errors.append({"field": prefix + "retries", "message": f"must be an integer from 0 to {config.max_retries}"})
+    for name, value, limit in (("retry_backoff", retry_backoff, config.max_backoff),
+                               ("delay", delay, config.max_delay)):  # fmt: skip
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= limit
+        ):
+            errors.append({"field": prefix + name, "message": f"must be a number of seconds from 0 to {limit:g}"})
+    return JobOptions(retries, None if retry_backoff is None else float(retry_backoff),
+                      None if delay is None else float(delay))  # fmt: skip
 
 
 class JobsResource:
@@ -57,11 +81,11 @@ class JobsResource:
         wait = query_float(req, "wait", 0, engine.config.max_wait)
         key = self.keys.key(req)
         body = read_json_object(req, engine.config.max_body_bytes)
-        task, args, timeout = parse_job_spec(body, engine)
+        task, args, timeout, options = parse_job_spec(body, engine)
         check_args_size(req, engine.config.max_args_bytes, [(task, args, timeout)], ["args"])
         client = client_key(req)
         job, replayed = self.keys.create(
-            owner, key, JOB, body, lambda job_id: engine.submit(task, args, timeout, owner, job_id, client)
+            owner, key, JOB, body, lambda job_id: engine.submit(task, args, timeout, owner, job_id, client, options)
         )
         if replayed:
             resp.set_header(REPLAYED, "true")

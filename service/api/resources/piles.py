@@ -16,7 +16,7 @@ from ..errors import BadRequest, PayloadTooLarge, Problem, ValidationFailed, pro
 from ..idempotency import PILE, REPLAYED, IdempotencyStore
 from ..streams import NDJSON, SSE, ndjson, sse
 from .body import check_args_size, query_int, read_json_object
-from .jobs import parse_job_spec
+from .jobs import OPTION_FIELDS, parse_job_spec
 
 _ORDERS = (COMPLETION, SUBMITTED)
 _POSITION = re.compile(r"[0-9]{1,19}")  # ASCII digits only (str.isdigit() accepts '²')
@@ -26,10 +26,12 @@ T = TypeVar("T")
 def parse_pile_body(
     body: dict, engine: Engine, extra: tuple[str, ...] = (), max_jobs: int | None = None
 ) -> tuple[list[JobSpec], list[str]]:
-    """`{jobs: [{task, args, timeout?}…]}` or `{task, items: [args…], timeout?}` → specs and their field names;
-    413 beyond `max_jobs` (default: `max_pile_size`)."""
+    """`{jobs: [{task, args, timeout?, options?}…]}` or `{task, items: [args…], timeout?, options?}` (options:
+    `retries`, `retry_backoff`, `delay`, for every item) → specs and their field names; 413 beyond `max_jobs`
+    (default: `max_pile_size`)."""
     limit = engine.config.max_pile_size if max_jobs is None else max_jobs
-    allowed = {"jobs", "task", "items", "timeout", *extra}
+    shared = ("task", "timeout", *OPTION_FIELDS)  # the fields `items` share
+    allowed = {"jobs", "items", *shared, *extra}
     errors = [{"field": k, "message": "unknown field"} for k in body if k not in allowed]
     if ("jobs" in body) == ("items" in body):
         errors.append({"field": "jobs", "message": "give either `jobs` or `task` with `items`"})
@@ -37,8 +39,9 @@ def parse_pile_body(
         jobs = body["jobs"]
         if not isinstance(jobs, list) or not all(isinstance(j, dict) for j in jobs):
             errors.append({"field": "jobs", "message": "must be an array of {task, args, timeout?} objects"})
-        elif "task" in body or "timeout" in body:
-            errors.append({"field": "task", "message": "with `jobs`, give each job its own task and timeout"})
+        elif any(k in body for k in shared):
+            field = "task" if "task" in body or "timeout" in body else next(k for k in OPTION_FIELDS if k in body)
+            errors.append({"field": field, "message": "with `jobs`, give each job its own task, timeout and options"})
         if not errors:
             _check_count(len(jobs), limit)
             fields = [f"jobs[{i}]" for i in range(len(jobs))]
@@ -52,8 +55,8 @@ def parse_pile_body(
             errors.append({"field": "items", "message": "must be an array of argument objects"})
         if not errors:
             _check_count(len(items), limit)
-            task, _, timeout = parse_job_spec({k: body[k] for k in ("task", "timeout") if k in body}, engine)
-            return [(task, args, timeout) for args in items], [f"items[{i}]" for i in range(len(items))]
+            task, _, timeout, options = parse_job_spec({k: body[k] for k in shared if k in body}, engine)
+            return [(task, args, timeout, options) for args in items], [f"items[{i}]" for i in range(len(items))]
     raise ValidationFailed("the pile is not valid: " + ", ".join(e["field"] for e in errors), errors)
 
 

@@ -23,7 +23,7 @@ from greenlet import getcurrent  # the greenlet itself: the hub parks and wakes 
 from pool_core import spawn_n
 from pool_core.threads import Doorbell
 
-__all__ = ["Journal"]
+__all__ = ["JOB_COLUMNS", "Journal"]
 
 log = logging.getLogger("greenpool.store")
 JOB, UNJOB, PILE, UNPILE, RESULT, KEY, UNKEY, SIZE = range(8)  # change kinds: (kind, key, row)
@@ -31,7 +31,12 @@ _TABLE = (0, 0, 1, 1, -1, 2, 2, 3)  # kind → the table whose last change per k
 _RETRY = (0.01, 1.0)  # seconds between attempts of a failed commit: first, at most
 _dumps = json.dumps
 
-_UPSERT_JOB = "INSERT OR REPLACE INTO jobs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+#: A job row's columns, in the order of `store._row`'s tuple (and of `store._load`'s SELECT).
+JOB_COLUMNS = (
+    "seq, id, task, args, timeout, pool, pile, pile_index, owner, status, result, error, submitted_at, started_at,"
+    " finished_at, listed, retries, backoff, attempt, attempts, not_before"
+)
+_UPSERT_JOB = f"INSERT OR REPLACE INTO jobs ({JOB_COLUMNS}) VALUES ({', '.join('?' * 21)})"
 _UPSERT_PILE = (
     "INSERT INTO piles (id, owner, closed, finished_at) VALUES (?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET"
     " closed = excluded.closed, finished_at = excluded.finished_at"
@@ -169,6 +174,8 @@ class Journal:
 
 def _job_row(row: tuple) -> tuple:
     """A job's row with its args, result and error as JSON (encoded here, off the hub)."""
-    seq, job_id, task, args, timeout, pool, pile, index, owner, status, result, error, *times, listed = row
-    return (seq, job_id, task, _dumps(args), timeout, pool, pile, index, owner, status,
-            _dumps(result), None if error is None else _dumps(error), *times, listed)  # fmt: skip
+    seq, job_id, task, args, timeout, pool, pile, index, owner, status, result, error, *rest = row
+    *rest, attempts, not_before = rest  # submitted_at, started_at, finished_at, listed, retries, backoff, attempt
+    return (seq, job_id, task, _dumps(args), timeout, pool, pile, index, owner, status, _dumps(result),
+            None if error is None else _dumps(error), *rest, None if attempts is None else _dumps(attempts),
+            not_before)  # fmt: skip

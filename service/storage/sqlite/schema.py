@@ -33,6 +33,14 @@ MIGRATIONS: list[tuple[str, ...]] = [
         "CREATE TABLE keys (k BLOB PRIMARY KEY, n INTEGER NOT NULL, value BLOB NOT NULL)",
         "CREATE TABLE sizes (pool TEXT PRIMARY KEY, size INTEGER NOT NULL)",
     ),
+    (
+        # Job options (design §3): the retry policy, the attempt, the earlier attempts (JSON), `not_before`.
+        "ALTER TABLE jobs ADD COLUMN retries INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE jobs ADD COLUMN backoff REAL NOT NULL DEFAULT 1",
+        "ALTER TABLE jobs ADD COLUMN attempt INTEGER NOT NULL DEFAULT 1",
+        "ALTER TABLE jobs ADD COLUMN attempts TEXT",
+        "ALTER TABLE jobs ADD COLUMN not_before REAL",
+    ),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -24,7 +24,7 @@ from ..memory import (
     MemoryStore,
 )
 from ..records import QUEUED, TERMINAL, Job, Pile
-from .journal import JOB, KEY, PILE, RESULT, SIZE, UNJOB, UNKEY, UNPILE, Journal
+from .journal import JOB, JOB_COLUMNS, KEY, PILE, RESULT, SIZE, UNJOB, UNKEY, UNPILE, Journal
 from .schema import connect
 
 __all__ = ["SqliteStore"]
@@ -35,7 +35,8 @@ _PICKLE = pickle.HIGHEST_PROTOCOL
 def _row(job: Job, listed: int = 1) -> tuple:
     """A job's row as the journal takes it (args, result and error still objects)."""
     return (job.seq, job.id, job.task, job.args, job.timeout, job.pool, job.pile, job.pile_index, job.owner,
-            job.status, job.result, job.error, job.submitted_at, job.started_at, job.finished_at, listed)  # fmt: skip
+            job.status, job.result, job.error, job.submitted_at, job.started_at, job.finished_at, listed,
+            job.retries, job.backoff, job.attempt, job.attempts, job.not_before)  # fmt: skip
 
 
 class SqliteJobRecords(MemoryJobRecords):
@@ -52,6 +53,12 @@ class SqliteJobRecords(MemoryJobRecords):
         if was is not None and job.id in self._jobs:  # else evicted at once (max_records 0): _evict wrote it
             self._journal.append(JOB, job.seq, _row(job))
         return was
+
+    def retry(self, job: Job, status: str, error: dict[str, str] | None, at: float, not_before: float) -> bool:
+        retried = super().retry(job, status, error, at, not_before)
+        if retried:
+            self._journal.append(JOB, job.seq, _row(job))
+        return retried
 
     def _evict(self, job: Job) -> None:
         super()._evict(job)
@@ -186,13 +193,15 @@ def _load(store: SqliteStore, conn: Any) -> dict[str, int]:
     by_seq: dict[int, Job] = {}
     ended: list[Job] = []
     queued = 0
-    for row in conn.execute("SELECT * FROM jobs ORDER BY seq"):
-        (seq, job_id, task, args, timeout, pool, pile_id, index, owner, status, result, error,
-         submitted_at, started_at, finished_at, listed) = row  # fmt: skip
+    for row in conn.execute(f"SELECT {JOB_COLUMNS} FROM jobs ORDER BY seq"):
+        (seq, job_id, task, args, timeout, pool, pile_id, index, owner, status, result, error, submitted_at,
+         started_at, finished_at, listed, retries, backoff, attempt, attempts, not_before) = row  # fmt: skip
         job = Job(job_id, task, loads(args), timeout, submitted_at, pool, pile_id, owner)
         job.seq, job.pile_index, job.status = seq, index, status
         job.started_at, job.finished_at = started_at, finished_at
         job.result, job.error = loads(result), (None if error is None else loads(error))
+        job.retries, job.backoff, job.attempt, job.not_before = retries, backoff, attempt, not_before
+        job.attempts = None if attempts is None else loads(attempts)
         by_seq[seq] = job
         jobs._seq = seq
         if listed:
@@ -203,8 +212,8 @@ def _load(store: SqliteStore, conn: Any) -> dict[str, int]:
             by_id[pile_id].jobs.append(job)
         if status == QUEUED:
             queue = store.queue(pool)
-            queue._jobs.append(job)
             queue.queued += 1
+            queue.push(job)  # in order; one with a `not_before` is held back until it is due
             queued += 1
     ended.sort(key=lambda job: job.finished_at)  # the eviction order: the order they ended
     jobs._ended.extend(ended)
