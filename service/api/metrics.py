@@ -18,7 +18,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector
 
-from ..engine import QUEUED, RUNNING, TERMINAL, Engine, Job
+from ..engine import QUEUED, RETRYING, RUNNING, TERMINAL, Engine, Job
 
 __all__ = ["CONTENT_TYPE", "Metrics", "MetricsResource"]
 
@@ -40,7 +40,8 @@ _POOL_GAUGES = {
     "held": "Slots still held by OS threads of blocking jobs that already ended (timed out or cancelled).",
     "free": "Free slots: size - running (negative after a shrink until enough jobs end, as in /v1/pool).",
     "waiting": "Spawners blocked on a full pool (the engine's dispatcher, when the pool is full).",
-    "queued": "Accepted jobs waiting in the submit queue.",
+    "queued": "Accepted jobs waiting in the submit queue (delayed ones included).",
+    "delayed": "Queued jobs whose not_before (a delay, a retry's backoff) is still ahead.",
 }
 
 
@@ -78,6 +79,10 @@ class Metrics:
             f"{PREFIX}jobs_finished", "Jobs that reached a terminal state, by task and state.", ["task", "status"],
             registry=reg,
         )  # fmt: skip
+        self.job_retries = Counter(
+            f"{PREFIX}job_retries", "Attempts that failed, timed out or were lost and were followed by another one, "
+            "by task.", ["task"], registry=reg,
+        )  # fmt: skip
         self.queue_wait = Histogram(
             f"{PREFIX}job_queue_wait_seconds", "Seconds a job waited in the queue before it started, by task.",
             ["task"], buckets=QUEUE_WAIT_BUCKETS, registry=reg,
@@ -101,6 +106,7 @@ class Metrics:
         self._job_children: dict[tuple[Any, str, str], Any] = {}
         for spec in engine.registry.describe():  # every known task shows up as 0 before its first job
             self.jobs_submitted.labels(spec["name"])
+            self.job_retries.labels(spec["name"])
             for status in TERMINAL:
                 self.jobs_finished.labels(spec["name"], status)
         engine.observers.append(self.observe)
@@ -110,13 +116,16 @@ class Metrics:
         if event == QUEUED:
             self._child(self.jobs_submitted, job.task).inc()
         elif event == RUNNING:
-            if job.started_at is not None:
-                self._child(self.queue_wait, job.task).observe(max(0.0, job.started_at - job.submitted_at))
+            waited = job.queue_seconds()
+            if waited is not None:
+                self._child(self.queue_wait, job.task).observe(max(0.0, waited))
         elif event in TERMINAL:
             self._child(self.jobs_finished, job.task, event).inc()
             ran = job.run_seconds()
             if ran is not None:
                 self._child(self.run_time, job.task, event).observe(ran)
+        elif event == RETRYING:
+            self._child(self.job_retries, job.task).inc()
 
     def _child(self, metric: Any, task: str, status: str = "") -> Any:
         """`metric.labels(task)` or `metric.labels(task, status)`, looked up once per label set."""

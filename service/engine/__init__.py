@@ -7,10 +7,10 @@ from ..storage.ports import IdempotencyKeys, Store
 from ..storage.records import COMPLETION, QUEUED, RUNNING, STATUSES, SUBMITTED, TERMINAL, Job, Pile, rfc3339
 from .admission import JobSpec
 from .engine import Engine
-from .retries import JobOptions
+from .retries import RETRYING, JobOptions
 from .stores import StoreError, check_store, open_store
 
 __all__ = [
-    "COMPLETION", "QUEUED", "RUNNING", "STATUSES", "SUBMITTED", "TERMINAL", "Engine", "IdempotencyKeys", "Job",
-    "JobOptions", "JobSpec", "Pile", "Store", "StoreError", "check_store", "open_store", "rfc3339",
+    "COMPLETION", "QUEUED", "RETRYING", "RUNNING", "STATUSES", "SUBMITTED", "TERMINAL", "Engine", "IdempotencyKeys",
+    "Job", "JobOptions", "JobSpec", "Pile", "Store", "StoreError", "check_store", "open_store", "rfc3339",
 ]  # fmt: skip

@@ -20,7 +20,7 @@ __all__ = ["HTTP_TIMEOUT", "REPO", "free_port"]
 ARTIFACTS = REPO / "tests" / "artifacts"
 PLUGINS = "tests.plugins.tasks"
 TERMINAL = ("succeeded", "failed", "cancelled", "timed_out")
-POOL_GAUGES = ("size", "running", "held", "free", "waiting", "queued")
+POOL_GAUGES = ("size", "running", "held", "free", "waiting", "queued", "delayed")
 
 
 class OpsServer(serverkit.Server):

@@ -20,6 +20,7 @@ EXPECTED_TYPES = {
     "greenpool_uptime_seconds": "gauge",
     "greenpool_jobs_submitted": "counter",
     "greenpool_jobs_finished": "counter",
+    "greenpool_job_retries": "counter",
     "greenpool_job_queue_wait_seconds": "histogram",
     "greenpool_job_run_seconds": "histogram",
     "greenpool_http_requests": "counter",

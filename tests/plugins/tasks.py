@@ -8,6 +8,8 @@
 * `client_value(value, fail=False)` returns `value`, or raises ValueError when `fail`: one task whose items
   can succeed or fail, so a single pile or map can mix outcomes.
 * `limit_big_result(size)`: a small job with a large result.
+* `retry_flaky(key, failures=2)` fails (ValueError) its first `failures` calls with one `key`, then returns
+  how many calls that key has had: a job with `retries` succeeds on attempt `failures + 1`.
 
 And tasks that misbehave on purpose (the fault tests):
 
@@ -60,6 +62,18 @@ def client_value(value: Any = None, fail: bool = False) -> Any:
 def limit_big_result(size: int) -> str:
     """Returns a string of `size` characters: a small job with a large result."""
     return "x" * size
+
+
+_FLAKY_CALLS: dict[str, int] = {}  # retry_flaky's calls per key (this server process's)
+
+
+@task(name="retry_flaky", cooperative=True)
+def retry_flaky(key: str, failures: int = 2) -> int:
+    """Fail the first `failures` calls with this `key`; then return how many calls it has had."""
+    calls = _FLAKY_CALLS[key] = _FLAKY_CALLS.get(key, 0) + 1
+    if calls <= failures:
+        raise ValueError(f"call {calls} of {key!r} fails")
+    return calls
 
 
 @task(name="fault_raise")

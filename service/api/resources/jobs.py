@@ -51,10 +51,12 @@ def parse_job_spec(body: dict, engine: Engine, prefix: str = "") -> tuple[str, d
     return task, args, None if timeout is None else float(timeout), options
 
 
-def parse_options(body: dict, config: Config, prefix: str, errors: list[dict[str, str]]) -> JobOptions:
+def parse_options(body: dict, config: Config, prefix: str, errors: list[dict[str, str]]) -> JobOptions | None:
     """`retries` (an integer 0..max_retries), `retry_backoff` (seconds 0..max_backoff) and `delay` (seconds
-    0..max_delay), each absent or null for the default; a wrong one is added to `errors` by its field."""
+    0..max_delay), each absent or null for the default; a wrong one is added to `errors` by its field (and
+    the answer is None)."""
     retries, retry_backoff, delay = (body.get(name) for name in OPTION_FIELDS)
+    wrong = len(errors)
     if retries is not None and (
         isinstance(retries, bool) or not isinstance(retries, int) or not 0 <= retries <= config.max_retries
     ):
@@ -65,6 +67,8 @@ def parse_options(body: dict, config: Config, prefix: str, errors: list[dict[str
             isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= limit
         ):
             errors.append({"field": prefix + name, "message": f"must be a number of seconds from 0 to {limit:g}"})
+    if len(errors) > wrong:
+        return None
     return JobOptions(retries, None if retry_backoff is None else float(retry_backoff),
                       None if delay is None else float(delay))  # fmt: skip
 
