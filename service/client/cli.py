@@ -52,6 +52,7 @@ def add_client_parsers(parser: argparse.ArgumentParser, sub: Any) -> None:
     p.add_argument("--args", default="{}", help="the task's arguments as a JSON object")
     p.add_argument("--timeout", type=float, help="seconds the job may run")
     p.add_argument("--wait", type=float, help="wait up to S seconds for the job to end")
+    _add_option_flags(p)
     p.set_defaults(func=_run(cmd_submit))
 
     p = sub.add_parser("get", parents=[common], help="print a job as JSON")
@@ -69,6 +70,7 @@ def add_client_parsers(parser: argparse.ArgumentParser, sub: Any) -> None:
         p.add_argument("task")
         p.add_argument("file", nargs="?", default="-", help="JSON lines of arguments (default: stdin)")
         p.add_argument("--timeout", type=float, help="seconds each job may run")
+        _add_option_flags(p)
         p.add_argument("--progress", action="store_true", help="progress bar on stderr (default: if a TTY)")
         default_order = "completion" if name == "pile" else "submitted"
         p.add_argument("--order", choices=("completion", "submitted"), default=default_order,
@@ -93,6 +95,19 @@ def add_client_parsers(parser: argparse.ArgumentParser, sub: Any) -> None:
     p.add_argument("--status", choices=("queued", "running", *TERMINAL), help="only jobs in this status")
     p.add_argument("--limit", type=int, default=20, help="at most N jobs (default 20)")
     p.set_defaults(func=_run(cmd_jobs))
+
+
+def _add_option_flags(p: argparse.ArgumentParser) -> None:
+    """--retries, --retry-backoff and --delay: the jobs' options (design §3; absent: the server's default)."""
+    p.add_argument("--retries", type=int, help="more attempts after one that failed or timed out")
+    p.add_argument("--retry-backoff", type=float, metavar="SECONDS",
+                   help="seconds before the second attempt, doubling before each later one (default 1)")  # fmt: skip
+    p.add_argument("--delay", type=float, metavar="SECONDS", help="hold each job queued this long before it may start")
+
+
+def _options(args: argparse.Namespace) -> dict[str, Any]:
+    """The job options the command line gave, as `Client` keyword arguments."""
+    return {"retries": args.retries, "retry_backoff": args.retry_backoff, "delay": args.delay}
 
 
 def _run(command: Callable[[Client, argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
@@ -145,7 +160,7 @@ def cmd_submit(client: Client, args: argparse.Namespace) -> int:
         raise InputError(f"--args is not valid JSON: {exc}") from None
     if not isinstance(task_args, dict):
         raise InputError("--args must be a JSON object")
-    job = client.submit(args.task, task_args, timeout=args.timeout, wait=args.wait)
+    job = client.submit(args.task, task_args, timeout=args.timeout, wait=args.wait, **_options(args))
     _print(job)
     return _job_exit(job, args.wait)
 
@@ -173,7 +188,7 @@ def cmd_cancel(client: Client, args: argparse.Namespace) -> int:
 def cmd_pile(client: Client, args: argparse.Namespace) -> int:
     """Create a pile from JSON lines; print each record as it arrives, with an optional progress bar."""
     items = read_items(args.file)
-    pile = create_pile(client, args.task, items, args.timeout, args.order)
+    pile = create_pile(client, args.task, items, args.timeout, args.order, _options(args))
     progress = Progress(len(items), sys.stderr, enabled=args.progress or sys.stderr.isatty())
     for record in pile:
         _print(record)
@@ -187,9 +202,10 @@ def cmd_map(client: Client, args: argparse.Namespace) -> int:
     items = read_items(args.file)
     progress = Progress(len(items), sys.stderr, enabled=args.progress or sys.stderr.isatty())
     if len(json.dumps(items)) <= BATCH_BYTES:
-        records: Iterator[dict[str, Any]] = client.map_records(args.task, items, args.order, args.timeout)
+        records: Iterator[dict[str, Any]] = client.map_records(args.task, items, args.order, args.timeout,
+                                                               **_options(args))  # fmt: skip
     else:  # too big for one request: the same stream, through an open pile filled in batches
-        records = iter(create_pile(client, args.task, items, args.timeout, args.order))
+        records = iter(create_pile(client, args.task, items, args.timeout, args.order, _options(args)))
     for record in records:
         ok = record["status"] == "succeeded"
         _print(record["result"] if ok else None)
@@ -297,14 +313,16 @@ def _parse_lines(stream: IO[str], name: str) -> list[dict[str, Any]]:
     return items
 
 
-def create_pile(client: Client, task: str, items: list[dict[str, Any]], timeout: float | None, order: str) -> Any:
-    """A closed pile of `items`: one request if small, else an open pile filled in batches, then closed."""
-    batches = list(_batches(items))
+def create_pile(client: Client, task: str, items: list[dict[str, Any]], timeout: float | None, order: str,
+                options: dict[str, Any] | None = None) -> Any:  # fmt: skip
+    """A closed pile of `items` (each with the job `options`): one request if small, else an open pile filled
+    in batches, then closed."""
+    batches, options = list(_batches(items)), options or {}
     if len(batches) <= 1:
-        return client.pile(task, items=items, timeout=timeout, order=order)
-    pile = client.pile(task, items=batches[0], timeout=timeout, order=order, open=True)
+        return client.pile(task, items=items, timeout=timeout, order=order, **options)
+    pile = client.pile(task, items=batches[0], timeout=timeout, order=order, open=True, **options)
     for batch in batches[1:]:
-        pile.add(task, items=batch, timeout=timeout)
+        pile.add(task, items=batch, timeout=timeout, **options)
     pile.close()
     return pile
 

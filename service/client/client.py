@@ -21,7 +21,7 @@ from typing import Any
 import requests
 
 from .errors import JobFailed, QueueFull, error_for
-from .streams import Pile, ResultStream, pile_body
+from .streams import Pile, ResultStream, job_options, pile_body
 
 __all__ = ["DEFAULT_URL", "MAX_WAIT", "TERMINAL", "Client"]
 
@@ -101,12 +101,16 @@ class Client:
         wait: float | None = None,
         *,
         idempotency_key: str | None = None,
+        retries: int | None = None,
+        retry_backoff: float | None = None,
+        delay: float | None = None,
     ) -> dict[str, Any]:
         """Submit a job; with `wait`, return once it ended or `wait` seconds passed (long-polling past 60 s).
 
         With `idempotency_key`, a retry (same key, same job) returns the job the first request created.
+        `retries`, `retry_backoff` and `delay` are the job's options (design §3; None: the server's default).
         """
-        body: dict[str, Any] = {"task": task, "args": args or {}}
+        body: dict[str, Any] = {"task": task, "args": args or {}, **job_options(retries, retry_backoff, delay)}
         if timeout is not None:
             body["timeout"] = timeout
         started = time.monotonic()
@@ -160,12 +164,16 @@ class Client:
         timeout: float | None = None,
         *,
         idempotency_key: str | None = None,
+        retries: int | None = None,
+        retry_backoff: float | None = None,
+        delay: float | None = None,
     ) -> Pile:
-        """Create a pile (`task` + `items`, or `jobs` of `{task, args, timeout?}`); iterate it for its records.
+        """Create a pile (`task` + `items`, or `jobs` of `{task, args, timeout?, retries?…}`); iterate it for its
+        records. `retries`, `retry_backoff` and `delay` apply to every item (with `task` and `items`).
 
         With `idempotency_key`, a retry (same key, same body) returns the pile the first request created.
         """
-        body = pile_body(task, items, jobs, timeout)
+        body = pile_body(task, items, jobs, timeout, job_options(retries, retry_backoff, delay))
         if open:
             body["open"] = True
         summary = self._json("POST", "/v1/piles", json=body, headers=_idempotency(idempotency_key))
@@ -176,10 +184,12 @@ class Client:
         return Pile(self, pile_id, order=order, summary=self._json("GET", f"/v1/piles/{pile_id}"))
 
     def map_records(
-        self, task: str, items: Iterable[dict[str, Any]], order: str = "submitted", timeout: float | None = None
-    ) -> Iterator[dict[str, Any]]:
-        """`POST /v1/map`: each item's result record (`{index, job_id, status, result, error}`), resumable."""
-        body: dict[str, Any] = {"task": task, "items": list(items), "order": order}
+        self, task: str, items: Iterable[dict[str, Any]], order: str = "submitted", timeout: float | None = None,
+        **options: Any,
+    ) -> Iterator[dict[str, Any]]:  # fmt: skip
+        """`POST /v1/map`: each item's result record (`{index, job_id, status, result, error}`), resumable;
+        `options`: `retries`, `retry_backoff`, `delay` for every item."""
+        body: dict[str, Any] = {"task": task, "items": list(items), "order": order, **job_options(**options)}
         if timeout is not None:
             body["timeout"] = timeout
         resp = self.session.post(
@@ -199,10 +209,12 @@ class Client:
         yield from stream.follow(first=resp)
 
     def map(
-        self, task: str, items: Iterable[dict[str, Any]], order: str = "submitted", timeout: float | None = None
-    ) -> Iterator[Any]:
-        """Like `builtins.map`: each item's result (in input order by default); JobFailed for a failed item."""
-        for record in self.map_records(task, items, order, timeout):
+        self, task: str, items: Iterable[dict[str, Any]], order: str = "submitted", timeout: float | None = None,
+        **options: Any,
+    ) -> Iterator[Any]:  # fmt: skip
+        """Like `builtins.map`: each item's result (in input order by default); JobFailed for a failed item;
+        `options`: `retries`, `retry_backoff`, `delay` for every item."""
+        for record in self.map_records(task, items, order, timeout, **options):
             if record["status"] != "succeeded":
                 raise JobFailed(record)
             yield record["result"]

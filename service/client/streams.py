@@ -61,9 +61,12 @@ class Pile:
         items: Iterable[dict[str, Any]] | None = None,
         jobs: Iterable[dict[str, Any]] | None = None,
         timeout: float | None = None,
+        **options: Any,
     ) -> dict[str, Any]:
-        """Add jobs to an open pile (Conflict if closed); the summary with `added: [{index, job_id}]`."""
-        summary = self.client._json("POST", f"/v1/piles/{self.id}/jobs", json=pile_body(task, items, jobs, timeout))
+        """Add jobs to an open pile (Conflict if closed); the summary with `added: [{index, job_id}]`.
+        `options`: `retries`, `retry_backoff`, `delay` for every item (with `task` and `items`)."""
+        body = pile_body(task, items, jobs, timeout, job_options(**options))
+        summary = self.client._json("POST", f"/v1/piles/{self.id}/jobs", json=body)
         self.last_summary = summary
         return summary
 
@@ -160,20 +163,27 @@ class ResultStream:
             yield record
 
 
+def job_options(retries: int | None = None, retry_backoff: float | None = None,
+                delay: float | None = None) -> dict[str, Any]:  # fmt: skip
+    """The job options given (design §3), as request fields; those left None are the server's defaults."""
+    given = {"retries": retries, "retry_backoff": retry_backoff, "delay": delay}
+    return {name: value for name, value in given.items() if value is not None}
+
+
 def pile_body(
     task: str | None, items: Iterable[dict[str, Any]] | None, jobs: Iterable[dict[str, Any]] | None,
-    timeout: float | None,
+    timeout: float | None, options: dict[str, Any] | None = None,
 ) -> dict[str, Any]:  # fmt: skip
-    """`{task, items, timeout?}` or `{jobs}` from the keyword arguments (exactly one shape)."""
+    """`{task, items, timeout?, options…}` or `{jobs}` from the keyword arguments (exactly one shape)."""
     if (jobs is None) == (items is None):
         raise TypeError("give either task and items, or jobs")
     if jobs is not None:
-        if task is not None or timeout is not None:
-            raise TypeError("with jobs, give each job its own task and timeout")
+        if task is not None or timeout is not None or options:
+            raise TypeError("with jobs, give each job its own task, timeout and options")
         return {"jobs": list(jobs)}
     if task is None:
         raise TypeError("items need a task")
-    body: dict[str, Any] = {"task": task, "items": list(items or [])}
+    body: dict[str, Any] = {"task": task, "items": list(items or []), **(options or {})}
     if timeout is not None:
         body["timeout"] = timeout
     return body

@@ -213,3 +213,21 @@ def test_large_pile_is_sent_in_batches(server: Server, tmp_path: Path, monkeypat
 def test_version() -> None:
     run = greenpool("--version")
     assert run.returncode == 0 and run.stdout.strip() == "greenpool 0.1.0", run.stderr
+
+
+def test_submit_pile_and_map_take_retries_backoff_and_delay(server: Server) -> None:
+    done = greenpool("submit", "retry_flaky", "--args", '{"key": "cli-submit"}', "--retries", "2",
+                     "--retry-backoff", "0.05", "--wait", "10", url=server.url)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    job = json.loads(done.stdout)
+    assert (job["status"], job["attempt"], len(job["attempts"])) == ("succeeded", 3, 2)
+    later = json.loads(greenpool("submit", "echo", "--delay", "60", url=server.url).stdout)
+    assert later["status"] == "queued" and later["not_before"] is not None
+    pile = greenpool("pile", "retry_flaky", "--retries", "2", "--retry-backoff", "0.05", url=server.url,
+                     stdin='{"key": "cli-pile"}\n')  # fmt: skip
+    assert pile.returncode == 0 and [r["result"] for r in lines(pile.stdout)] == [3], pile.stderr
+    mapped = greenpool("map", "retry_flaky", "--retries", "2", "--retry-backoff", "0.05", url=server.url,
+                       stdin='{"key": "cli-map"}\n')  # fmt: skip
+    assert mapped.returncode == 0 and lines(mapped.stdout) == [3], mapped.stderr
+    bad = greenpool("submit", "echo", "--retries", "99", url=server.url)
+    assert bad.returncode != 0 and "retries" in bad.stderr

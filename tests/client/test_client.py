@@ -320,3 +320,20 @@ def test_token_is_sent_as_bearer(proxy_factory: Callable[..., CuttingProxy]) -> 
     with Client(proxy.url, token="s3cret") as c:
         assert c.health()["status"] == "ok"
     assert b"Authorization: Bearer s3cret" in bytes(proxy.requests)
+
+
+# -- job options (design §3) -------------------------------------------------------------------------------
+def test_submit_pile_and_map_send_the_job_options(client: Client) -> None:
+    job = client.submit("echo", {"n": 1}, retries=2, retry_backoff=0.5, delay=60)
+    assert (job["retries"], job["retry_backoff"], job["status"]) == (2, 0.5, "queued") and job["not_before"]
+    client.cancel(job["id"])
+    plain = client.submit("echo", {}, wait=5)
+    assert (plain["retries"], plain["attempt"], plain["attempts"], plain["not_before"]) == (0, 1, [], None)
+    pile = client.pile("retry_flaky", items=[{"key": "client-pile"}], retries=2, retry_backoff=0.05)
+    assert [r["status"] for r in pile] == ["succeeded"]
+    opened = client.pile("echo", items=[], open=True)
+    added = opened.add("echo", items=[{"n": 2}], delay=60)
+    assert client.get(added["added"][0]["job_id"])["not_before"] is not None
+    assert list(client.map("retry_flaky", [{"key": "client-map"}], retries=2, retry_backoff=0.05)) == [3]
+    with pytest.raises(TypeError, match="options"):
+        client.pile(jobs=[{"task": "echo"}], retries=1)
