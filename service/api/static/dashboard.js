@@ -14,8 +14,8 @@
   const WINDOW_S = 300;
   const CAPACITY = WINDOW_S + 30; // samples kept (about one a second)
   const SERIES = ["running", "free", "waiting", "queued"];
-  const COUNTERS = ["size", "running", "held", "free", "waiting", "queued", "submitted", "succeeded", "failed",
-    "cancelled", "timed_out"];
+  const COUNTERS = ["size", "running", "held", "free", "waiting", "queued", "delayed", "submitted", "succeeded",
+    "failed", "cancelled", "timed_out"];
 
   const $ = (id) => document.getElementById(id);
   const css = getComputedStyle(document.documentElement);
@@ -282,7 +282,10 @@
       code.textContent = job.id.slice(0, 12);
       id.appendChild(code);
       cell(row, job.task);
-      cell(row, job.status, "status status-" + job.status);
+      // attempt n of retries + 1 once a job may be retried; when it may start while it waits for it
+      const tries = job.retries ? ` (attempt ${job.attempt} of ${job.retries + 1})` : "";
+      const later = job.status === "queued" && job.not_before ? "not before " + new Date(job.not_before).toLocaleTimeString() : null;
+      cell(row, job.status + tries, "status status-" + job.status, later);
       cell(row, job.submitted_at ? new Date(job.submitted_at).toLocaleTimeString() : "–");
       cell(row, ranFor(job));
       cell(row, job.error ? `${job.error.type}: ${job.error.message}` : "", "error");
