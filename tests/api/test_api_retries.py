@@ -139,3 +139,18 @@ def test_a_delayed_job_is_held_across_a_restart_on_the_same_sqlite_file(
     assert again.pool()["delayed"] == 1
     done = wait_ended(again, delayed["id"])
     assert done["status"] == "succeeded" and ts(done["started_at"]) >= ts(delayed["not_before"]) - 0.001, done
+
+
+def test_an_attempt_lost_to_a_kill_9_is_retried_after_a_restart(server_factory: ServerFactory, tmp_path: Path) -> None:
+    env = {"GREENPOOL_STORE": f"sqlite:{tmp_path / 'gp.db'}"}
+    server = server_factory.start(env)
+    job = server.submit("sleep", {"seconds": 1}, retries=1, retry_backoff=0.1)
+    deadline = time.monotonic() + 10
+    while server.job(job["id"])["status"] != "running" and time.monotonic() < deadline:
+        time.sleep(0.02)
+    server.kill()
+    server.stop()
+    again = server_factory.start(env)
+    done = wait_ended(again, job["id"])
+    assert (done["status"], done["attempt"]) == ("succeeded", 2), done
+    assert done["attempts"][0]["status"] == "failed" and done["attempts"][0]["error"]["type"] == "WorkerLost"

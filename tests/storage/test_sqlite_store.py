@@ -57,6 +57,57 @@ def test_records_queue_order_piles_result_positions_keys_and_sizes_survive_a_reo
         again.close()
 
 
+def test_retry_policy_attempts_and_not_before_survive_a_reopen(tmp_path: Path) -> None:
+    path = str(tmp_path / "greenpool.db")
+    store = SqliteStore(path, 100)
+    queue = store.queue("default")
+    retried, delayed = Job("r", "echo", {}, 5.0, T0), Job("d", "echo", {}, None, T0 + 1)
+    retried.retries, retried.backoff = 3, 0.5
+    delayed.not_before = T0 + 3600
+    for job in (retried, delayed):
+        store.jobs.add(job)
+        assert queue.reserve(1, 100)
+        queue.push(job)
+    assert queue.take(T0 + 2) is retried
+    error = {"type": "Timeout", "message": "too slow"}
+    assert store.jobs.retry(retried, "timed_out", error, T0 + 7, T0 + 8)
+    store.flush()
+    store.close()
+
+    again = SqliteStore(path, 100)
+    try:
+        job = again.jobs.get("r")
+        assert (job.status, job.retries, job.backoff, job.attempt, job.not_before) == (QUEUED, 3, 0.5, 2, T0 + 8)
+        assert job.attempts == retried.attempts and job.attempts[0]["error"] == error
+        assert again.jobs.get("d").not_before == T0 + 3600
+        requeued = again.queue("default")
+        assert (requeued.queued, requeued.delayed) == (0, 2)  # both held back until their not_before
+        assert requeued.release(T0 + 10) == T0 + 3600 and requeued.take(T0 + 10) is job
+    finally:
+        again.close()
+
+
+def test_a_version_1_file_is_migrated_with_the_job_options_defaulted(tmp_path: Path) -> None:
+    path = tmp_path / "greenpool.db"
+    SqliteStore(str(path), 100).close()
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA user_version = 1")
+    for column in ("retries", "backoff", "attempt", "attempts", "not_before"):
+        conn.execute(f"ALTER TABLE jobs DROP COLUMN {column}")
+    conn.execute("INSERT INTO jobs (seq, id, task, args, pool, status, result, submitted_at, listed) VALUES"
+                 " (1, 'old', 'echo', '{}', 'default', 'queued', 'null', 1.0, 1)")  # fmt: skip
+    conn.commit()
+    conn.close()
+    store = SqliteStore(str(path), 100)
+    try:
+        old = store.jobs.get("old")
+        assert (old.retries, old.backoff, old.attempt, old.attempts, old.not_before) == (0, 1.0, 1, None, None)
+        assert store.queue("default").queued == 1
+    finally:
+        store.close()
+    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+
+
 def test_a_corrupt_file_a_foreign_database_and_a_newer_schema_are_refused_naming_the_file(tmp_path: Path) -> None:
     corrupt = tmp_path / "corrupt.db"
     corrupt.write_bytes(b"this is not a database" * 100)

@@ -149,6 +149,64 @@ def test_a_job_ended_while_queued_is_discarded_and_never_taken(store: Store) -> 
     assert first.status == CANCELLED and first.started_at is None
 
 
+def test_retry_is_compare_and_set_from_running_and_keeps_the_attempt(store: Store) -> None:
+    job = new_job(store, 1)
+    error = {"type": "ValueError", "message": "no"}
+    assert not store.jobs.retry(job, FAILED, error, T0 + 2, T0 + 5)  # queued: not running, nothing changes
+    assert store.queue("default").take(T0 + 3) is job
+    assert store.jobs.retry(job, FAILED, error, T0 + 4, T0 + 9)
+    assert (job.status, job.attempt, job.started_at, job.not_before) == (QUEUED, 2, None, T0 + 9)
+    assert job.attempts == [{"status": FAILED, "error": error, "started_at": "2023-11-14T22:13:23.000Z",
+                             "finished_at": "2023-11-14T22:13:24.000Z"}]  # fmt: skip
+    assert store.jobs.finish(job, CANCELLED, None, None, T0 + 5) == QUEUED
+    assert not store.jobs.retry(job, FAILED, error, T0 + 6, T0 + 7)  # ended: stays cancelled
+    assert job.status == CANCELLED
+
+
+def test_attempts_keep_the_last_ten(store: Store) -> None:
+    job, queue = new_job(store, 1), store.queue("default")
+    for n in range(12):
+        queue.take(T0 + n)
+        assert store.jobs.retry(job, FAILED, {"type": "E", "message": str(n)}, T0 + n, T0 + n)
+        job.not_before = None
+        assert queue.reserve(1, 1_000)
+        queue.push(job)
+    assert job.attempt == 13 and [a["error"]["message"] for a in job.attempts or ()] == [str(n) for n in range(2, 12)]
+
+
+def test_a_job_with_not_before_is_held_back_until_released_and_jobs_behind_it_are_taken(store: Store) -> None:
+    queue = store.queue("default")
+    later = Job("later", "echo", {}, None, T0)
+    later.not_before = T0 + 10
+    store.jobs.add(later)
+    assert queue.reserve(1, 1_000)
+    queue.push(later)
+    assert (queue.queued, queue.delayed) == (0, 1)
+    behind = new_job(store, 2)
+    assert queue.take(T0 + 1) is behind and queue.take(T0 + 2) is None
+    assert queue.release(T0 + 9) == T0 + 10 and queue.delayed == 1  # not due yet: the next not_before
+    assert queue.release(T0 + 10) is None and (queue.queued, queue.delayed) == (1, 0)
+    assert queue.take(T0 + 11) is later and later.status == RUNNING
+
+
+def test_the_bound_counts_delayed_jobs_and_a_discarded_one_is_never_released(store: Store) -> None:
+    queue = store.queue("default")
+    jobs = []
+    for n in range(2):
+        job = Job(f"d{n}", "echo", {}, None, T0)
+        job.not_before = T0 + 10 + n
+        store.jobs.add(job)
+        assert queue.reserve(1, 2)
+        queue.push(job)
+        jobs.append(job)
+    assert not queue.reserve(1, 2)  # two delayed jobs fill a bound of two
+    assert store.jobs.finish(jobs[0], CANCELLED, None, None, T0 + 1) == QUEUED
+    queue.discard(jobs[0])
+    assert (queue.queued, queue.delayed) == (0, 1)
+    assert queue.release(T0 + 10) == T0 + 11  # the discarded one is skipped
+    assert queue.release(T0 + 20) is None and queue.take(T0 + 21) is jobs[1] and queue.take(T0 + 22) is None
+
+
 def test_each_pool_has_its_own_queue(store: Store) -> None:
     new_job(store, 1)
     other = store.queue("db")
