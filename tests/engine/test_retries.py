@@ -170,3 +170,18 @@ def test_the_backoff_is_capped_by_max_backoff(make) -> None:
         engine.wait(job, 0.05)
     assert job.not_before is not None and job.not_before - time.time() <= 0.1
     assert engine.wait(job, 5) and job.status == "failed"
+
+
+def test_a_pile_logs_one_result_per_job_once_its_last_attempt_has_ended(make) -> None:
+    engine = make(failures=1)
+    retried = ("flaky", {}, None, JobOptions(retries=2, retry_backoff=0.05))
+    pile = engine.create_pile([retried, ("echo", {"n": 1}, None)])
+    records = [record for batch in engine.follow(pile, heartbeat=5) for _, record in batch]
+    assert [(r["index"], r["status"]) for r in sorted(records, key=lambda r: r["index"])] == [
+        (0, "succeeded"), (1, "succeeded")]  # fmt: skip
+    assert pile.summary()["succeeded"] == 2 and pile.jobs[0].attempt == 2
+
+
+def test_a_task_s_default_retries_are_capped_by_max_retries(make) -> None:
+    engine = make(max_retries=1)
+    assert engine.submit("patient", {}).retries == 1
