@@ -9,11 +9,11 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from pool_core import Timeout
-from service.config import Config
+from service.config import Config, ConfigError
 from service.engine import Engine, JobOptions, errors
 from service.storage import MemoryStore
 from service.storage.records import RUNNING, Job
-from service.tasks import Registry, task
+from service.tasks import Registry, TaskDefinitionError, task
 
 BACKOFF = 0.2  # seconds: retry_backoff of the tests' jobs
 
@@ -185,3 +185,17 @@ def test_a_pile_logs_one_result_per_job_once_its_last_attempt_has_ended(make) ->
 def test_a_task_s_default_retries_are_capped_by_max_retries(make) -> None:
     engine = make(max_retries=1)
     assert engine.submit("patient", {}).retries == 1
+
+
+@pytest.mark.parametrize("policy", [{"retries": -1}, {"retries": 1.5}, {"retries": True}, {"retry_backoff": -1},
+                                    {"retry_backoff": "1"}])  # fmt: skip
+def test_a_task_with_a_bad_retry_policy_is_refused_at_definition(policy: dict) -> None:
+    with pytest.raises(TaskDefinitionError, match=next(iter(policy))):
+        task(name="bad", **policy)(lambda: None)
+
+
+@pytest.mark.parametrize("name", ["MAX_RETRIES", "MAX_BACKOFF", "MAX_DELAY"])
+def test_a_negative_cap_is_refused_naming_the_variable(name: str) -> None:
+    with pytest.raises(ConfigError, match=f"GREENPOOL_{name}"):
+        Config.from_env({f"GREENPOOL_{name}": "-1"})
+    assert Config.from_env({}).max_delay == 7 * 86_400
