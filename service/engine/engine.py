@@ -36,6 +36,7 @@ from ..storage.records import (
 from ..tasks import Registry
 from .admission import Admission, JobSpec
 from .errors import Draining, JobAlreadyEnded, JobNotFound, PileClosed, PileNotFound, TooLarge
+from .history import History
 from .notifier import Notifier
 from .runner import DEFAULT_POOL, Lane, Runner
 from .stores import open_store
@@ -80,6 +81,7 @@ class Engine:
         self._started_at = _monotonic()
         # Which start of the service this is: a restart shows as a new boot_id (and started_at) to pollers.
         self.boot = {"boot_id": os.urandom(8).hex(), "started_at": rfc3339(time.time())}
+        self._history = History()
         self._sweeper = spawn(self._sweep)
         # Observers (service.api.metrics): observer(event, job) on "queued", "running" and each terminal status.
         self.observers: list[Callable[[str, Job], None]] = []
@@ -243,6 +245,10 @@ class Engine:
         stats.update(self.boot)
         return stats
 
+    def history(self, pool: str = DEFAULT_POOL) -> dict[str, Any]:
+        """The pool's recent gauges, one sample a second (`t`: wall-clock seconds), and the time now."""
+        return {"interval_s": _SWEEP_INTERVAL, "now": round(self._clock(), 3), "samples": self._history.samples(pool)}
+
     def retry_after(self, count: int = 1) -> int:
         """Seconds until the queue has likely drained enough to accept `count` jobs (1..60)."""
         return self._admission.retry_after(self._lane.queue.queued + count - self.config.max_queued)
@@ -344,11 +350,15 @@ class Engine:
                 log.exception("observer %r failed on %s", observer, event)
 
     def _sweep(self) -> None:
-        """Once a second: expire old records and update the finish rate behind Retry-After."""
+        """Once a second: sample each pool's gauges, expire old records, update the finish rate behind
+        Retry-After."""
         while True:
             sleep(_SWEEP_INTERVAL)
             self._admission.tick(_SWEEP_INTERVAL)
-            horizon = self._clock() - self.config.result_ttl
+            now = self._clock()
+            for lane in self.runner:
+                self._history.record(lane.name, now, lane.stats())
+            horizon = now - self.config.result_ttl
             self._jobs.expire(horizon)
             self._piles.expire(horizon)
             for pile_id in [p for p in self._notifier.readers if self._piles.get(p) is None]:

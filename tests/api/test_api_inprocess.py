@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import itertools
 import json
+import time
 from collections.abc import Iterator
 
 import falcon.testing
 import pytest
 
+import pool_core
 from service.api import app as app_module
 from service.api.app import Services, create_app
 from service.config import Config
@@ -122,3 +124,13 @@ def test_a_pile_streams_every_result_as_ndjson_and_sse(client: falcon.testing.Te
     summary = client.simulate_get(f"/v1/piles/{pile}", headers=SUBMIT).json
     assert summary["done"] == summary["succeeded"] == 2 and summary["pending"] == 0
     problem(client.simulate_get("/v1/piles/nope", headers=SUBMIT), 404, "pile-not-found")
+
+
+def test_the_pool_history_has_one_sample_a_second(client: falcon.testing.TestClient) -> None:
+    deadline = time.monotonic() + 10
+    while len((history := client.simulate_get("/v1/pool/history", headers=SUBMIT).json)["samples"]) < 2:
+        assert time.monotonic() < deadline, history
+        pool_core.sleep(0.05)  # lets the engine's sampler run
+    first, second = history["samples"][:2]
+    assert set(first) == {"t", "size", "running", "held", "free", "waiting", "queued"} and first["size"] == 2
+    assert 0.5 < second["t"] - first["t"] < 3 and second["t"] <= history["now"]

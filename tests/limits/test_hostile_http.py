@@ -1,10 +1,10 @@
 """HTTP/1.1 duties and slow readers against a real server (issue #11: Host, HEAD, point 5, point 8).
 
-A request without Host is 400 (RFC 9112 §3.2); one gunicorn cannot parse gets problem+json with its status; HEAD is answered on every GET route with the GET's status
-and headers and no body, on the fast path and gunicorn's; a client that stops reading its responses is cut
-off after GREENPOOL_SEND_TIMEOUT, which frees its connection slot (twenty such clients with
-WORKER_CONNECTIONS=20 do not keep /healthz away) and its result stream's slot; an `http` job's url with
-port 0 is 422 naming `url`.
+A request without Host is 400 (RFC 9112 §3.2); one gunicorn cannot parse gets problem+json with its
+status; HEAD is answered on every GET route with the GET's status and headers and no body, on the fast path
+and gunicorn's; a client that stops reading its responses is cut off after GREENPOOL_SEND_TIMEOUT, which
+frees its connection slot (twenty such clients with WORKER_CONNECTIONS=20 do not keep /healthz away) and its
+result stream's slot; an `http` job's url with port 0 is 422 naming `url`.
 """
 
 from __future__ import annotations

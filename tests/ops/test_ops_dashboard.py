@@ -134,14 +134,19 @@ def test_dashboard_stays_live_when_saturated_and_resizes(ops_server: Callable[..
 @pytest.mark.timeout(90)
 def test_dashboard_shows_a_job_whole_cancels_it_and_follows_piles(ops_server: Callable[..., OpsServer],
                                                                  browser: Any) -> None:  # fmt: skip
-    """A click on a job shows its args and a cancel button that cancels it; the piles of the recent jobs show
-    their progress; a rejected resize shows the API's field message; a shrink below what runs reads "over by
-    N"; the chart's ticks are whole numbers."""
+    """The chart starts with the server's history; a click on a job shows its args and a cancel button that
+    cancels it; the piles of the recent jobs show their progress; a rejected resize shows the API's field
+    message; a shrink below what runs reads "over by N"; the chart's ticks are whole numbers."""
     server = ops_server(env={"GREENPOOL_POOL_SIZE": "1"})
     runner = server.submit("sleep", {"seconds": 60})
     waiting = server.submit("sleep", {"seconds": 30})
     pile = server.post("/v1/piles", json={"task": "echo", "items": [{"i": i} for i in range(3)]}).json()["id"]
+    wait_until(lambda: len(server.get("/v1/pool/history").json()["samples"]) >= 3, 10, 0.2, "3 history samples")
     browser.get(server.url + "/")
+    wait_until(lambda: polls(browser) >= 1, 10, what="a first poll")
+    history = browser.execute_script("return document.body.dataset.history")
+    assert history and int(history) >= 3, (history, console_errors(browser))  # the chart is full at once
+    assert int(browser.find_element(By.ID, "chart").get_attribute("data-samples")) >= 4
     wait_until(lambda: browser.find_elements(By.CSS_SELECTOR, f'#piles-body tr[data-pile-id="{pile}"]'), 10, 0.2,
                "the pile in the piles panel")  # fmt: skip
     row = browser.find_element(By.CSS_SELECTOR, f'#piles-body tr[data-pile-id="{pile}"]')

@@ -255,6 +255,19 @@
     canvas.dataset.ticks = Array.from({ length: TICKS + 1 }, (_, i) => step * i).join(",");
   }
 
+  async function loadHistory() { // the server's last five minutes, so the chart is full when the page opens
+    try {
+      const history = await api("/v1/pool/history");
+      const offset = Date.now() / 1000 - history.now; // this browser's clock minus the server's
+      for (const s of history.samples) {
+        push({ t: s.t + offset, running: s.running, free: Math.max(0, s.free), waiting: s.waiting, queued: s.queued });
+      }
+      document.body.dataset.history = String(history.samples.length);
+    } catch (err) {
+      document.body.dataset.history = "0"; // an older server, or no token yet: the chart starts empty
+    }
+  }
+
   async function pollPool() {
     try {
       const pool = await api("/v1/pool");
@@ -469,7 +482,7 @@
     $("detail-close").addEventListener("click", closeDetail);
     whoami();
     window.addEventListener("resize", draw);
-    pollPool();
+    loadHistory().then(pollPool);
     pollJobs();
   });
 })();
