@@ -32,6 +32,7 @@ from .resources import (
     JobResource,
     JobsResource,
     MapResource,
+    NamedPoolResource,
     OpenAPIResource,
     PileCloseResource,
     PileJobsResource,
@@ -39,6 +40,7 @@ from .resources import (
     PileResultsResource,
     PilesResource,
     PoolResource,
+    PoolsResource,
     ReadyResource,
     TasksResource,
 )
@@ -98,6 +100,8 @@ def create_app(config: Config | None = None, services: Services | None = None) -
     _route(app, "/v1/piles/{pile_id}/results", PileResultsResource(engine))
     _route(app, "/v1/map", MapResource(engine))
     _route(app, "/v1/pool", PoolResource(engine))
+    _route(app, "/v1/pools", PoolsResource(engine))
+    _route(app, "/v1/pools/{name}", NamedPoolResource(engine))
     _route(app, "/v1/whoami", WhoAmIResource())
     _route(app, "/healthz", HealthResource(engine))
     _route(app, "/readyz", ReadyResource(engine))

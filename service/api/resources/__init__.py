@@ -3,7 +3,7 @@
 from .health import HealthResource, OpenAPIResource, ReadyResource
 from .jobs import JobResource, JobsResource
 from .piles import MapResource, PileCloseResource, PileJobsResource, PileResource, PileResultsResource, PilesResource
-from .pool import PoolResource
+from .pool import NamedPoolResource, PoolResource, PoolsResource
 from .tasks import TasksResource
 
 __all__ = [
@@ -11,6 +11,7 @@ __all__ = [
     "JobResource",
     "JobsResource",
     "MapResource",
+    "NamedPoolResource",
     "PileCloseResource",
     "PileJobsResource",
     "PileResource",
@@ -18,6 +19,7 @@ __all__ = [
     "PilesResource",
     "OpenAPIResource",
     "PoolResource",
+    "PoolsResource",
     "ReadyResource",
     "TasksResource",
 ]
