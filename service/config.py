@@ -47,6 +47,8 @@ SQLITE_SYNCS = ("normal", "full")
 SQLITE_PREFIX = "sqlite:"
 
 ENV_PREFIX = "GREENPOOL_"
+DEFAULT_POOL = "default"  # the pool that always exists (`/v1/pool`), sized by GREENPOOL_POOL_SIZE
+POOL_NAME = re.compile(r"[a-z0-9_-]{1,64}")  # a named pool's name (design §9)
 #: Size, count and time limits (Hardening); each must be > 0.
 LIMITS = (
     "max_args_bytes", "max_result_bytes", "max_pile_size", "max_map_items", "max_streams_per_client",
@@ -100,6 +102,20 @@ class EngineSettings:
     max_result_bytes: int = DEFAULT_MAX_RESULT_BYTES  # one job's result, serialized (else failed: ResultTooLarge)
     http_allow: tuple[str, ...] = ()
     plugins: tuple[str, ...] = ()
+    pools: tuple[str, ...] = ()  # `name:size` seeds of named pools (GREENPOOL_POOLS=default:100,db:20,io:500)
+
+    def pool_seeds(self) -> dict[str, tuple[int, str]]:
+        """The pools to seed a store that has no size for them, each with the variable its size comes from:
+        `default` (GREENPOOL_POOL_SIZE unless GREENPOOL_POOLS names it), then each `name:size` of
+        GREENPOOL_POOLS; ConfigError naming a bad entry."""
+        seeds = {DEFAULT_POOL: (self.pool_size, f"{ENV_PREFIX}POOL_SIZE")}
+        for entry in self.pools:
+            name, _, size = entry.partition(":")
+            if not POOL_NAME.fullmatch(name) or not _INTEGER.fullmatch(size) or int(size) > self.max_pool_size:
+                raise ConfigError(f"{ENV_PREFIX}POOLS entry {entry!r} must be name:size (a name of 1-64 of a-z 0-9 _ -,"
+                                  f" a size from 0 to {ENV_PREFIX}MAX_POOL_SIZE)")  # fmt: skip
+            seeds[name] = (int(size), f"{ENV_PREFIX}POOLS")
+        return seeds
 
 
 @dataclass(frozen=True)
@@ -169,6 +185,7 @@ class Config(ServerSettings, ApiLimits, EngineSettings, StorageSettings, AuthSet
             raise ConfigError(f"{ENV_PREFIX}STORE={self.store!r} must be `memory` or `sqlite:PATH`")
         if self.sqlite_sync not in SQLITE_SYNCS:
             raise ConfigError(f"{ENV_PREFIX}SQLITE_SYNC={self.sqlite_sync!r} must be one of {', '.join(SQLITE_SYNCS)}")
+        self.pool_seeds()
         self.token_table()
 
     def to_env(self) -> dict[str, str]:
@@ -184,6 +201,7 @@ class Config(ServerSettings, ApiLimits, EngineSettings, StorageSettings, AuthSet
 SUBMIT, ADMIN = "submit", "admin"
 ROLES = (SUBMIT, ADMIN)  # in increasing power: a route that needs `submit` is open to `admin` too
 _NAME = re.compile(r"[A-Za-z0-9_.@-]{1,64}")
+_INTEGER = re.compile(r"[0-9]{1,9}")
 _SECRET = re.compile(r"[A-Za-z0-9._~+/-]{16,4096}=*")  # RFC 6750 b64token, at least 16 characters
 
 

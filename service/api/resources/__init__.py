@@ -4,7 +4,7 @@ from .health import HealthResource, OpenAPIResource, ReadyResource
 from .history import PoolHistoryResource
 from .jobs import JobResource, JobsResource
 from .piles import MapResource, PileCloseResource, PileJobsResource, PileResource, PileResultsResource, PilesResource
-from .pool import PoolResource
+from .pool import NamedPoolResource, PoolResource, PoolsResource
 from .tasks import TasksResource
 
 __all__ = [
@@ -12,6 +12,7 @@ __all__ = [
     "JobResource",
     "JobsResource",
     "MapResource",
+    "NamedPoolResource",
     "PileCloseResource",
     "PileJobsResource",
     "PileResource",
@@ -20,6 +21,7 @@ __all__ = [
     "OpenAPIResource",
     "PoolHistoryResource",
     "PoolResource",
+    "PoolsResource",
     "ReadyResource",
     "TasksResource",
 ]

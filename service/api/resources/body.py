@@ -99,8 +99,8 @@ def check_args_size(req: falcon.Request, limit: int, specs: list[Any], fields: l
     """413 naming the first job whose `args`, serialized as compact JSON, exceed `limit` bytes."""
     if getattr(req.context, "body_bytes", limit + 1) <= limit:
         return  # a body within the limit cannot hold args beyond it
-    for (_task, args, _timeout), field in zip(specs, fields, strict=True):
-        size = len(_compact(args).encode())
+    for spec, field in zip(specs, fields, strict=True):
+        size = len(_compact(spec.args).encode())
         if size > limit:
             raise PayloadTooLarge(
                 f"{field} is {size} bytes as JSON; the limit is {limit}", limit=limit, unit="bytes", field=field
