@@ -66,6 +66,7 @@ OURS_ENV = {
     "GREENPOOL_MAX_QUEUED": "10000000",
     "GREENPOOL_MAX_RECORDS": "10000",
     "GREENPOOL_RESULT_TTL": "60",
+    "GREENPOOL_STORE": "memory",
 }
 #: gunicorn settings both servers share (access log stays off: no --access-logfile, no logconfig).
 COMMON_GUNICORN = ["-w", "1", "--keep-alive", "5", "--worker-connections", "10000", "--graceful-timeout", "5",

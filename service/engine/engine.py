@@ -83,7 +83,6 @@ class Engine:
         self._sweeper = spawn(self._sweep)
         # Observers (service.api.metrics): observer(event, job) on "queued", "running" and each terminal status.
         self.observers: list[Callable[[str, Job], None]] = []
-        self._recover()
 
     @property
     def draining(self) -> bool:
@@ -320,16 +319,24 @@ class Engine:
             lane.kill(job.id)
         return True
 
-    def _recover(self) -> None:
-        """After a restart on a durable store: an attempt that was running when the process died ends
-        `WorkerLost` (design §7); the queued jobs the store reloaded run again, in order, as the lanes'
-        dispatchers find them."""
+    def recover(self) -> None:
+        """After a restart on a durable store (call it once, with the observers attached, so that metrics
+        count what it does): every job the store reloaded unfinished counts as submitted to this process
+        (an observer sees it `queued`); an attempt that was running when the process died ends `WorkerLost`
+        (design §7); the queued jobs run again, in order, as the lanes' dispatchers find them."""
         lost = self._jobs.select(RUNNING)
+        for job in reversed(self._jobs.select(QUEUED)):
+            self._resubmitted(job)
         for job in reversed(lost):
+            self._resubmitted(job)
             self._end(job, FAILED, "WorkerLost", "the server process died while the job was running")
         recovered = getattr(self.store, "recovered", None)
         if recovered is not None:
             log.info("store recovered", extra={**recovered, "worker_lost": len(lost)})
+
+    def _resubmitted(self, job: Job) -> None:
+        self._counts["submitted"] += 1
+        self._notify(QUEUED, job)
 
     def _close(self, pile: Pile) -> None:
         self._piles.close(pile, self._clock())
