@@ -248,22 +248,32 @@ class Engine:
 
     # -- shutdown -------------------------------------------------------------------------------
     def drain(self, grace: float) -> None:
-        """Stop accepting, cancel queued jobs, let running ones finish for `grace` s, then cancel the rest."""
+        """Stop accepting, let running jobs finish for `grace` s, then end the rest (`_interrupted`). With a
+        durable store queued jobs stay queued for the next start (design §7); with a memory store, which
+        cannot keep them, they are cancelled and open piles closed, so that their streams end."""
         self._admission.draining = True
         stats = self._lane.stats()
         log.info("draining", extra={"grace_s": grace, "running": stats["running"], "queued": stats["queued"]})
-        for job in reversed(self._jobs.select(QUEUED)):
-            self._end(job, CANCELLED, "Cancelled", "the server shut down before the job started")
-        for pile in self._piles.open_piles():  # no more jobs can come: let their streams end with the last result
-            self._close(pile)
+        if self.store.durable:
+            for lane in self.runner:
+                lane.hold()
+        else:
+            for job in reversed(self._jobs.select(QUEUED)):
+                self._end(job, CANCELLED, "Cancelled", "the server shut down before the job started")
+            for pile in self._piles.open_piles():  # no more jobs can come: their streams end with the last result
+                self._close(pile)
         try:
             with Timeout(grace, False):
                 for lane in self.runner:
                     lane.pool.waitall()
         finally:  # also when the worker's grace period ends first and kills this green thread
             for job in reversed(self._jobs.select(RUNNING)):
-                self._end(job, CANCELLED, "Cancelled", "the server shut down before the job ended")
-            log.info("drained", extra={**self._counts})
+                self._interrupted(job)
+            log.info("drained", extra={**self._counts, "kept_queued": self._lane.queue.queued})
+
+    def _interrupted(self, job: Job) -> None:
+        """End a job still running when the drain's grace period is over."""
+        self._end(job, CANCELLED, "Cancelled", "the server shut down before the job ended")
 
     # -- internals ------------------------------------------------------------------------------
     def _enqueue(self, lane: Lane, task: str, args: dict, timeout: float | None, pile: Pile | None,

@@ -82,11 +82,18 @@ class Journal:
         finally:
             me[1] = None  # the listener wakes it no more (committed already, killed or timed out)
 
-    def close(self) -> None:
-        """Commit what is queued, stop the writer and close the connection (blocks: at exit only)."""
+    def close(self, timeout: float | None = None) -> None:
+        """Commit what is queued, stop the writer and close the connection (blocks: at exit only). Waits at
+        most `timeout` s (None: for ever) for a writer that cannot commit (a full disk), which is left behind."""
+        if self._closing:
+            return
         self._closing = True
         self._work.set()
-        self._thread.join()
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            log.error("store closed with changes not committed", extra={"path": self.path, "error": self.error,
+                                                                        "changes": self.appended - self.committed})
+            return
         self._conn.close()
         if self._bell is not None:
             self._bell.close()

@@ -167,8 +167,8 @@ class SqliteStore(MemoryStore):
     def flush(self) -> None:
         self.journal.flush()
 
-    def close(self) -> None:
-        self.journal.close()
+    def close(self, timeout: float | None = None) -> None:
+        self.journal.close(timeout)
 
 
 def _load(store: SqliteStore, conn: Any) -> dict[str, int]:
