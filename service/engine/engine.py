@@ -21,7 +21,7 @@ from pool_core import Timeout, sleep, spawn
 
 from .. import logs
 from ..config import Config
-from ..storage import Job, Pile, Store
+from ..storage import Job, Pile, Store, StoreError
 from ..storage.records import (
     CANCELLED,
     COMPLETION,
@@ -35,7 +35,7 @@ from ..storage.records import (
 )
 from ..tasks import Registry
 from .admission import Admission, JobSpec
-from .errors import Draining, JobAlreadyEnded, JobNotFound, PileClosed, PileNotFound, TooLarge
+from .errors import Draining, JobAlreadyEnded, JobNotFound, PileClosed, PileNotFound, StoreUnavailable, TooLarge
 from .notifier import Notifier
 from .runner import DEFAULT_POOL, Lane, Runner
 from .stores import open_store
@@ -46,6 +46,7 @@ log = logging.getLogger("greenpool.jobs")
 _SWEEP_INTERVAL = 1.0
 _IDS_PER_READ = 256  # job and pile ids drawn from one os.urandom call
 _RECORDS_PER_BATCH = 64  # result records read and handed to a stream at a time
+_STORE_RETRY_AFTER = 5  # seconds a client is told to wait while the store is full or cannot commit
 _DEBUG = logging.DEBUG
 _monotonic = time.monotonic
 
@@ -95,8 +96,12 @@ class Engine:
 
     def commit(self) -> None:
         """Park until every change made so far is in the store (at once with a memory store): what a
-        201/202 acknowledges must survive a crash (design §7). Many requests' changes share one commit."""
-        self.store.flush()
+        201/202 acknowledges must survive a crash (design §7). Many requests' changes share one commit.
+        StoreUnavailable if the store cannot commit now: the changes stay queued and commit once it can."""
+        try:
+            self.store.flush()
+        except StoreError as exc:
+            raise StoreUnavailable(str(exc), _STORE_RETRY_AFTER) from None
 
     def new_id(self) -> str:
         """A fresh id for a job or pile (to claim an idempotency key for it before it exists)."""
@@ -105,10 +110,12 @@ class Engine:
     # -- jobs -----------------------------------------------------------------------------------
     def submit(self, task: str, args: dict, timeout: float | None = None, owner: str | None = None,
                job_id: str | None = None, client: str | None = None) -> Job:  # fmt: skip
-        """Validate and enqueue one job; Draining, TooLarge, QueueFull, UnknownTask or InvalidArguments.
+        """Validate and enqueue one job; Draining, QueueFull, StoreUnavailable, TooLarge, UnknownTask or
+        InvalidArguments.
         `client` (None: none) is whose share of the queue the job takes (`max_queued_per_client`)."""
         lane, admission = self._lane, self._admission
         admission.check(lane.queue, 1, client)
+        self._writable()
         args = admission.validate(task, args)
         admission.reserve(lane.queue, 1, client)
         return self._enqueue(lane, task, args, timeout, None, owner, job_id, client)
@@ -149,6 +156,7 @@ class Engine:
         """A new pile of jobs (all accepted or none) in `client`'s share of the queue; closed unless `open`."""
         lane, admission = self._lane, self._admission
         admission.check(lane.queue, len(specs), client)
+        self._writable()
         checked = admission.validate_all(specs)
         admission.reserve(lane.queue, len(checked), client)
         pile = Pile(pile_id or next(self._ids), owner, self._clock())
@@ -175,6 +183,7 @@ class Engine:
             )
         lane, admission = self._lane, self._admission
         admission.check(lane.queue, len(specs), client)
+        self._writable()
         checked = admission.validate_all(specs)
         admission.reserve(lane.queue, len(checked), client)
         owner = pile.owner
@@ -276,6 +285,12 @@ class Engine:
         self._end(job, CANCELLED, "Cancelled", "the server shut down before the job ended")
 
     # -- internals ------------------------------------------------------------------------------
+    def _writable(self) -> None:
+        """StoreUnavailable if the store should take no new work now (it is full, or cannot commit)."""
+        reason = self.store.unavailable()
+        if reason is not None:
+            raise StoreUnavailable(reason, _STORE_RETRY_AFTER)
+
     def _enqueue(self, lane: Lane, task: str, args: dict, timeout: float | None, pile: Pile | None,
                  owner: str | None, job_id: str | None = None, client: str | None = None) -> Job:  # fmt: skip
         """Store and queue one validated job whose place in the queue (and `client`'s share) is reserved."""

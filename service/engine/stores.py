@@ -17,7 +17,7 @@ _CLOSE_TIMEOUT = 5.0  # seconds the exit waits for the last commit
 def open_store(config: Config) -> Store:
     """The configured store: a memory store, or the SQLite file of `sqlite:PATH` (StoreError naming it)."""
     if config.sqlite_path:
-        store = SqliteStore(config.sqlite_path, config.max_records, config.sqlite_sync)
+        store = SqliteStore(config.sqlite_path, config.max_records, config.sqlite_sync, config.max_store_bytes)
         atexit.register(store.close, _CLOSE_TIMEOUT)  # what the drain ended is committed before the process exits
         return store
     return MemoryStore(config.max_records)

@@ -5,7 +5,10 @@ write connection, takes every change queued so far, folds changes to one row int
 in one transaction and commits: a group commit, as large as what arrived while the previous one was on
 its way to the disk. `flush()` parks the calling green thread (never the hub) until everything it changed
 is committed, woken through a `pool_core.threads.Doorbell`: that is how a 202/201 waits for its commit.
-A commit that fails (disk full, a locked file) is retried with the same changes until it succeeds.
+A commit that fails (disk full, a locked file) is retried with the same changes until it succeeds; while
+it fails, `error` says why and `flush()` raises StoreError rather than wait. After each commit the writer
+measures the pages in use (`used_bytes`: the file's pages minus its free list, which retention's deletes
+grow) and gives a large free list back to the file system (incremental vacuum).
 """
 
 from __future__ import annotations
@@ -23,12 +26,15 @@ from greenlet import getcurrent  # the greenlet itself: the hub parks and wakes 
 from pool_core import spawn_n
 from pool_core.threads import Doorbell
 
+from ..ports import StoreError
+
 __all__ = ["Journal"]
 
 log = logging.getLogger("greenpool.store")
 JOB, UNJOB, PILE, UNPILE, RESULT, KEY, UNKEY, SIZE = range(8)  # change kinds: (kind, key, row)
 _TABLE = (0, 0, 1, 1, -1, 2, 2, 3)  # kind → the table whose last change per key wins (jobs, piles, keys, sizes)
 _RETRY = (0.01, 1.0)  # seconds between attempts of a failed commit: first, at most
+_VACUUM_PAGES = 256  # free pages beyond which (and beyond a quarter of the file) they go back to the OS
 _dumps = json.dumps
 
 _UPSERT_JOB = "INSERT OR REPLACE INTO jobs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
@@ -48,6 +54,8 @@ class Journal:
         self.commits = 0
         self.error: str | None = None  # the last failure while it lasts
         self._conn = conn
+        self._page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+        self.used_bytes = self._used_bytes()  # the pages in use (not free), as of the last commit
         self._changes: deque[tuple[int, Any, Any]] = deque()
         self._work = threading.Event()
         self._closing = False
@@ -65,22 +73,23 @@ class Journal:
             self._work.set()
 
     def flush(self) -> None:
-        """Park the calling green thread until every change appended so far is committed."""
+        """Park the calling green thread until every change appended so far is committed; StoreError if
+        commits fail meanwhile (the changes stay queued: they are committed once the writer can)."""
         target = self.appended
-        if self.committed >= target:
-            return
-        if self._bell is None:
-            self._bell = Doorbell()
-        me = [target, getcurrent()]
-        self._waiters.append(me)
-        if not self._listening:
-            self._listening = True
-            spawn_n(self._listen)
-        try:
-            while self.committed < target:
+        while self.committed < target:
+            if self.error is not None:
+                raise StoreError(f"the store file {self.path} cannot be written now: {self.error}")
+            if self._bell is None:
+                self._bell = Doorbell()
+            me = [target, getcurrent()]
+            self._waiters.append(me)
+            if not self._listening:
+                self._listening = True
+                spawn_n(self._listen)
+            try:
                 self._bell.hub.park()
-        finally:
-            me[1] = None  # the listener wakes it no more (committed already, killed or timed out)
+            finally:
+                me[1] = None  # the listener wakes it no more (committed already, failed, killed or timed out)
 
     def close(self, timeout: float | None = None) -> None:
         """Commit what is queued, stop the writer and close the connection (blocks: at exit only). Waits at
@@ -105,8 +114,8 @@ class Journal:
         try:
             while waiters:
                 bell.wait()
-                committed = self.committed
-                while waiters and waiters[0][0] <= committed:
+                committed, failed = self.committed, self.error is not None
+                while waiters and (failed or waiters[0][0] <= committed):
                     waiter = waiters.popleft()[1]
                     if waiter is not None:
                         bell.hub.wake(waiter)
@@ -127,6 +136,7 @@ class Journal:
                 self._commit(batch)
                 self.committed += len(batch)
                 self.commits += 1
+                self._measure()
                 if self._bell is not None:
                     self._bell.ring()
             elif self._closing:
@@ -152,11 +162,29 @@ class Journal:
             except sqlite3.Error as exc:
                 if self._conn.in_transaction:
                     self._conn.execute("ROLLBACK")
-                if self.error is None:
-                    log.error("store commit failed; retrying", extra={"path": self.path, "error": str(exc)})
-                self.error = str(exc)
+                first, self.error = self.error is None, str(exc)
+                if first:
+                    log.error("store commit failed; retrying", extra={"path": self.path, "error": self.error})
+                    if self._bell is not None:
+                        self._bell.ring()  # waiting flushes give up (503) rather than wait for the disk
                 time.sleep(delay)
                 delay = min(_RETRY[1], delay * 2)
+
+    def _used_bytes(self) -> int:
+        conn = self._conn
+        pages = conn.execute("PRAGMA page_count").fetchone()[0] - conn.execute("PRAGMA freelist_count").fetchone()[0]
+        return pages * self._page_size
+
+    def _measure(self) -> None:
+        """Update `used_bytes`; give free pages back to the file system when there are many."""
+        conn = self._conn
+        try:
+            free = conn.execute("PRAGMA freelist_count").fetchone()[0]
+            if free > _VACUUM_PAGES and 4 * free > conn.execute("PRAGMA page_count").fetchone()[0]:
+                conn.execute("PRAGMA incremental_vacuum")
+            self.used_bytes = self._used_bytes()
+        except sqlite3.Error as exc:  # measured again after the next commit
+            log.warning("store size not measured", extra={"path": self.path, "error": str(exc)})
 
     def _apply(self, jobs: dict, piles: dict, keys: dict, sizes: dict, results: list) -> None:
         conn = self._conn
