@@ -6,7 +6,7 @@ before the kill resumes from its `Last-Event-ID` with no gap and no duplicate, a
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -41,7 +41,7 @@ def _stream(server: Server, pile_id: str, last: str | None = None) -> requests.R
     return requests.get(f"{server.url}/v1/piles/{pile_id}/results", headers=headers, stream=True, timeout=20)
 
 
-def _until(server: Server, path: str, ready: callable, within: float = 20.0) -> dict:
+def _until(server: Server, path: str, ready: Callable[[dict], bool], within: float = 20.0) -> dict:
     deadline = time.monotonic() + within
     while not ready(body := server.get(path).json()) and time.monotonic() < deadline:
         time.sleep(0.05)
