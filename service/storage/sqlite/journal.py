@@ -13,12 +13,14 @@ grow) and gives a large free list back to the file system (incremental vacuum).
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import sqlite3
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 from greenlet import getcurrent  # the greenlet itself: the hub parks and wakes greenlets, not GreenThreads
@@ -34,10 +36,13 @@ log = logging.getLogger("greenpool.store")
 JOB, UNJOB, PILE, UNPILE, RESULT, KEY, UNKEY, SIZE = range(8)  # change kinds: (kind, key, row)
 _TABLE = (0, 0, 1, 1, -1, 2, 2, 3)  # kind → the table whose last change per key wins (jobs, piles, keys, sizes)
 _RETRY = (0.01, 1.0)  # seconds between attempts of a failed commit: first, at most
+_GATHER_S = 0.002  # a commit starts at most this often (s) unless _GATHER_CHANGES are waiting: fewer, larger
+_GATHER_CHANGES = 512
+_MEASURE_S = 0.05  # the pages in use are measured at most this often (after a commit)
 _VACUUM_PAGES = 256  # free pages beyond which (and beyond a quarter of the file) they go back to the OS
 _dumps = json.dumps
 
-_UPSERT_JOB = "INSERT OR REPLACE INTO jobs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_CHUNK = 256  # rows per statement at most (16 columns: 4,096 parameters, well under SQLite's 32,766)
 _UPSERT_PILE = (
     "INSERT INTO piles (id, owner, closed, finished_at) VALUES (?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET"
     " closed = excluded.closed, finished_at = excluded.finished_at"
@@ -55,7 +60,8 @@ class Journal:
         self.error: str | None = None  # the last failure while it lasts
         self._conn = conn
         self._page_size = conn.execute("PRAGMA page_size").fetchone()[0]
-        self.used_bytes = self._used_bytes()  # the pages in use (not free), as of the last commit
+        self.used_bytes = self._used_bytes()  # the pages in use (not free), as of the last measure
+        self._started = self._measured = 0.0  # time.monotonic() when the last commit started, the last measure
         self._changes: deque[tuple[int, Any, Any]] = deque()
         self._work = threading.Event()
         self._closing = False
@@ -128,17 +134,22 @@ class Journal:
         while True:
             if not self._closing:  # closing: drain what is left without waiting
                 work.wait()
+                gather = self._started + _GATHER_S - time.monotonic()
+                if gather > 0 and len(changes) < _GATHER_CHANGES:
+                    time.sleep(gather)  # let more changes join this commit: fewer, larger commits
             work.clear()
             batch = []
             while changes:
                 batch.append(changes.popleft())
             if batch:
+                self._started = time.monotonic()
                 self._commit(batch)
                 self.committed += len(batch)
                 self.commits += 1
-                self._measure()
                 if self._bell is not None:
                     self._bell.ring()
+                if self._started >= self._measured + _MEASURE_S:
+                    self._measure()
             elif self._closing:
                 return
 
@@ -178,6 +189,7 @@ class Journal:
     def _measure(self) -> None:
         """Update `used_bytes`; give free pages back to the file system when there are many."""
         conn = self._conn
+        self._measured = time.monotonic()
         try:
             free = conn.execute("PRAGMA freelist_count").fetchone()[0]
             if free > _VACUUM_PAGES and 4 * free > conn.execute("PRAGMA page_count").fetchone()[0]:
@@ -189,17 +201,49 @@ class Journal:
     def _apply(self, jobs: dict, piles: dict, keys: dict, sizes: dict, results: list) -> None:
         conn = self._conn
         conn.execute("BEGIN")
-        conn.executemany(_UPSERT_JOB, [_job_row(row) for kind, row in jobs.values() if kind == JOB])
-        conn.executemany("DELETE FROM jobs WHERE seq = ?", [(s,) for s, (kind, _) in jobs.items() if kind == UNJOB])
+        _chunked(conn, _UPSERT_JOBS, [_job_row(row) for kind, row in jobs.values() if kind == JOB])
+        _chunked(conn, _DELETE_JOBS, [s for s, (kind, _) in jobs.items() if kind == UNJOB])
         conn.executemany(_UPSERT_PILE, [row for kind, row in piles.values() if kind == PILE])
-        conn.executemany("INSERT OR REPLACE INTO results VALUES (?, ?, ?)", results)
+        _chunked(conn, _UPSERT_RESULTS, results)
         gone = [(pile_id,) for pile_id, (kind, _) in piles.items() if kind == UNPILE]
         for table, column in (("results", "pile"), ("jobs", "pile"), ("piles", "id")):
             conn.executemany(f"DELETE FROM {table} WHERE {column} = ?", gone)
-        conn.executemany("INSERT OR REPLACE INTO keys VALUES (?, ?, ?)", [r for k, r in keys.values() if k == KEY])
-        conn.executemany("DELETE FROM keys WHERE k = ?", [(k,) for k, (kind, _) in keys.items() if kind == UNKEY])
+        _chunked(conn, _UPSERT_KEYS, [r for k, r in keys.values() if k == KEY])
+        _chunked(conn, _DELETE_KEYS, [k for k, (kind, _) in keys.items() if kind == UNKEY])
         conn.executemany("INSERT OR REPLACE INTO sizes VALUES (?, ?)", [(k, size) for k, (_, size) in sizes.items()])
         conn.execute("COMMIT")
+
+
+@functools.cache
+def _values(head: str, width: int, rows: int) -> str:
+    """`head VALUES (?, ...), ...`: `rows` rows of `width` parameters."""
+    one = "(" + ", ".join("?" * width) + ")"
+    return f"{head} VALUES {', '.join([one] * rows)}"
+
+
+@functools.cache
+def _among(head: str, rows: int) -> str:
+    """`head IN (?, ...)` with `rows` parameters."""
+    return f"{head} IN ({', '.join('?' * rows)})"
+
+
+_UPSERT_JOBS = functools.partial(_values, "INSERT OR REPLACE INTO jobs", 16)
+_UPSERT_RESULTS = functools.partial(_values, "INSERT OR REPLACE INTO results", 3)
+_UPSERT_KEYS = functools.partial(_values, "INSERT OR REPLACE INTO keys", 3)
+_DELETE_JOBS = functools.partial(_among, "DELETE FROM jobs WHERE seq")
+_DELETE_KEYS = functools.partial(_among, "DELETE FROM keys WHERE k")
+
+
+def _chunked(conn: sqlite3.Connection, sql: Callable[[int], str], rows: list) -> None:
+    """Execute `sql(n)` on chunks of n rows (powers of two up to _CHUNK, so few distinct statements): one
+    statement per chunk rather than per row, so fewer trips through the sqlite3 module, each of which lets go
+    of the GIL and takes it back from the busy hub thread."""
+    start, total = 0, len(rows)
+    while start < total:
+        n = min(_CHUNK, 1 << ((total - start).bit_length() - 1))
+        chunk = rows[start : start + n]
+        conn.execute(sql(n), [value for row in chunk for value in row] if isinstance(chunk[0], tuple) else chunk)
+        start += n
 
 
 def _job_row(row: tuple) -> tuple:

@@ -49,7 +49,7 @@ def connect(path: str, sync: str = "normal") -> sqlite3.Connection:
     if os.path.exists(path) and not os.access(path, os.R_OK | os.W_OK):
         raise StoreError(f"the store file {path} cannot be read and written (check its permissions)")
     try:
-        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, cached_statements=64)
+        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, cached_statements=256)
     except sqlite3.Error as exc:
         raise StoreError(f"the store file {path} cannot be opened: {exc}") from None
     try:
