@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -22,24 +21,25 @@ from pool_core import Timeout, sleep, spawn
 
 from .. import logs
 from ..config import Config
-from ..storage import Job, Pile, Store
+from ..storage import Job, Pile, Store, StoreError
 from ..storage.records import (
     CANCELLED,
     COMPLETION,
     FAILED,
     QUEUED,
     RUNNING,
-    SUCCEEDED,
     TERMINAL,
     TIMED_OUT,
     rfc3339,
 )
 from ..tasks import Registry
 from .admission import Admission, JobSpec
-from .errors import Draining, JobAlreadyEnded, JobNotFound, PileClosed, PileNotFound, TooLarge
+from .errors import Draining, JobAlreadyEnded, JobNotFound, PileClosed, PileNotFound, StoreUnavailable, TooLarge
+from .history import History
 from .notifier import Notifier
-from .retries import RETRIED, RETRYING, JobOptions, apply_options, backoff
-from .runner import DEFAULT_POOL, Lane, Runner
+from .pools import DEFAULT_POOL, Pools
+from .retries import RETRIED, RETRYING, JobOptions, apply_options, requeue
+from .runner import Lane
 from .stores import open_store
 
 __all__ = ["Engine"]
@@ -48,6 +48,7 @@ log = logging.getLogger("greenpool.jobs")
 _SWEEP_INTERVAL = 1.0
 _IDS_PER_READ = 256  # job and pile ids drawn from one os.urandom call
 _RECORDS_PER_BATCH = 64  # result records read and handed to a stream at a time
+_STORE_RETRY_AFTER = 5  # seconds a client is told to wait while the store is full or cannot commit
 _DEBUG = logging.DEBUG
 _monotonic = time.monotonic
 
@@ -68,25 +69,18 @@ class Engine:
         self._ids = ids if ids is not None else _random_ids()
         self._admission = Admission(config, registry)
         self._notifier = Notifier()
-        size = self.store.sizes.get(DEFAULT_POOL)
-        if size is None:  # the configuration seeds a store that has none
-            size = config.pool_size
-            self.store.sizes.set(DEFAULT_POOL, size)
-        threads = Runner.thread_pool(size, config.max_threads)
-        lane = Lane(DEFAULT_POOL, size, self.store.queue(DEFAULT_POOL), registry, clock, config.max_result_bytes,
-                    self._started, self._end, threads)  # fmt: skip
-        self._lane = lane  # the default pool's lane
-        self.runner = Runner({DEFAULT_POOL: lane}, threads, config.max_threads)
+        self.pools = Pools(config, registry, self.store, self._new_lane)
+        self.runner = self.pools.runner
+        self._lane = self.pools.default  # the default pool's lane
         self._lanes = self.runner.lanes
-        self._counts = {"submitted": 0, SUCCEEDED: 0, FAILED: 0, CANCELLED: 0, TIMED_OUT: 0}
         self._started_at = _monotonic()
         # Which start of the service this is: a restart shows as a new boot_id (and started_at) to pollers.
         self.boot = {"boot_id": os.urandom(8).hex(), "started_at": rfc3339(time.time())}
+        self._history = History()
         self._sweeper = spawn(self._sweep)
         # Observers (service.api.metrics): observer(event, job) on "queued", "running", "retrying" (an attempt
         # ended and the job is queued for its next one) and each terminal status.
         self.observers: list[Callable[[str, Job], None]] = []
-        self._recover()
 
     @property
     def draining(self) -> bool:
@@ -99,8 +93,12 @@ class Engine:
 
     def commit(self) -> None:
         """Park until every change made so far is in the store (at once with a memory store): what a
-        201/202 acknowledges must survive a crash (design §7). Many requests' changes share one commit."""
-        self.store.flush()
+        201/202 acknowledges must survive a crash (design §7). Many requests' changes share one commit.
+        StoreUnavailable if the store cannot commit now: the changes stay queued and commit once it can."""
+        try:
+            self.store.flush()
+        except StoreError as exc:
+            raise StoreUnavailable(str(exc), _STORE_RETRY_AFTER) from None
 
     def new_id(self) -> str:
         """A fresh id for a job or pile (to claim an idempotency key for it before it exists)."""
@@ -108,15 +106,18 @@ class Engine:
 
     # -- jobs -----------------------------------------------------------------------------------
     def submit(self, task: str, args: dict, timeout: float | None = None, owner: str | None = None,
-               job_id: str | None = None, client: str | None = None,
+               job_id: str | None = None, client: str | None = None, pool: str | None = None,
                options: JobOptions | None = None) -> Job:  # fmt: skip
-        """Validate and enqueue one job; Draining, TooLarge, QueueFull, UnknownTask or InvalidArguments.
-        `client` (None: none) is whose share of the queue the job takes (`max_queued_per_client`); `options`
-        its retry policy and delay (None: the task's defaults)."""
-        lane, admission = self._lane, self._admission
-        admission.check(lane.queue, 1, client)
+        """Validate and enqueue one job in `pool` (None: its task's, else `default`); UnknownPool, Draining,
+        TooLarge, QueueFull, StoreUnavailable, UnknownTask or InvalidArguments. `client` (None: none) is whose
+        share of the pool's queue the job takes (`max_queued_per_client`); `options` its retry policy and
+        delay (None: the task's defaults)."""
+        lane = self.pools.lane_for(pool, task)
+        admission = self._admission
+        admission.check(lane, 1, client)
+        self._writable()
         args = admission.validate(task, args)
-        admission.reserve(lane.queue, 1, client)
+        admission.reserve(lane, 1, client)
         return self._enqueue(lane, task, args, timeout, None, owner, job_id, client, options)
 
     def get(self, job_id: str) -> Job:
@@ -152,14 +153,12 @@ class Engine:
     # -- piles ----------------------------------------------------------------------------------
     def create_pile(self, specs: list[JobSpec], open: bool = False, owner: str | None = None,
                     pile_id: str | None = None, client: str | None = None) -> Pile:  # fmt: skip
-        """A new pile of jobs (all accepted or none) in `client`'s share of the queue; closed unless `open`."""
-        lane, admission = self._lane, self._admission
-        admission.check(lane.queue, len(specs), client)
-        checked = admission.validate_all(specs)
-        admission.reserve(lane.queue, len(checked), client)
+        """A new pile of jobs (all accepted or none) in `client`'s share of their pools' queues; closed unless
+        `open`."""
+        lanes, checked = self._admit(specs, client)
         pile = Pile(pile_id or next(self._ids), owner, self._clock())
         self._piles.add(pile)
-        for task, args, timeout, options in checked:
+        for lane, (task, args, timeout, _, options) in zip(lanes, checked, strict=True):
             self._enqueue(lane, task, args, timeout, pile, owner, None, client, options)
         if not open:
             self._close(pile)
@@ -179,13 +178,10 @@ class Engine:
                 f"pile {pile_id} has {pile.size} jobs; {len(specs)} more would pass the limit of {limit} per pile",
                 limit,
             )
-        lane, admission = self._lane, self._admission
-        admission.check(lane.queue, len(specs), client)
-        checked = admission.validate_all(specs)
-        admission.reserve(lane.queue, len(checked), client)
+        lanes, checked = self._admit(specs, client)
         owner = pile.owner
         return [self._enqueue(lane, task, args, timeout, pile, owner, None, client, options)
-                for task, args, timeout, options in checked]  # fmt: skip
+                for lane, (task, args, timeout, _, options) in zip(lanes, checked, strict=True)]  # fmt: skip
 
     def close_pile(self, pile_id: str) -> Pile:
         """Close a pile: its streams end once every job it has has ended (closing twice is harmless)."""
@@ -235,45 +231,97 @@ class Engine:
         finally:
             notifier.reading(pile.id, -1)
 
-    # -- the pool -------------------------------------------------------------------------------
-    def resize(self, size: int) -> None:
-        """Change how many jobs may run at once (running jobs continue; see GreenPool.resize)."""
-        self.store.sizes.set(DEFAULT_POOL, size)
-        self.runner.resize(DEFAULT_POOL, size)
+    # -- the pools ------------------------------------------------------------------------------
+    def resize(self, size: int, pool: str = DEFAULT_POOL) -> bool:
+        """Create `pool` with `size` slots or change how many of its jobs may run at once (0 pauses it;
+        running jobs continue; growing starts queued jobs at once); True if it was created."""
+        return self.pools.put(pool, size)
 
-    def stats(self) -> dict[str, Any]:
-        """The counters `/v1/pool` reports."""
-        stats: dict[str, Any] = self._lane.stats()
-        stats.update(self._counts)
+    def delete_pool(self, pool: str) -> None:
+        """Delete an idle pool; PoolNotFound, or PoolInUse for `default` or one with jobs queued or running."""
+        self.pools.delete(pool)
+        self._history.forget(pool)
+
+    def stats(self, pool: str = DEFAULT_POOL) -> dict[str, Any]:
+        """The counters `/v1/pool` reports, of one pool (PoolNotFound if there is none)."""
+        lane = self.pools.lane(pool)
+        stats: dict[str, Any] = lane.stats()
+        stats.update(lane.counts)
         stats["uptime_s"] = round(_monotonic() - self._started_at, 3)
         stats.update(self.boot)
         return stats
 
-    def retry_after(self, count: int = 1) -> int:
-        """Seconds until the queue has likely drained enough to accept `count` jobs (1..60)."""
-        queue = self._lane.queue
-        return self._admission.retry_after(queue.queued + queue.delayed + count - self.config.max_queued)
+    def history(self, pool: str = DEFAULT_POOL) -> dict[str, Any]:
+        """A pool's recent gauges, one sample a second (`t`: wall-clock seconds), and the time now
+        (PoolNotFound if there is no such pool)."""
+        self.pools.lane(pool)
+        return {"interval_s": _SWEEP_INTERVAL, "now": round(self._clock(), 3), "samples": self._history.samples(pool)}
+
+    def pool_names(self) -> list[str]:
+        """Every pool's name: `default` first, then the others by name."""
+        return [DEFAULT_POOL, *sorted(name for name in self._lanes if name != DEFAULT_POOL)]
 
     # -- shutdown -------------------------------------------------------------------------------
     def drain(self, grace: float) -> None:
-        """Stop accepting, cancel queued jobs, let running ones finish for `grace` s, then cancel the rest."""
+        """Stop accepting, let running jobs finish for `grace` s, then end the rest (`_interrupted`). With a
+        durable store queued jobs stay queued for the next start (design §7); with a memory store, which
+        cannot keep them, they are cancelled and open piles closed, so that their streams end."""
         self._admission.draining = True
         stats = self._lane.stats()
         log.info("draining", extra={"grace_s": grace, "running": stats["running"], "queued": stats["queued"]})
-        for job in reversed(self._jobs.select(QUEUED)):
-            self._end(job, CANCELLED, "Cancelled", "the server shut down before the job started")
-        for pile in self._piles.open_piles():  # no more jobs can come: let their streams end with the last result
-            self._close(pile)
+        if self.store.durable:
+            for lane in self.runner:
+                lane.hold()
+        else:
+            for job in reversed(self._jobs.select(QUEUED)):
+                self._end(job, CANCELLED, "Cancelled", "the server shut down before the job started")
+            for pile in self._piles.open_piles():  # no more jobs can come: their streams end with the last result
+                self._close(pile)
         try:
             with Timeout(grace, False):
                 for lane in self.runner:
                     lane.pool.waitall()
         finally:  # also when the worker's grace period ends first and kills this green thread
             for job in reversed(self._jobs.select(RUNNING)):
-                self._end(job, CANCELLED, "Cancelled", "the server shut down before the job ended")
-            log.info("drained", extra={**self._counts})
+                self._interrupted(job)
+            totals = {key: sum(lane.counts[key] for lane in self.runner) for key in self._lane.counts}
+            log.info("drained", extra={**totals, "kept_queued": sum(lane.stats()["queued"] for lane in self.runner)})
+
+    def _interrupted(self, job: Job) -> None:
+        """End a job still running when the drain's grace period is over; with a durable store, one with
+        retries left goes back to the queue for the next start instead (design §7)."""
+        error = {"type": "Interrupted", "message": "the server shut down before the attempt ended"}
+        if not (self.store.durable and job.attempt <= job.retries and self._retry(job, FAILED, error, kill=True)):
+            self._end(job, CANCELLED, "Cancelled", "the server shut down before the job ended")
 
     # -- internals ------------------------------------------------------------------------------
+    def _new_lane(self, name: str, size: int, threads: Any) -> Lane:
+        """A lane serving pool `name` from its queue in the store, on the runner's OS threads `threads`."""
+        return Lane(name, size, self.store.queue(name), self.registry, self._clock, self.config.max_result_bytes,
+                    self._started, self._end, threads)  # fmt: skip
+
+    def _admit(self, specs: list[JobSpec], client: str | None) -> tuple[list[Lane], list[JobSpec]]:
+        """Each job's lane and its checked spec, with room taken in every pool (admission's order of checks,
+        an unknown pool first): UnknownPool, Draining, TooLarge, QueueFull, StoreUnavailable or InvalidArguments."""
+        specs = [JobSpec(*spec) for spec in specs]
+        lane_for = self.pools.lane_for
+        lanes = [lane_for(spec.pool, spec.task, i) for i, spec in enumerate(specs)]
+        groups: dict[Lane, int] = {}
+        for lane in lanes:
+            groups[lane] = groups.get(lane, 0) + 1
+        admission = self._admission
+        admission.check_all(groups, client)
+        self._writable()
+        checked = admission.validate_all(specs)
+        admission.reserve_all(groups, client)
+        return lanes, checked
+
+    def _writable(self) -> None:
+        """StoreUnavailable if the store should take no new work now (it is full, or cannot commit)."""
+        reason = self.store.unavailable()
+        if reason is not None:
+            raise StoreUnavailable(reason, _STORE_RETRY_AFTER)
+
     def _enqueue(self, lane: Lane, task: str, args: dict, timeout: float | None, pile: Pile | None,
                  owner: str | None, job_id: str | None = None, client: str | None = None,
                  options: JobOptions | None = None) -> Job:  # fmt: skip
@@ -281,11 +329,11 @@ class Engine:
         now = self._clock()
         job = Job(job_id or next(self._ids), task, args, timeout, now, lane.name, pile and pile.id, owner)
         apply_options(job, self.registry.get(task), options, self.config.max_retries, now)
-        self._admission.queued(job.id, client)
+        self._admission.queued(job.id, lane, client)
         self._jobs.add(job)
         if pile is not None:
             self._piles.add_job(pile, job)
-        self._counts["submitted"] += 1
+        lane.counts["submitted"] += 1
         lane.queue.push(job)
         if job.not_before is None:
             lane.pushed()
@@ -309,7 +357,7 @@ class Engine:
         """Put `job` into terminal `status` unless it already ended; kills the job (not its slot) if running.
         An attempt that failed or timed out with attempts left instead sends the job back to the queue."""
         error = None if error_type is None else {"type": error_type, "message": message}
-        if status in RETRIED and job.attempt <= job.retries and self._retry(job, status, error):
+        if status in RETRIED and job.attempt <= job.retries and self._retry(job, status, error, status == TIMED_OUT):
             return True
         was = self._jobs.finish(job, status, result, error, self._clock())
         if was is None:
@@ -318,8 +366,8 @@ class Engine:
         if was == QUEUED:
             lane.queue.discard(job)
         self._admission.left_queue(job.id)  # if it was still counted as queued (harmless otherwise)
-        self._counts[status] += 1
-        self._admission.ended += 1
+        lane.counts[status] += 1
+        lane.ended += 1
         self._notify(status, job)
         self._notifier.job_ended(job.id)
         if log.isEnabledFor(logging.INFO):
@@ -336,37 +384,39 @@ class Engine:
             lane.kill(job.id)
         return True
 
-    def _retry(self, job: Job, status: str, error: dict[str, str] | None) -> bool:
-        """Queue a running job again for its next attempt, after its backoff; False if it is not running (or
-        the engine drains a store that will not outlive it): then it ends as it is."""
-        if self.draining and not self.store.durable:
+    def _retry(self, job: Job, status: str, error: dict[str, str] | None, kill: bool = False) -> bool:
+        """Queue a running job again for its next attempt after its backoff (`kill`: its green thread too);
+        False if it is not running, or the engine drains a store that will not outlive it."""
+        if (self.draining and not self.store.durable) or not requeue(
+            self._jobs, self._lanes[job.pool], job, status, error, self._clock(), self.config.max_backoff, kill
+        ):
             return False
-        now = self._clock()
-        if not self._jobs.retry(job, status, error, now, now + backoff(job, self.config.max_backoff)):
-            return False
-        lane = self._lanes[job.pool]
-        lane.queue.reserve(1, sys.maxsize)  # an accepted job's next attempt is never refused
-        lane.queue.push(job)
-        lane.delayed(job.not_before)  # type: ignore[arg-type]
         self._notify(RETRYING, job)
         if log.isEnabledFor(_DEBUG):
-            log.debug("job retrying", extra={"job_id": job.id, "task": job.task, "status": status,
-                                             "attempt": job.attempt, "not_before": rfc3339(job.not_before),
-                                             "error_type": error and error["type"]})  # fmt: skip
-        if status == TIMED_OUT:
-            lane.kill(job.id)
+            extra = {"job_id": job.id, "task": job.task, "status": status, "attempt": job.attempt}
+            log.debug("job retrying", extra={**extra, "not_before": rfc3339(job.not_before)})
         return True
 
-    def _recover(self) -> None:
-        """After a restart on a durable store: an attempt that was running when the process died ends
-        `WorkerLost` (design §7), and is retried if the job has retries left; the queued jobs the store
-        reloaded run again, in order, as the lanes' dispatchers find them (a delayed one once it is due)."""
-        lost = self._jobs.select(RUNNING)
+    def recover(self) -> None:
+        """After a restart on a durable store (call it once, with the observers attached, so that metrics
+        count what it does): every job the store reloaded unfinished counts as submitted to this process
+        (an observer sees it `queued`); an attempt that was running when the process died ends `WorkerLost`
+        (design §7), or is retried if the job has retries left; the queued jobs run again, in order, as the
+        lanes' dispatchers find them (a delayed one once it is due)."""
+        lost, queued = self._jobs.select(RUNNING), self._jobs.select(QUEUED)
+        self.pools.adopt(queued + lost)  # every reloaded job's pool has a lane
+        for job in reversed(queued):
+            self._resubmitted(job)
         for job in reversed(lost):
+            self._resubmitted(job)
             self._end(job, FAILED, "WorkerLost", "the server process died while the job was running")
         recovered = getattr(self.store, "recovered", None)
         if recovered is not None:
             log.info("store recovered", extra={**recovered, "worker_lost": len(lost)})
+
+    def _resubmitted(self, job: Job) -> None:
+        self._lanes[job.pool].counts["submitted"] += 1
+        self._notify(QUEUED, job)
 
     def _close(self, pile: Pile) -> None:
         self._piles.close(pile, self._clock())
@@ -381,11 +431,15 @@ class Engine:
                 log.exception("observer %r failed on %s", observer, event)
 
     def _sweep(self) -> None:
-        """Once a second: expire old records and update the finish rate behind Retry-After."""
+        """Once a second: sample each pool's gauges, expire old records, update the finish rate behind
+        Retry-After."""
         while True:
             sleep(_SWEEP_INTERVAL)
-            self._admission.tick(_SWEEP_INTERVAL)
-            horizon = self._clock() - self.config.result_ttl
+            self._admission.tick(self.runner, _SWEEP_INTERVAL)
+            now = self._clock()
+            for lane in self.runner:
+                self._history.record(lane.name, now, lane.stats())
+            horizon = now - self.config.result_ttl
             self._jobs.expire(horizon)
             self._piles.expire(horizon)
             for pile_id in [p for p in self._notifier.readers if self._piles.get(p) is None]:

@@ -9,13 +9,18 @@ else 0 and 1 s. `delay` sets `not_before` at submission. Cancelling is never ret
 from __future__ import annotations
 
 import random
-from typing import NamedTuple
+import sys
+from typing import TYPE_CHECKING, NamedTuple
 
 from ..storage import Job
+from ..storage.ports import JobRecords
 from ..storage.records import FAILED, TIMED_OUT
 from ..tasks import Task
 
-__all__ = ["RETRIED", "RETRYING", "JobOptions", "apply_options", "backoff"]
+if TYPE_CHECKING:
+    from .runner import Lane
+
+__all__ = ["RETRIED", "RETRYING", "JobOptions", "apply_options", "backoff", "requeue"]
 
 RETRIED = (FAILED, TIMED_OUT)  # the ends of an attempt that another attempt may follow
 RETRYING = "retrying"  # the observers' event: an attempt ended and the job is queued for the next one
@@ -45,3 +50,18 @@ def apply_options(job: Job, task: Task, options: JobOptions | None, max_retries:
 def backoff(job: Job, max_backoff: float) -> float:
     """Seconds to wait before the attempt after `job.attempt` (the one that just ended)."""
     return random.uniform(0.5, 1.0) * min(max_backoff, job.backoff * 2.0 ** min(job.attempt - 1, 64))
+
+
+def requeue(jobs: JobRecords, lane: Lane, job: Job, status: str, error: dict[str, str] | None, now: float,
+            max_backoff: float, kill: bool = False) -> bool:  # fmt: skip
+    """Send running `job`, whose attempt ended `status` at `now`, back to its lane's queue until its backoff
+    has passed (`kill`: and kill the green thread still running it); False if it was not running."""
+    if not jobs.retry(job, status, error, now, now + backoff(job, max_backoff)):
+        return False
+    queue = lane.queue
+    queue.reserve(1, sys.maxsize)  # an accepted job's next attempt is never refused
+    queue.push(job)
+    lane.delayed(job.not_before)
+    if kill:
+        lane.kill(job.id)
+    return True

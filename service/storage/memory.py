@@ -85,7 +85,7 @@ class MemoryJobRecords:
 
 class MemoryJobQueue:
     """A deque of jobs, and a heap of those held back until their `not_before`; one ended while queued stays
-    in either until `take` or `release` skips it."""
+    in either until `take` or `release_due` skips it."""
 
     def __init__(self) -> None:
         self._jobs: deque[Job] = deque()
@@ -100,6 +100,9 @@ class MemoryJobQueue:
         self.queued += count
         return True
 
+    def release(self, count: int) -> None:
+        self.queued -= count
+
     def push(self, job: Job) -> None:
         if job.not_before is None:
             self._jobs.append(job)
@@ -109,7 +112,7 @@ class MemoryJobQueue:
         self._held.add(job.id)
         heapq.heappush(self._later, (job.not_before, job.seq, job))
 
-    def release(self, at: float) -> float | None:
+    def release_due(self, at: float) -> float | None:
         later, held = self._later, self._held
         while later and later[0][0] <= at:
             job = heapq.heappop(later)[2]
@@ -261,6 +264,12 @@ class MemoryPoolSizes:
     def set(self, pool: str, size: int) -> None:
         self._sizes[pool] = size
 
+    def delete(self, pool: str) -> None:
+        self._sizes.pop(pool, None)
+
+    def all(self) -> dict[str, int]:
+        return dict(self._sizes)
+
 
 class MemoryStore:
     """Every port in memory; ended job records bounded to `max_records`, keys likewise."""
@@ -283,6 +292,10 @@ class MemoryStore:
 
     def flush(self) -> None:
         """Nothing to wait for: memory is as durable as it gets."""
+
+    def unavailable(self) -> str | None:
+        """Never: memory takes what the queue's bound lets in."""
+        return None
 
     def close(self) -> None:
         """Nothing to release."""

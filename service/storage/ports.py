@@ -67,15 +67,18 @@ class JobQueue(Protocol):
     """Queued jobs held back until their `not_before` (not in `queued`; the admission bound counts both)."""
 
     def reserve(self, count: int, limit: int) -> bool:
-        """Compare-and-set admission: atomically, if `queued + delayed + count <= limit`, count `count` more jobs as
-        queued and return True; otherwise change nothing and return False. Each reserved place is then
+        """Compare-and-set admission: atomically, if `queued + delayed + count <= limit`, count `count` more
+        jobs as queued and return True; otherwise change nothing and return False. Each reserved place is then
         filled by one `push` (the caller pushes exactly `count` jobs)."""
+
+    def release(self, count: int) -> None:
+        """Give back `count` places reserved and never pushed (a request whose other pools had no room)."""
 
     def push(self, job: Job) -> None:
         """Append a `queued` job (its place was reserved); one with a `not_before` is held back instead (it
-        moves from `queued` to `delayed`) until `release` passes its `not_before`."""
+        moves from `queued` to `delayed`) until `release_due` passes its `not_before`."""
 
-    def release(self, at: float) -> float | None:
+    def release_due(self, at: float) -> float | None:
         """Append every held-back job whose `not_before <= at` to the FIFO (earliest `not_before` first; they
         count as `queued` again); return the earliest `not_before` still held back, or None."""
 
@@ -85,7 +88,7 @@ class JobQueue(Protocol):
 
     def discard(self, job: Job) -> None:
         """A queued job ended without running (`finish` returned `queued`): it no longer counts as queued
-        (or delayed) and neither `take` nor `release` ever returns it. Called once per such job, by the winner
+        (or delayed) and neither `take` nor `release_due` ever returns it. Called once per such job, by the winner
         of `finish`."""
 
 
@@ -162,6 +165,12 @@ class PoolSizes(Protocol):
     def set(self, pool: str, size: int) -> None:
         """Store a pool's size (the last write wins)."""
 
+    def delete(self, pool: str) -> None:
+        """Forget a pool's size (the pool was deleted; harmless if none is stored)."""
+
+    def all(self) -> dict[str, int]:
+        """Every stored size by pool name (a new dict)."""
+
 
 class Store(Protocol):
     """One store: the ports together, and a queue per pool."""
@@ -179,7 +188,11 @@ class Store(Protocol):
 
     def flush(self) -> None:
         """Park the calling green thread until every change made so far is durable (a no-op in memory):
-        the engine calls it before a submission, a cancel or a resize is acknowledged."""
+        the engine calls it before a submission, a cancel or a resize is acknowledged. StoreError if the
+        store cannot commit now (a full disk, a locked file): the changes stay queued and commit once it can."""
+
+    def unavailable(self) -> str | None:
+        """Why the store should take no new work now (it cannot commit, or it is full), or None."""
 
     def close(self) -> None:
         """Make everything durable and release the store (at exit)."""

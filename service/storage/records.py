@@ -109,6 +109,7 @@ class Job:
             "result": self.result,
             "error": self.error,
             "pile": self.pile,
+            "pool": self.pool,
             "timeout": self.timeout,
             "attempt": self.attempt,
             "retries": self.retries,

@@ -22,7 +22,7 @@ class Task:
     calling green thread parks meanwhile, so the task still holds its pool slot and never blocks the hub.
     """
 
-    __slots__ = ("fn", "name", "description", "cooperative", "retries", "retry_backoff", "schema", "source",
+    __slots__ = ("fn", "name", "description", "cooperative", "pool", "retries", "retry_backoff", "schema", "source",
                  "_validator")  # fmt: skip
 
     def __init__(self, fn: Callable[..., Any], spec: TaskSpec) -> None:
@@ -30,6 +30,7 @@ class Task:
         self.name = spec.name
         self.description = spec.description
         self.cooperative = spec.cooperative
+        self.pool = spec.pool  # the pool its jobs run in unless they name one (None: `default`)
         self.retries, self.retry_backoff = spec.retries, spec.retry_backoff  # its jobs' defaults
         module = getattr(fn, "__module__", None) or "?"
         self.source = f"{module}.{getattr(fn, '__qualname__', repr(fn))}"
@@ -46,8 +47,8 @@ class Task:
         if spec is None or overrides:
             base = spec or make_spec(fn)
             fields = {"name": base.name, "cooperative": base.cooperative, "description": base.description,
-                      "check": base.check, "retries": base.retries, "retry_backoff": base.retry_backoff,
-                      **overrides}  # fmt: skip
+                      "check": base.check, "pool": base.pool, "retries": base.retries,
+                      "retry_backoff": base.retry_backoff, **overrides}  # fmt: skip
             spec = make_spec(fn, **fields)
         return cls(fn, spec)
 
@@ -71,11 +72,12 @@ class Task:
         return call() if self.cooperative else threads.execute(call)
 
     def describe(self) -> dict[str, Any]:
-        """`{name, description, blocking, args_schema}` for `GET /v1/tasks`."""
+        """`{name, description, blocking, pool, args_schema}` for `GET /v1/tasks`."""
         return {
             "name": self.name,
             "description": self.description,
             "blocking": self.blocking,
+            "pool": self.pool,
             "args_schema": self.schema,
         }
 

@@ -10,7 +10,7 @@ import pytest
 
 from pool_core import Timeout
 from service.config import Config, ConfigError
-from service.engine import Engine, JobOptions, errors
+from service.engine import Engine, JobOptions, JobSpec, errors
 from service.storage import MemoryStore
 from service.storage.records import RUNNING, Job
 from service.tasks import Registry, TaskDefinitionError, task
@@ -46,6 +46,7 @@ def make() -> Iterator[Callable[..., Engine]]:
 
     def build(failures: int = 2, store: MemoryStore | None = None, **config: float) -> Engine:
         settings = {"pool_size": 4, "log_level": "warning", **config}
+        store = store if store is not None else MemoryStore(1000)
         engine = Engine(Config(**settings), flaky_registry(failures), store)  # type: ignore[arg-type]
         made.append(engine)
         return engine
@@ -121,7 +122,7 @@ def test_a_delayed_job_waits_for_not_before_and_does_not_hold_up_the_jobs_behind
 def test_delayed_jobs_count_against_the_queue_bound(make) -> None:
     engine = make(max_queued=2)
     engine.submit("echo", {}, options=JobOptions(delay=60))
-    engine.create_pile([("echo", {}, None, JobOptions(delay=60))])
+    engine.create_pile([JobSpec("echo", {}, options=JobOptions(delay=60))])
     with pytest.raises(errors.QueueFull):
         engine.submit("echo", {})
 
@@ -158,6 +159,7 @@ def test_an_attempt_lost_with_the_process_is_retried_when_the_job_has_retries(ma
     store.jobs.add(lost)
     lost.status, lost.started_at = RUNNING, time.time() - 0.5
     engine = make(store=store)
+    engine.recover()
     assert lost.attempt == 2 and lost.attempts and lost.attempts[0]["error"]["type"] == "WorkerLost"
     assert engine.wait(lost, 5) and lost.status == "succeeded" and lost.result == {"x": 1}
 
@@ -174,7 +176,7 @@ def test_the_backoff_is_capped_by_max_backoff(make) -> None:
 
 def test_a_pile_logs_one_result_per_job_once_its_last_attempt_has_ended(make) -> None:
     engine = make(failures=1)
-    retried = ("flaky", {}, None, JobOptions(retries=2, retry_backoff=0.05))
+    retried = JobSpec("flaky", {}, options=JobOptions(retries=2, retry_backoff=0.05))
     pile = engine.create_pile([retried, ("echo", {"n": 1}, None)])
     records = [record for batch in engine.follow(pile, heartbeat=5) for _, record in batch]
     assert [(r["index"], r["status"]) for r in sorted(records, key=lambda r: r["index"])] == [

@@ -10,6 +10,9 @@
 * `limit_big_result(size)`: a small job with a large result.
 * `retry_flaky(key, failures=2)` fails (ValueError) its first `failures` calls with one `key`, then returns
   how many calls that key has had: a job with `retries` succeeds on attempt `failures + 1`.
+* `pool_probe(key, seconds)` sleeps cooperatively and returns how many `pool_probe` jobs of `key` were running
+  in this process when it started (itself included), so the jobs themselves measure a pool's concurrency;
+  `pool_declared(key, seconds)` does the same in the pool it declares, `probed` (`@task(pool="probed")`).
 
 And tasks that misbehave on purpose (the fault tests):
 
@@ -94,3 +97,23 @@ def fault_forever() -> None:
     """Never returns."""
     while True:
         pool_core.sleep(0.5)
+
+
+_probing: dict[str, int] = {}  # key -> pool_probe jobs running now (all on the hub: no lock needed)
+
+
+@task(name="pool_probe", cooperative=True)
+def pool_probe(key: str, seconds: float = 0.2) -> dict[str, Any]:
+    """Sleep `seconds`; returns `{key, running}`: the jobs of `key` running when this one started."""
+    running = _probing[key] = _probing.get(key, 0) + 1
+    try:
+        pool_core.sleep(seconds)
+    finally:
+        _probing[key] -= 1
+    return {"key": key, "running": running}
+
+
+@task(name="pool_declared", cooperative=True, pool="probed")
+def pool_declared(key: str, seconds: float = 0.0) -> dict[str, Any]:
+    """`pool_probe` in the pool this task declares (`probed`) unless the job names another."""
+    return pool_probe(key, seconds)

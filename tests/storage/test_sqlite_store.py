@@ -10,6 +10,7 @@ import pytest
 from service.storage import StoreError
 from service.storage.records import COMPLETION, QUEUED, RUNNING, SUCCEEDED, Job, Pile
 from service.storage.sqlite import SCHEMA_VERSION, SqliteStore
+from service.storage.sqlite.schema import APPLICATION_ID, MIGRATIONS
 
 pytestmark = pytest.mark.timeout(30)
 T0 = 1_700_000_000.0
@@ -82,18 +83,18 @@ def test_retry_policy_attempts_and_not_before_survive_a_reopen(tmp_path: Path) -
         assert again.jobs.get("d").not_before == T0 + 3600
         requeued = again.queue("default")
         assert (requeued.queued, requeued.delayed) == (0, 2)  # both held back until their not_before
-        assert requeued.release(T0 + 10) == T0 + 3600 and requeued.take(T0 + 10) is job
+        assert requeued.release_due(T0 + 10) == T0 + 3600 and requeued.take(T0 + 10) is job
     finally:
         again.close()
 
 
 def test_a_version_1_file_is_migrated_with_the_job_options_defaulted(tmp_path: Path) -> None:
     path = tmp_path / "greenpool.db"
-    SqliteStore(str(path), 100).close()
-    conn = sqlite3.connect(path)
+    conn = sqlite3.connect(path)  # a file as the first version wrote it
+    for statement in MIGRATIONS[0]:
+        conn.execute(statement)  # type: ignore[arg-type]
+    conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
     conn.execute("PRAGMA user_version = 1")
-    for column in ("retries", "backoff", "attempt", "attempts", "not_before"):
-        conn.execute(f"ALTER TABLE jobs DROP COLUMN {column}")
     conn.execute("INSERT INTO jobs (seq, id, task, args, pool, status, result, submitted_at, listed) VALUES"
                  " (1, 'old', 'echo', '{}', 'default', 'queued', 'null', 1.0, 1)")  # fmt: skip
     conn.commit()

@@ -184,8 +184,8 @@ def test_a_job_with_not_before_is_held_back_until_released_and_jobs_behind_it_ar
     assert (queue.queued, queue.delayed) == (0, 1)
     behind = new_job(store, 2)
     assert queue.take(T0 + 1) is behind and queue.take(T0 + 2) is None
-    assert queue.release(T0 + 9) == T0 + 10 and queue.delayed == 1  # not due yet: the next not_before
-    assert queue.release(T0 + 10) is None and (queue.queued, queue.delayed) == (1, 0)
+    assert queue.release_due(T0 + 9) == T0 + 10 and queue.delayed == 1  # not due yet: the next not_before
+    assert queue.release_due(T0 + 10) is None and (queue.queued, queue.delayed) == (1, 0)
     assert queue.take(T0 + 11) is later and later.status == RUNNING
 
 
@@ -203,8 +203,8 @@ def test_the_bound_counts_delayed_jobs_and_a_discarded_one_is_never_released(sto
     assert store.jobs.finish(jobs[0], CANCELLED, None, None, T0 + 1) == QUEUED
     queue.discard(jobs[0])
     assert (queue.queued, queue.delayed) == (0, 1)
-    assert queue.release(T0 + 10) == T0 + 11  # the discarded one is skipped
-    assert queue.release(T0 + 20) is None and queue.take(T0 + 21) is jobs[1] and queue.take(T0 + 22) is None
+    assert queue.release_due(T0 + 10) == T0 + 11  # the discarded one is skipped
+    assert queue.release_due(T0 + 20) is None and queue.take(T0 + 21) is jobs[1] and queue.take(T0 + 22) is None
 
 
 def test_each_pool_has_its_own_queue(store: Store) -> None:

@@ -26,11 +26,11 @@ T = TypeVar("T")
 def parse_pile_body(
     body: dict, engine: Engine, extra: tuple[str, ...] = (), max_jobs: int | None = None
 ) -> tuple[list[JobSpec], list[str]]:
-    """`{jobs: [{task, args, timeout?, options?}…]}` or `{task, items: [args…], timeout?, options?}` (options:
-    `retries`, `retry_backoff`, `delay`, for every item) → specs and their field names; 413 beyond `max_jobs`
-    (default: `max_pile_size`)."""
+    """`{jobs: [{task, args, timeout?, pool?, options?}…]}` or `{task, items: [args…], timeout?, pool?,
+    options?}` (options: `retries`, `retry_backoff`, `delay`, for every item) → specs and their field names;
+    413 beyond `max_jobs` (default: `max_pile_size`)."""
     limit = engine.config.max_pile_size if max_jobs is None else max_jobs
-    shared = ("task", "timeout", *OPTION_FIELDS)  # the fields `items` share
+    shared = ("task", "timeout", "pool", *OPTION_FIELDS)  # the fields `items` share
     allowed = {"jobs", "items", *shared, *extra}
     errors = [{"field": k, "message": "unknown field"} for k in body if k not in allowed]
     if ("jobs" in body) == ("items" in body):
@@ -38,10 +38,12 @@ def parse_pile_body(
     elif "jobs" in body:
         jobs = body["jobs"]
         if not isinstance(jobs, list) or not all(isinstance(j, dict) for j in jobs):
-            errors.append({"field": "jobs", "message": "must be an array of {task, args, timeout?} objects"})
+            errors.append({"field": "jobs", "message": "must be an array of {task, args, timeout?, pool?} objects"})
         elif any(k in body for k in shared):
-            field = "task" if "task" in body or "timeout" in body else next(k for k in OPTION_FIELDS if k in body)
-            errors.append({"field": field, "message": "with `jobs`, give each job its own task, timeout and options"})
+            field = next(k for k in shared if k in body)
+            field = "task" if field in ("timeout", "pool") else field
+            message = "with `jobs`, give each job its own task, timeout, pool and options"
+            errors.append({"field": field, "message": message})
         if not errors:
             _check_count(len(jobs), limit)
             fields = [f"jobs[{i}]" for i in range(len(jobs))]
@@ -55,14 +57,14 @@ def parse_pile_body(
             errors.append({"field": "items", "message": "must be an array of argument objects"})
         if not errors:
             _check_count(len(items), limit)
-            task, _, timeout, options = parse_job_spec({k: body[k] for k in shared if k in body}, engine)
-            return [(task, args, timeout, options) for args in items], [f"items[{i}]" for i in range(len(items))]
+            common = parse_job_spec({k: body[k] for k in shared if k in body}, engine)
+            return [common._replace(args=args) for args in items], [f"items[{i}]" for i in range(len(items))]
     raise ValidationFailed("the pile is not valid: " + ", ".join(e["field"] for e in errors), errors)
 
 
 def _check_count(count: int, limit: int) -> None:
     if count > limit:
-        raise PayloadTooLarge(f"{count} jobs in one request; the limit is {limit}", limit=limit)
+        raise PayloadTooLarge(f"{count} jobs in one request; the limit is {limit}", limit=limit, unit="jobs")
 
 
 def _fielded(fields: list[str], call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -271,7 +273,7 @@ class PileResultsResource:
 
 
 class MapResource:
-    """POST `{task, items, order?}`: one round trip `imap` — a closed pile streamed in input order."""
+    """POST `{task, items, order?, timeout?, pool?}`: one round trip `imap` — a closed pile streamed in input order."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine

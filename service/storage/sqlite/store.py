@@ -24,7 +24,7 @@ from ..memory import (
     MemoryStore,
 )
 from ..records import QUEUED, TERMINAL, Job, Pile
-from .journal import JOB, JOB_COLUMNS, KEY, PILE, RESULT, SIZE, UNJOB, UNKEY, UNPILE, Journal
+from .journal import JOB, JOB_COLUMNS, KEY, PILE, RESULT, SIZE, UNJOB, UNKEY, UNPILE, UNSIZE, Journal
 from .schema import connect
 
 __all__ = ["SqliteStore"]
@@ -147,14 +147,19 @@ class SqlitePoolSizes(MemoryPoolSizes):
         super().set(pool, size)
         self._journal.append(SIZE, pool, size)
 
+    def delete(self, pool: str) -> None:
+        super().delete(pool)
+        self._journal.append(UNSIZE, pool)
+
 
 class SqliteStore(MemoryStore):
     """Every port, kept in memory for speed and atomicity and journaled to the SQLite file at `path`."""
 
     durable = True
 
-    def __init__(self, path: str, max_records: int, sync: str = "normal") -> None:
+    def __init__(self, path: str, max_records: int, sync: str = "normal", max_bytes: int = 0) -> None:
         self.path = path
+        self.max_bytes = max_bytes  # the cap on the pages in use (0: none): beyond it, no new work
         conn = connect(path, sync)
         journal = self.journal = Journal(conn, path)
         self.piles = SqlitePileRecords(journal)
@@ -174,8 +179,17 @@ class SqliteStore(MemoryStore):
     def flush(self) -> None:
         self.journal.flush()
 
-    def close(self) -> None:
-        self.journal.close()
+    def unavailable(self) -> str | None:
+        journal = self.journal
+        if journal.error is not None:
+            return f"the store file {self.path} cannot be written now: {journal.error}"
+        if self.max_bytes and journal.used_bytes >= self.max_bytes:
+            used, cap = journal.used_bytes, self.max_bytes
+            return f"the store file {self.path} is full: {used} bytes in use of GREENPOOL_MAX_STORE_BYTES={cap}"
+        return None
+
+    def close(self, timeout: float | None = None) -> None:
+        self.journal.close(timeout)
 
 
 def _load(store: SqliteStore, conn: Any) -> dict[str, int]:
