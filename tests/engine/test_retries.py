@@ -8,11 +8,12 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from pool_core import Timeout
+from pool_core import Event, Timeout
 from service.config import Config, ConfigError
 from service.engine import Engine, JobOptions, JobSpec, errors
 from service.storage import MemoryStore
 from service.storage.records import RUNNING, Job
+from service.storage.sqlite import SqliteStore
 from service.tasks import Registry, TaskDefinitionError, task
 
 BACKOFF = 0.2  # seconds: retry_backoff of the tests' jobs
@@ -201,3 +202,16 @@ def test_a_negative_cap_is_refused_naming_the_variable(name: str) -> None:
     with pytest.raises(ConfigError, match=f"GREENPOOL_{name}"):
         Config.from_env({f"GREENPOOL_{name}": "-1"})
     assert Config.from_env({}).max_delay == 7 * 86_400
+
+
+def test_a_drain_with_a_durable_store_queues_a_job_with_retries_left_for_the_next_start(make, tmp_path) -> None:  # noqa: ANN001
+    store = SqliteStore(str(tmp_path / "gp.db"), 100)
+    engine = make(store=store)
+    started = Event()
+    engine.observers.append(lambda event, job: started.send(job) if event == RUNNING else None)
+    kept = engine.submit("sleep", {"seconds": 30}, options=JobOptions(retries=1))
+    assert started.wait(5) is kept
+    engine.drain(0)
+    assert (kept.status, kept.attempt) == ("queued", 2)
+    assert kept.attempts and kept.attempts[0]["error"]["type"] == "Interrupted"
+    store.close()
