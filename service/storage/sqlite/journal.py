@@ -114,17 +114,19 @@ class Journal:
             self._bell.close()
 
     def _listen(self) -> None:
-        """While green threads wait in `flush`: wake each once its changes are committed."""
+        """While green threads wait in `flush`: wake each once its changes are committed. It looks before it
+        waits: a commit that ended before the writer could see the bell rang nothing."""
         waiters, bell = self._waiters, self._bell
         assert bell is not None
         try:
             while waiters:
-                bell.wait()
                 committed, failed = self.committed, self.error is not None
                 while waiters and (failed or waiters[0][0] <= committed):
                     waiter = waiters.popleft()[1]
                     if waiter is not None:
                         bell.hub.wake(waiter)
+                if waiters:
+                    bell.wait()
         finally:
             self._listening = False
 
