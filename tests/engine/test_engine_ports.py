@@ -99,6 +99,10 @@ PROBLEMS = [
     (errors.PileClosed("p1"), 409, "pile-closed"),
     (errors.UnknownTask("nope", ["echo"]), 422, "unknown-task"),
     (errors.InvalidArguments([FieldError(None, "args", "m")], "echo"), 422, "validation-failed"),
+    (errors.PoolNotFound("db"), 404, "pool-not-found"),
+    (errors.PoolInUse("db", 1, 2), 409, "pool-in-use"),
+    (errors.UnknownPool("db", ["default"]), 422, "unknown-pool"),
+    (errors.StoreUnavailable("the store file gp.db is full", 5), 503, "store-unavailable"),
 ]
 
 
@@ -121,6 +125,7 @@ def test_problem_headers_and_members_carry_the_errors_data() -> None:
     assert full.headers == {"Retry-After": "7"} and full.to_dict()["retry_after"] == 7
     assert problem_for(errors.TooLarge("too many", 100)).to_dict()["limit"] == 100
     assert problem_for(errors.Draining()).headers == {"Retry-After": "5"}
+    assert problem_for(errors.StoreUnavailable("full", 9)).headers == {"Retry-After": "9"}
     assert problem_for(errors.JobAlreadyEnded("j1", "failed")).to_dict()["job_status"] == "failed"
 
 

@@ -33,8 +33,8 @@ from ..ports import StoreError
 __all__ = ["Journal"]
 
 log = logging.getLogger("greenpool.store")
-JOB, UNJOB, PILE, UNPILE, RESULT, KEY, UNKEY, SIZE = range(8)  # change kinds: (kind, key, row)
-_TABLE = (0, 0, 1, 1, -1, 2, 2, 3)  # kind → the table whose last change per key wins (jobs, piles, keys, sizes)
+JOB, UNJOB, PILE, UNPILE, RESULT, KEY, UNKEY, SIZE, UNSIZE = range(9)  # change kinds: (kind, key, row)
+_TABLE = (0, 0, 1, 1, -1, 2, 2, 3, 3)  # kind → the table whose last change per key wins (jobs, piles, keys, sizes)
 _RETRY = (0.01, 1.0)  # seconds between attempts of a failed commit: first, at most
 _GATHER_S = 0.002  # a commit starts at most this often (s) unless _GATHER_CHANGES are waiting: fewer, larger
 _GATHER_CHANGES = 512
@@ -212,7 +212,9 @@ class Journal:
             conn.executemany(f"DELETE FROM {table} WHERE {column} = ?", gone)
         _chunked(conn, _UPSERT_KEYS, [r for k, r in keys.values() if k == KEY])
         _chunked(conn, _DELETE_KEYS, [k for k, (kind, _) in keys.items() if kind == UNKEY])
-        conn.executemany("INSERT OR REPLACE INTO sizes VALUES (?, ?)", [(k, size) for k, (_, size) in sizes.items()])
+        conn.executemany("INSERT OR REPLACE INTO sizes VALUES (?, ?)", [(k, r) for k, (kind, r) in sizes.items()
+                                                                        if kind == SIZE])  # fmt: skip
+        conn.executemany("DELETE FROM sizes WHERE pool = ?", [(k,) for k, (kind, _) in sizes.items() if kind == UNSIZE])
         conn.execute("COMMIT")
 
 
