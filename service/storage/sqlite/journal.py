@@ -13,6 +13,7 @@ grow) and gives a large free list back to the file system (incremental vacuum).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
@@ -174,7 +175,8 @@ class Journal:
                 return
             except sqlite3.Error as exc:
                 if self._conn.in_transaction:
-                    self._conn.execute("ROLLBACK")
+                    with contextlib.suppress(sqlite3.Error):  # SQLite may have rolled back already
+                        self._conn.execute("ROLLBACK")
                 first, self.error = self.error is None, str(exc)
                 if first:
                     log.error("store commit failed; retrying", extra={"path": self.path, "error": self.error})
