@@ -79,7 +79,6 @@ class Engine:
         self._sweeper = spawn(self._sweep)
         # Observers (service.api.metrics): observer(event, job) on "queued", "running" and each terminal status.
         self.observers: list[Callable[[str, Job], None]] = []
-        self.pools.adopt([*self._jobs.select(QUEUED), *self._jobs.select(RUNNING)])  # reloaded jobs' pools
 
     @property
     def draining(self) -> bool:
@@ -281,20 +280,14 @@ class Engine:
         finally:  # also when the worker's grace period ends first and kills this green thread
             for job in reversed(self._jobs.select(RUNNING)):
                 self._interrupted(job)
-            counts = {key: sum(lane.counts[key] for lane in self.runner) for key in self._lane.counts}
-            log.info("drained", extra={**counts, "kept_queued": sum(lane.queue.queued for lane in self.runner)})
+            totals = {key: sum(lane.counts[key] for lane in self.runner) for key in self._lane.counts}
+            log.info("drained", extra={**totals, "kept_queued": sum(lane.queue.queued for lane in self.runner)})
 
     def _interrupted(self, job: Job) -> None:
         """End a job still running when the drain's grace period is over."""
         self._end(job, CANCELLED, "Cancelled", "the server shut down before the job ended")
 
     # -- internals ------------------------------------------------------------------------------
-    def _writable(self) -> None:
-        """StoreUnavailable if the store should take no new work now (it is full, or cannot commit)."""
-        reason = self.store.unavailable()
-        if reason is not None:
-            raise StoreUnavailable(reason, _STORE_RETRY_AFTER)
-
     def _new_lane(self, name: str, size: int, threads: Any) -> Lane:
         """A lane serving pool `name` from its queue in the store, on the runner's OS threads `threads`."""
         return Lane(name, size, self.store.queue(name), self.registry, self._clock, self.config.max_result_bytes,
@@ -315,6 +308,12 @@ class Engine:
         checked = admission.validate_all(specs)
         admission.reserve_all(groups, client)
         return lanes, checked
+
+    def _writable(self) -> None:
+        """StoreUnavailable if the store should take no new work now (it is full, or cannot commit)."""
+        reason = self.store.unavailable()
+        if reason is not None:
+            raise StoreUnavailable(reason, _STORE_RETRY_AFTER)
 
     def _enqueue(self, lane: Lane, task: str, args: dict, timeout: float | None, pile: Pile | None,
                  owner: str | None, job_id: str | None = None, client: str | None = None) -> Job:  # fmt: skip
@@ -374,7 +373,8 @@ class Engine:
         count what it does): every job the store reloaded unfinished counts as submitted to this process
         (an observer sees it `queued`); an attempt that was running when the process died ends `WorkerLost`
         (design §7); the queued jobs run again, in order, as the lanes' dispatchers find them."""
-        queued, lost = self._jobs.select(QUEUED), self._jobs.select(RUNNING)
+        lost, queued = self._jobs.select(RUNNING), self._jobs.select(QUEUED)
+        self.pools.adopt(queued + lost)  # every reloaded job's pool has a lane
         for job in reversed(queued):
             self._resubmitted(job)
         for job in reversed(lost):
