@@ -39,6 +39,7 @@ from .resources import (
     PileResource,
     PileResultsResource,
     PilesResource,
+    PoolHistoryResource,
     PoolResource,
     PoolsResource,
     ReadyResource,
@@ -100,8 +101,10 @@ def create_app(config: Config | None = None, services: Services | None = None) -
     _route(app, "/v1/piles/{pile_id}/results", PileResultsResource(engine))
     _route(app, "/v1/map", MapResource(engine))
     _route(app, "/v1/pool", PoolResource(engine))
+    _route(app, "/v1/pool/history", PoolHistoryResource(engine))
     _route(app, "/v1/pools", PoolsResource(engine))
     _route(app, "/v1/pools/{name}", NamedPoolResource(engine))
+    _route(app, "/v1/pools/{name}/history", PoolHistoryResource(engine))
     _route(app, "/v1/whoami", WhoAmIResource())
     _route(app, "/healthz", HealthResource(engine))
     _route(app, "/readyz", ReadyResource(engine))

@@ -165,7 +165,7 @@ def _path(error: domain.FieldError, prefixes: Sequence[str] | None) -> str:
 
 _MAPPING: dict[type, Callable[[Any, Sequence[str] | None], Problem]] = {
     domain.QueueFull: lambda e, _: QueueFull(str(e), retry_after=e.retry_after),
-    domain.TooLarge: lambda e, _: PayloadTooLarge(str(e), limit=e.limit),
+    domain.TooLarge: lambda e, _: PayloadTooLarge(str(e), limit=e.limit, unit="jobs"),
     domain.Draining: lambda e, _: Draining(str(e)),
     domain.JobNotFound: lambda e, _: JobNotFound(str(e)),
     domain.PileNotFound: lambda e, _: PileNotFound(str(e)),

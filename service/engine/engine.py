@@ -35,6 +35,7 @@ from ..storage.records import (
 from ..tasks import Registry
 from .admission import Admission, JobSpec
 from .errors import Draining, JobAlreadyEnded, JobNotFound, PileClosed, PileNotFound, TooLarge
+from .history import History
 from .notifier import Notifier
 from .pools import DEFAULT_POOL, Pools
 from .runner import Lane
@@ -73,6 +74,7 @@ class Engine:
         self._started_at = _monotonic()
         # Which start of the service this is: a restart shows as a new boot_id (and started_at) to pollers.
         self.boot = {"boot_id": os.urandom(8).hex(), "started_at": rfc3339(time.time())}
+        self._history = History()
         self._sweeper = spawn(self._sweep)
         # Observers (service.api.metrics): observer(event, job) on "queued", "running" and each terminal status.
         self.observers: list[Callable[[str, Job], None]] = []
@@ -229,6 +231,7 @@ class Engine:
     def delete_pool(self, pool: str) -> None:
         """Delete an idle pool; PoolNotFound, or PoolInUse for `default` or one with jobs queued or running."""
         self.pools.delete(pool)
+        self._history.forget(pool)
 
     def stats(self, pool: str = DEFAULT_POOL) -> dict[str, Any]:
         """The counters `/v1/pool` reports, of one pool (PoolNotFound if there is none)."""
@@ -238,6 +241,12 @@ class Engine:
         stats["uptime_s"] = round(_monotonic() - self._started_at, 3)
         stats.update(self.boot)
         return stats
+
+    def history(self, pool: str = DEFAULT_POOL) -> dict[str, Any]:
+        """A pool's recent gauges, one sample a second (`t`: wall-clock seconds), and the time now
+        (PoolNotFound if there is no such pool)."""
+        self.pools.lane(pool)
+        return {"interval_s": _SWEEP_INTERVAL, "now": round(self._clock(), 3), "samples": self._history.samples(pool)}
 
     def pool_names(self) -> list[str]:
         """Every pool's name: `default` first, then the others by name."""
@@ -361,11 +370,15 @@ class Engine:
                 log.exception("observer %r failed on %s", observer, event)
 
     def _sweep(self) -> None:
-        """Once a second: expire old records and update the finish rate behind Retry-After."""
+        """Once a second: sample each pool's gauges, expire old records, update the finish rate behind
+        Retry-After."""
         while True:
             sleep(_SWEEP_INTERVAL)
             self._admission.tick(self.runner, _SWEEP_INTERVAL)
-            horizon = self._clock() - self.config.result_ttl
+            now = self._clock()
+            for lane in self.runner:
+                self._history.record(lane.name, now, lane.stats())
+            horizon = now - self.config.result_ttl
             self._jobs.expire(horizon)
             self._piles.expire(horizon)
             for pile_id in [p for p in self._notifier.readers if self._piles.get(p) is None]:

@@ -390,6 +390,14 @@ def pool_read(srv: Server, c: Contract) -> requests.Response:
     return srv.request("GET", "/v1/pool")
 
 
+@case("getPoolHistory", 200, "GET", "/v1/pool/history")
+def pool_history(srv: Server, c: Contract) -> requests.Response:
+    response = srv.request("GET", "/v1/pool/history")
+    body = response.json()
+    assert body["interval_s"] == 1 and all(s["t"] <= body["now"] for s in body["samples"])
+    return response
+
+
 @case("resizePool", 200, "PATCH", "/v1/pool")
 def pool_resize(srv: Server, c: Contract) -> requests.Response:
     assert c.request_body_valid("PATCH", "/v1/pool", {"size": 4})
@@ -444,6 +452,18 @@ def pools_list(srv: Server, c: Contract) -> requests.Response:
 @case("getNamedPool", 200, "GET", "/v1/pools/{name}")
 def named_pool_read(srv: Server, c: Contract) -> requests.Response:
     return srv.request("GET", "/v1/pools/default")
+
+
+@case("getNamedPoolHistory", 200, "GET", "/v1/pools/{name}/history")
+def named_pool_history(srv: Server, c: Contract) -> requests.Response:
+    response = srv.request("GET", "/v1/pools/default/history")
+    assert response.json()["interval_s"] == 1
+    return response
+
+
+@case("getNamedPoolHistory", 404, "GET", "/v1/pools/{name}/history")
+def named_pool_history_unknown(srv: Server, c: Contract) -> requests.Response:
+    return srv.request("GET", "/v1/pools/nope/history")
 
 
 @case("getNamedPool", 404, "GET", "/v1/pools/{name}")

@@ -1,6 +1,7 @@
 """HTTP resources: thin falcon responders, one module per group of routes, over the engine."""
 
 from .health import HealthResource, OpenAPIResource, ReadyResource
+from .history import PoolHistoryResource
 from .jobs import JobResource, JobsResource
 from .piles import MapResource, PileCloseResource, PileJobsResource, PileResource, PileResultsResource, PilesResource
 from .pool import NamedPoolResource, PoolResource, PoolsResource
@@ -18,6 +19,7 @@ __all__ = [
     "PileResultsResource",
     "PilesResource",
     "OpenAPIResource",
+    "PoolHistoryResource",
     "PoolResource",
     "PoolsResource",
     "ReadyResource",

@@ -59,7 +59,7 @@ def parse_pile_body(
 
 def _check_count(count: int, limit: int) -> None:
     if count > limit:
-        raise PayloadTooLarge(f"{count} jobs in one request; the limit is {limit}", limit=limit)
+        raise PayloadTooLarge(f"{count} jobs in one request; the limit is {limit}", limit=limit, unit="jobs")
 
 
 def _fielded(fields: list[str], call: Callable[..., T], *args: Any, **kwargs: Any) -> T:

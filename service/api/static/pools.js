@@ -1,5 +1,6 @@
 // greenpool dashboard, named pools: one panel per pool (GET /v1/pools every second), each with its counters,
-// a five-minute chart of running and queued jobs, and its own resize form (PUT /v1/pools/{name}; admin tokens
+// a five-minute chart of running and queued jobs (full at once: GET /v1/pools/{name}/history), and its own
+// resize form (PUT /v1/pools/{name}; admin tokens
 // only, as the page's role says). It uses the page's requests, banner and role (window.greenpool, set by
 // dashboard.js); like the main view, a poll is scheduled only once the previous one has ended.
 "use strict";
@@ -50,7 +51,23 @@
     form.append(input, button, status);
     const panel = { root, values, canvas, input, button, status, samples: [] };
     form.addEventListener("submit", (event) => resize(event, name, panel));
+    preload(name, panel);
     return panel;
+  }
+
+  // The chart full at once: the server's samples of the pool's last five minutes, before the page's own.
+  async function preload(name, panel) {
+    try {
+      const history = await gp.api(`/v1/pools/${encodeURIComponent(name)}/history`);
+      const offset = Date.now() / 1000 - history.now; // this browser's clock minus the server's
+      const first = panel.samples.length ? panel.samples[0].t : Infinity;
+      const older = history.samples.map((s) => ({ t: s.t + offset, running: s.running, queued: s.queued }));
+      panel.samples.unshift(...older.filter((s) => s.t < first));
+      panel.samples.splice(0, Math.max(0, panel.samples.length - CAPACITY));
+      panel.root.dataset.history = String(older.length);
+    } catch (err) {
+      panel.root.dataset.history = "0"; // an older server, or no token yet: the chart starts empty
+    }
   }
 
   function show(panel, pool) {
@@ -69,7 +86,7 @@
     const now = Date.now() / 1000;
     let peak = size;
     for (const s of panel.samples) for (const key of SERIES) peak = Math.max(peak, s[key]);
-    const top = gp.niceCeiling(peak);
+    const top = 2 * gp.niceStep(peak / 2); // two whole-number steps
     const x = (t) => width * (1 - (now - t) / WINDOW_S);
     const y = (v) => 4 + (height - 8) * (1 - v / top);
     ctx.fillStyle = gp.colour("muted");
