@@ -183,13 +183,15 @@ def _order(req: falcon.Request, default: str) -> str:
 
 
 def _after(req: falcon.Request) -> int:
-    """The last stream position the client already has: `Last-Event-ID` header or `?after=`; -1 for none."""
+    """The last stream position the client already has: `Last-Event-ID` header or `?after=`; -1 for none.
+    `after` is checked even when the header wins (the document bounds it, whoever overrides it)."""
+    after = query_int(req, "after", -1, 2**62, -1)
     header = req.get_header("Last-Event-ID")
     if header is not None:
         if not _POSITION.fullmatch(header.strip()):
             raise BadRequest("Last-Event-ID must be an event id from this stream", parameter="Last-Event-ID")
         return int(header)
-    return query_int(req, "after", -1, 2**62, -1)
+    return after
 
 
 class PilesResource:
