@@ -592,6 +592,7 @@ for _label, _body, _field in [
     ("open-not-a-boolean", {"task": "echo", "items": [], "open": "yes"}, "open"),
     ("unknown-task", {"jobs": [{"task": "echo"}, {"task": "no-such-task", "args": {}}]}, "jobs[1].task"),
     ("bad-item-args", {"task": "sleep", "items": [{"seconds": 1}, {"seconds": "x"}]}, "items[1].args.seconds"),
+    ("no-items-unknown-task", {"task": "no-such-task", "items": []}, "task"),
 ]:
     case("createPile", 422, "POST", "/v1/piles", _label)(_invalid_pile(_body, _field))
 
@@ -992,6 +993,7 @@ for _label, _body, _field in [
     ("open-is-not-a-field", {"task": "echo", "items": [{}], "open": False}, "open"),
     ("no-task", {"items": [{}]}, "task"),
     ("bad-item-args", {"task": "sleep", "items": [{"seconds": "soon"}]}, "items[0].args.seconds"),
+    ("no-items-unknown-task", {"task": "no-such-task", "items": []}, "task"),
 ]:
     case("mapItems", 422, "POST", "/v1/map", _label)(_invalid_map(_body, _field))
 

@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 import falcon
 
 from ...engine import COMPLETION, SUBMITTED, Engine, JobSpec, Pile
-from ...engine.errors import InvalidArguments
+from ...engine.errors import InvalidArguments, UnknownTask
 from ..auth import client_key, principal_of, visible_pile
 from ..errors import BadRequest, PayloadTooLarge, Problem, ValidationFailed, problem_for
 from ..idempotency import PILE, REPLAYED, IdempotencyStore
@@ -53,6 +53,8 @@ def parse_pile_body(
         if not errors:
             _check_count(len(items), limit)
             task, _, timeout = parse_job_spec({k: body[k] for k in ("task", "timeout") if k in body}, engine)
+            if not items and task not in engine.registry:  # no job to check it later: the task must still exist
+                raise problem_for(UnknownTask(task, engine.registry.names()))
             return [(task, args, timeout) for args in items], [f"items[{i}]" for i in range(len(items))]
     raise ValidationFailed("the pile is not valid: " + ", ".join(e["field"] for e in errors), errors)
 

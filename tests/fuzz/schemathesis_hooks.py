@@ -1,0 +1,84 @@
+"""Hooks for `schemathesis run` against a test server (SCHEMATHESIS_HOOKS=<this file>).
+
+They keep cases quick and independent without changing what a case means (schemathesis revalidates a case
+after `before_call`): a valid `Idempotency-Key` is made unique (a reused key with another body is a
+documented 422 that would read as a valid request refused), a valid `wait` is capped at 0.2 s, a valid
+`sleep` at 0.05 s, an `http` job's URL points at a refused loopback port (no outbound traffic), and after
+`PATCH /v1/pool` the pool gets its size back (a generated `size: 0` pauses it, and a map then streams
+heartbeats for ever); a pile is closed before its results are streamed (a stream on an open pile lasts until
+it is closed). The server's URL, the admin token and the pool size come from the environment of the run.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import re
+import urllib.parse
+from collections.abc import MutableMapping
+from typing import Any
+
+import requests
+import schemathesis
+
+_KEYS = itertools.count()
+_KEY = re.compile(r"^[!-~]{1,255}$")
+_WAIT, _SLEEP = 0.2, 0.05
+_REFUSED = "http://127.0.0.1:9/"
+
+
+def _number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _quick_args(task: object, args: object) -> None:
+    """Cap a valid sleep, send an http job nowhere."""
+    if not isinstance(args, dict):
+        return
+    seconds = args.get("seconds")
+    if task == "sleep" and _number(seconds) and _SLEEP < seconds <= 3600:
+        args["seconds"] = _SLEEP
+    if task == "http" and isinstance(args.get("url"), str):
+        args["url"] = _REFUSED
+
+
+def _quick_body(body: object) -> None:
+    """Every job of a submission, pile or map body."""
+    if not isinstance(body, dict):
+        return
+    _quick_args(body.get("task"), body.get("args"))
+    for item in body.get("items") or [] if isinstance(body.get("items"), list) else []:
+        _quick_args(body.get("task"), item)
+    for job in body.get("jobs") or [] if isinstance(body.get("jobs"), list) else []:
+        if isinstance(job, dict):
+            _quick_args(job.get("task"), job.get("args"))
+
+
+@schemathesis.hook
+def before_call(context: Any, case: schemathesis.Case, kwargs: dict[str, Any]) -> None:
+    """Fresh idempotency keys, short waits and sleeps, no outbound calls."""
+    headers = case.headers
+    key = headers.get("Idempotency-Key") if isinstance(headers, MutableMapping) else None
+    if isinstance(key, str) and _KEY.match(key):
+        headers["Idempotency-Key"] = f"fuzz-{os.getpid()}-{next(_KEYS)}"
+    query = case.query
+    if isinstance(query, dict) and _number(query.get("wait")) and _WAIT < query["wait"] <= 60:
+        query["wait"] = _WAIT
+    _quick_body(case.body)
+    if case.operation.path == "/v1/piles/{pile_id}/results" and isinstance(case.path_parameters, dict):
+        pile = urllib.parse.quote(str(case.path_parameters.get("pile_id")), safe="")
+        _admin("POST", f"{os.environ['FUZZ_BASE_URL']}/v1/piles/{pile}/close")
+
+
+@schemathesis.hook
+def after_call(context: Any, case: schemathesis.Case, response: Any) -> None:
+    """Give the pool its size back after a resize."""
+    if case.operation.method.upper() != "PATCH" or case.operation.path != "/v1/pool":
+        return
+    _admin("PATCH", response.request.url, json={"size": int(os.environ["FUZZ_POOL_SIZE"])})
+
+
+def _admin(method: str, url: str, **kwargs: Any) -> None:
+    """One request with the admin token, outside the run's bookkeeping."""
+    requests.request(method, url, timeout=5, headers={"Authorization": f"Bearer {os.environ['FUZZ_ADMIN_TOKEN']}"},
+                     **kwargs)  # fmt: skip
