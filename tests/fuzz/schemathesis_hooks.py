@@ -7,6 +7,11 @@ documented 422 that would read as a valid request refused), a valid `wait` is ca
 `PATCH /v1/pool` the pool gets its size back (a generated `size: 0` pauses it, and a map then streams
 heartbeats for ever); a pile is closed before its results are streamed (a stream on an open pile lasts until
 it is closed). The server's URL, the admin token and the pool size come from the environment of the run.
+
+One more check, `fits_the_document`, holds every answer to the document as tests/contract does (what
+schemathesis has no deserializer for included): each record of an NDJSON or SSE stream against its media
+type's `x-greenpool-item-schema`, the YAML document against its schema, a problem's `status` against the
+HTTP status.
 """
 
 from __future__ import annotations
@@ -14,12 +19,22 @@ from __future__ import annotations
 import itertools
 import os
 import re
+import sys
 import urllib.parse
 from collections.abc import MutableMapping
+from pathlib import Path
 from typing import Any
 
 import requests
 import schemathesis
+import yaml
+from requests.structures import CaseInsensitiveDict
+
+_TESTS = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(_TESTS), str(_TESTS / "contract")]  # this file is loaded by path, outside pytest
+from openapi_contract import SPEC_PATH, Contract  # noqa: E402
+
+_CONTRACT = Contract(yaml.safe_load(SPEC_PATH.read_text()))
 
 _KEYS = itertools.count()
 _KEY = re.compile(r"^[!-~]{1,255}$")
@@ -82,3 +97,20 @@ def _admin(method: str, url: str, **kwargs: Any) -> None:
     """One request with the admin token, outside the run's bookkeeping."""
     requests.request(method, url, timeout=5, headers={"Authorization": f"Bearer {os.environ['FUZZ_ADMIN_TOKEN']}"},
                      **kwargs)  # fmt: skip
+
+
+@schemathesis.check
+def fits_the_document(context: Any, response: Any, case: schemathesis.Case) -> None:
+    """The answer is exactly as the document says (tests/contract's check), streams record by record."""
+    answer = requests.Response()
+    answer.status_code, answer._content, answer.encoding = response.status_code, response.content, "utf-8"
+    answer.headers = CaseInsensitiveDict({name: ", ".join(values) for name, values in response.headers.items()})
+    answer.request = requests.Request(case.method, response.request.url).prepare()
+    answer.url = response.request.url
+    method, path = case.method.upper(), case.operation.path
+    if method == case.operation.method.upper():
+        _CONTRACT.check(answer, method, path)
+    elif response.status_code == 405:  # unsupported_method's probe: the framework's 405, documented once
+        doc, pointer = _CONTRACT.resolve(_CONTRACT.spec["x-greenpool-common-responses"]["405"],
+                                         "/x-greenpool-common-responses/405")  # fmt: skip
+        _CONTRACT.check_documented(answer, doc, pointer, f"{method} {path} → 405")
