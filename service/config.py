@@ -1,5 +1,6 @@
-"""Configuration: one `Config`, defaults as named constants, `GREENPOOL_*` environment overrides in one place,
-and the bearer-token table it holds (`load_tokens`; `service.api.auth` checks requests against it).
+"""Configuration: one `Config` made of sections (server, API limits, engine, storage, auth), defaults as
+named constants, `GREENPOOL_*` environment overrides in one place, and the bearer-token table it holds
+(`load_tokens`; `service.api.auth` checks requests against it).
 
 `greenpool serve` flags override the environment (see `service.cli`).
 """
@@ -46,6 +47,8 @@ SQLITE_SYNCS = ("normal", "full")
 SQLITE_PREFIX = "sqlite:"
 
 ENV_PREFIX = "GREENPOOL_"
+DEFAULT_POOL = "default"  # the pool that always exists (`/v1/pool`), sized by GREENPOOL_POOL_SIZE
+POOL_NAME = re.compile(r"[a-z0-9_-]{1,64}")  # a named pool's name (design §9)
 #: Size, count and time limits (Hardening); each must be > 0.
 LIMITS = (
     "max_args_bytes", "max_result_bytes", "max_pile_size", "max_map_items", "max_streams_per_client",
@@ -58,40 +61,93 @@ class ConfigError(ValueError):
 
 
 @dataclass(frozen=True)
-class Config:
-    """Everything the service can be told; immutable once built."""
+class ServerSettings:
+    """The HTTP server: where it listens, its connections and their deadlines, shutdown, logging."""
 
     bind: str = DEFAULT_BIND
+    graceful_timeout: float = DEFAULT_GRACEFUL_TIMEOUT
+    keepalive: float = DEFAULT_KEEPALIVE
+    worker_connections: int = DEFAULT_WORKER_CONNECTIONS
+    header_timeout: float = DEFAULT_HEADER_TIMEOUT  # request line + headers, from accept or first byte
+    body_timeout: float = DEFAULT_BODY_TIMEOUT  # request body, from the end of the headers (408)
+    send_timeout: float = DEFAULT_SEND_TIMEOUT  # a response send that makes no progress: connection closed
+    log_level: str = DEFAULT_LOG_LEVEL
+
+
+@dataclass(frozen=True)
+class ApiLimits:
+    """What one request may ask of the API: body and args sizes, piles, maps, waits, streams."""
+
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    max_wait: float = DEFAULT_MAX_WAIT
+    max_args_bytes: int = DEFAULT_MAX_ARGS_BYTES  # one job's `args`, serialized (413)
+    max_pile_size: int = DEFAULT_MAX_PILE_SIZE  # jobs in one pile, however they were added (413)
+    max_map_items: int = DEFAULT_MAX_MAP_ITEMS  # items in one POST /v1/map (413)
+    max_streams_per_client: int = DEFAULT_MAX_STREAMS_PER_CLIENT  # open result streams per token/address (429)
+    stream_heartbeat: float = DEFAULT_STREAM_HEARTBEAT
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    """The engine: pool sizes, the queue bounds, retention, job limits, the tasks it loads."""
+
     pool_size: int = DEFAULT_POOL_SIZE
     max_queued: int = DEFAULT_MAX_QUEUED
     max_queued_per_client: int = 0  # jobs one token/address may have queued (429); 0: 3/4 of max_queued
     result_ttl: float = DEFAULT_RESULT_TTL
     max_records: int = DEFAULT_MAX_RECORDS
-    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
-    max_wait: float = DEFAULT_MAX_WAIT
     max_job_timeout: float = DEFAULT_MAX_JOB_TIMEOUT
     max_pool_size: int = DEFAULT_MAX_POOL_SIZE
     max_threads: int = DEFAULT_MAX_THREADS  # OS threads for blocking tasks: the pools' sizes, at most this
-    graceful_timeout: float = DEFAULT_GRACEFUL_TIMEOUT
-    keepalive: float = DEFAULT_KEEPALIVE
-    worker_connections: int = DEFAULT_WORKER_CONNECTIONS
+    max_result_bytes: int = DEFAULT_MAX_RESULT_BYTES  # one job's result, serialized (else failed: ResultTooLarge)
     http_allow: tuple[str, ...] = ()
     plugins: tuple[str, ...] = ()
-    log_level: str = DEFAULT_LOG_LEVEL
-    stream_heartbeat: float = DEFAULT_STREAM_HEARTBEAT
+    pools: tuple[str, ...] = ()  # `name:size` seeds of named pools (GREENPOOL_POOLS=default:100,db:20,io:500)
+
+    def pool_seeds(self) -> dict[str, tuple[int, str]]:
+        """The pools to seed a store that has no size for them, each with the variable its size comes from:
+        `default` (GREENPOOL_POOL_SIZE unless GREENPOOL_POOLS names it), then each `name:size` of
+        GREENPOOL_POOLS; ConfigError naming a bad entry."""
+        seeds = {DEFAULT_POOL: (self.pool_size, f"{ENV_PREFIX}POOL_SIZE")}
+        for entry in self.pools:
+            name, _, size = entry.partition(":")
+            if not POOL_NAME.fullmatch(name) or not _INTEGER.fullmatch(size) or int(size) > self.max_pool_size:
+                raise ConfigError(f"{ENV_PREFIX}POOLS entry {entry!r} must be name:size (a name of 1-64 of a-z 0-9 _ -,"
+                                  f" a size from 0 to {ENV_PREFIX}MAX_POOL_SIZE)")  # fmt: skip
+            seeds[name] = (int(size), f"{ENV_PREFIX}POOLS")
+        return seeds
+
+
+@dataclass(frozen=True)
+class StorageSettings:
+    """Where jobs, results and pool sizes are kept (design §7)."""
+
+    store: str = DEFAULT_STORE  # `memory` or `sqlite:PATH` (design §7)
+    sqlite_sync: str = DEFAULT_SQLITE_SYNC  # `normal` (survives a process crash) or `full` (also an OS crash)
+
+    @property
+    def sqlite_path(self) -> str:
+        """The SQLite store's file (`sqlite:PATH`), or "" when the store is not SQLite."""
+        return self.store[len(SQLITE_PREFIX) :] if self.store.startswith(SQLITE_PREFIX) else ""
+
+
+@dataclass(frozen=True)
+class AuthSettings:
+    """Bearer tokens and who may read the metrics."""
+
     tokens: str = field(default="", repr=False)  # `name:role:secret,...` (see load_tokens); never logged
     tokens_file: str = ""
     metrics_public: bool = DEFAULT_METRICS_PUBLIC
-    max_args_bytes: int = DEFAULT_MAX_ARGS_BYTES  # one job's `args`, serialized (413)
-    max_result_bytes: int = DEFAULT_MAX_RESULT_BYTES  # one job's result, serialized (else failed: ResultTooLarge)
-    max_pile_size: int = DEFAULT_MAX_PILE_SIZE  # jobs in one pile, however they were added (413)
-    max_map_items: int = DEFAULT_MAX_MAP_ITEMS  # items in one POST /v1/map (413)
-    max_streams_per_client: int = DEFAULT_MAX_STREAMS_PER_CLIENT  # open result streams per token/address (429)
-    header_timeout: float = DEFAULT_HEADER_TIMEOUT  # request line + headers, from accept or first byte
-    body_timeout: float = DEFAULT_BODY_TIMEOUT  # request body, from the end of the headers (408)
-    send_timeout: float = DEFAULT_SEND_TIMEOUT  # a response send that makes no progress: connection closed
-    store: str = DEFAULT_STORE  # `memory` or `sqlite:PATH` (design §7)
-    sqlite_sync: str = DEFAULT_SQLITE_SYNC  # `normal` (survives a process crash) or `full` (also an OS crash)
+
+    def token_table(self) -> tuple[Token, ...]:
+        """The configured bearer tokens (from TOKENS and TOKENS_FILE); empty: authentication is off."""
+        return load_tokens(self.tokens, self.tokens_file)
+
+
+@dataclass(frozen=True)
+class Config(ServerSettings, ApiLimits, EngineSettings, StorageSettings, AuthSettings):
+    """Everything the service can be told, in one immutable object made of its sections (each layer reads
+    its own: the server its ServerSettings, the API its ApiLimits and AuthSettings, …)."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Config:
@@ -129,16 +185,8 @@ class Config:
             raise ConfigError(f"{ENV_PREFIX}STORE={self.store!r} must be `memory` or `sqlite:PATH`")
         if self.sqlite_sync not in SQLITE_SYNCS:
             raise ConfigError(f"{ENV_PREFIX}SQLITE_SYNC={self.sqlite_sync!r} must be one of {', '.join(SQLITE_SYNCS)}")
+        self.pool_seeds()
         self.token_table()
-
-    @property
-    def sqlite_path(self) -> str:
-        """The SQLite store's file (`sqlite:PATH`), or "" when the store is not SQLite."""
-        return self.store[len(SQLITE_PREFIX) :] if self.store.startswith(SQLITE_PREFIX) else ""
-
-    def token_table(self) -> tuple[Token, ...]:
-        """The configured bearer tokens (from TOKENS and TOKENS_FILE); empty: authentication is off."""
-        return load_tokens(self.tokens, self.tokens_file)
 
     def to_env(self) -> dict[str, str]:
         """The `GREENPOOL_*` variables that reproduce this config (how `serve` hands it to the worker)."""
@@ -153,6 +201,7 @@ class Config:
 SUBMIT, ADMIN = "submit", "admin"
 ROLES = (SUBMIT, ADMIN)  # in increasing power: a route that needs `submit` is open to `admin` too
 _NAME = re.compile(r"[A-Za-z0-9_.@-]{1,64}")
+_INTEGER = re.compile(r"[0-9]{1,9}")
 _SECRET = re.compile(r"[A-Za-z0-9._~+/-]{16,4096}=*")  # RFC 6750 b64token, at least 16 characters
 
 

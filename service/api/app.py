@@ -32,13 +32,16 @@ from .resources import (
     JobResource,
     JobsResource,
     MapResource,
+    NamedPoolResource,
     OpenAPIResource,
     PileCloseResource,
     PileJobsResource,
     PileResource,
     PileResultsResource,
     PilesResource,
+    PoolHistoryResource,
     PoolResource,
+    PoolsResource,
     ReadyResource,
     TasksResource,
 )
@@ -98,6 +101,10 @@ def create_app(config: Config | None = None, services: Services | None = None) -
     _route(app, "/v1/piles/{pile_id}/results", PileResultsResource(engine))
     _route(app, "/v1/map", MapResource(engine))
     _route(app, "/v1/pool", PoolResource(engine))
+    _route(app, "/v1/pool/history", PoolHistoryResource(engine))
+    _route(app, "/v1/pools", PoolsResource(engine))
+    _route(app, "/v1/pools/{name}", NamedPoolResource(engine))
+    _route(app, "/v1/pools/{name}/history", PoolHistoryResource(engine))
     _route(app, "/v1/whoami", WhoAmIResource())
     _route(app, "/healthz", HealthResource(engine))
     _route(app, "/readyz", ReadyResource(engine))

@@ -47,6 +47,10 @@ POLICY: dict[str, dict[str, str | None]] = {
     "/v1/piles/{pile_id}/results": {"GET": SUBMIT},  # (own)
     "/v1/map": {"POST": SUBMIT},
     "/v1/pool": {"GET": SUBMIT, "PATCH": ADMIN},
+    "/v1/pool/history": {"GET": SUBMIT},
+    "/v1/pools": {"GET": SUBMIT},
+    "/v1/pools/{name}": {"GET": SUBMIT, "PUT": ADMIN, "DELETE": ADMIN},
+    "/v1/pools/{name}/history": {"GET": SUBMIT},
     "/v1/whoami": {"GET": SUBMIT},
     "/healthz": {"GET": OPEN},
     "/readyz": {"GET": OPEN},

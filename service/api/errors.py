@@ -53,6 +53,16 @@ class PileClosed(Problem):
     status, title, slug = 409, "Pile Closed", "pile-closed"
 
 
+class PoolNotFound(Problem):
+    status, title, slug = 404, "Pool Not Found", "pool-not-found"
+
+
+class PoolInUse(Problem):
+    """409: the pool is `default`, or has jobs queued or running: it cannot be deleted now."""
+
+    status, title, slug = 409, "Pool In Use", "pool-in-use"
+
+
 class NotFound(Problem):
     status, title, slug = 404, "Not Found", "not-found"
 
@@ -82,6 +92,12 @@ class UnknownTaskProblem(ValidationFailed):
     """422: the job names a task this server does not have."""
 
     title, slug = "Unknown Task", "unknown-task"
+
+
+class UnknownPoolProblem(ValidationFailed):
+    """422: the job names (or its task declares) a pool this server does not have."""
+
+    title, slug = "Unknown Pool", "unknown-pool"
 
 
 class QueueFull(Problem):
@@ -127,8 +143,13 @@ def problem_for(error: domain.EngineError, prefixes: Sequence[str] | None = None
     return _MAPPING[type(error)](error, prefixes)
 
 
+def _fields(error: Any, prefixes: Sequence[str] | None) -> list[dict[str, str]]:
+    """The error's `{field, message}` pairs, fields named as in the request."""
+    return [{"field": _path(e, prefixes), "message": e.message} for e in error.errors]
+
+
 def _invalid(error: Any, prefixes: Sequence[str] | None) -> Problem:
-    errors = [{"field": _path(e, prefixes), "message": e.message} for e in error.errors]
+    errors = _fields(error, prefixes)
     if error.task is not None:  # one job
         fields = ", ".join(e["field"] for e in errors)
         return ValidationFailed(f"invalid arguments for task {error.task!r}: {fields}", errors)
@@ -144,13 +165,15 @@ def _path(error: domain.FieldError, prefixes: Sequence[str] | None) -> str:
 
 _MAPPING: dict[type, Callable[[Any, Sequence[str] | None], Problem]] = {
     domain.QueueFull: lambda e, _: QueueFull(str(e), retry_after=e.retry_after),
-    domain.TooLarge: lambda e, _: PayloadTooLarge(str(e), limit=e.limit),
+    domain.TooLarge: lambda e, _: PayloadTooLarge(str(e), limit=e.limit, unit="jobs"),
     domain.Draining: lambda e, _: Draining(str(e)),
     domain.JobNotFound: lambda e, _: JobNotFound(str(e)),
     domain.PileNotFound: lambda e, _: PileNotFound(str(e)),
     domain.JobAlreadyEnded: lambda e, _: JobAlreadyEnded(str(e), job_status=e.status),
     domain.PileClosed: lambda e, _: PileClosed(str(e)),
-    domain.UnknownTask: lambda e, p: UnknownTaskProblem(str(e), [{"field": _path(x, p), "message": x.message}
-                                                                 for x in e.errors]),  # fmt: skip
+    domain.UnknownTask: lambda e, p: UnknownTaskProblem(str(e), _fields(e, p)),
     domain.InvalidArguments: _invalid,
+    domain.PoolNotFound: lambda e, _: PoolNotFound(str(e), pool=e.name),
+    domain.PoolInUse: lambda e, _: PoolInUse(str(e), pool=e.name, running=e.running, queued=e.queued),
+    domain.UnknownPool: lambda e, p: UnknownPoolProblem(str(e), _fields(e, p)),
 }

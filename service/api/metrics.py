@@ -1,10 +1,11 @@
 """Prometheus metrics: the app's own registry, pool gauges read at scrape time, job and HTTP counters.
 
 Each app has its own `CollectorRegistry` (never prometheus_client's global one), so several apps in one
-process (tests) do not collide. The pool gauges are computed from `engine.stats()` when scraped, so they
-agree with `GET /v1/pool` by construction; job counters and histograms are fed by the engine's observer
-hook, synchronously on the hub, so one scrape is a consistent snapshot: submitted = finished + running
-+ queued, per task and in total. HTTP requests are counted by `service.middleware` by route template.
+process (tests) do not collide. The pool gauges are computed from `engine.stats(pool)` when scraped, one
+series per named pool (label `pool`), so they agree with `GET /v1/pools` by construction; job counters and
+histograms (labels `pool` and `task`) are fed by the engine's observer hook, synchronously on the hub, so
+one scrape is a consistent snapshot: submitted = finished + running + queued, per pool, per task and in
+total. HTTP requests are counted by `service.middleware` by route template.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector
 
+from ..config import DEFAULT_POOL
 from ..engine import QUEUED, RUNNING, TERMINAL, Engine, Job
 
 __all__ = ["CONTENT_TYPE", "Metrics", "MetricsResource"]
@@ -45,17 +47,23 @@ _POOL_GAUGES = {
 
 
 class PoolCollector(Collector):
-    """Pool gauges from one `engine.stats()` snapshot per scrape: equal to `/v1/pool` by construction."""
+    """Pool gauges from one `engine.stats(pool)` snapshot per pool and scrape: equal to `/v1/pools` by
+    construction."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
     def collect(self) -> Iterator[Metric]:
-        """Yield size, running, held, free, waiting, queued and uptime as gauges."""
-        stats = self.engine.stats()
+        """Yield size, running, held, free, waiting and queued of each pool (label `pool`), and uptime."""
+        engine = self.engine
+        snapshots = [(name, engine.stats(name)) for name in engine.pool_names()]
         for key, doc in _POOL_GAUGES.items():
-            yield GaugeMetricFamily(f"{PREFIX}pool_{key}", doc, value=stats[key])
-        yield GaugeMetricFamily(f"{PREFIX}uptime_seconds", "Seconds since the engine started.", value=stats["uptime_s"])
+            family = GaugeMetricFamily(f"{PREFIX}pool_{key}", doc, labels=["pool"])
+            for name, stats in snapshots:
+                family.add_metric([name], stats[key])
+            yield family
+        uptime = snapshots[0][1]["uptime_s"]
+        yield GaugeMetricFamily(f"{PREFIX}uptime_seconds", "Seconds since the engine started.", value=uptime)
         draining = 1 if self.engine.draining else 0
         yield GaugeMetricFamily(f"{PREFIX}draining", "1 while the server drains (SIGTERM), else 0.", value=draining)
 
@@ -73,18 +81,19 @@ class Metrics:
         PlatformCollector(registry=self.registry)
         self.registry.register(PoolCollector(engine))
         reg = self.registry
-        self.jobs_submitted = Counter(f"{PREFIX}jobs_submitted", "Jobs accepted, by task.", ["task"], registry=reg)
+        self.jobs_submitted = Counter(f"{PREFIX}jobs_submitted", "Jobs accepted, by pool and task.", ["pool", "task"],
+                                      registry=reg)  # fmt: skip
         self.jobs_finished = Counter(
-            f"{PREFIX}jobs_finished", "Jobs that reached a terminal state, by task and state.", ["task", "status"],
-            registry=reg,
+            f"{PREFIX}jobs_finished", "Jobs that reached a terminal state, by pool, task and state.",
+            ["pool", "task", "status"], registry=reg,
         )  # fmt: skip
         self.queue_wait = Histogram(
-            f"{PREFIX}job_queue_wait_seconds", "Seconds a job waited in the queue before it started, by task.",
-            ["task"], buckets=QUEUE_WAIT_BUCKETS, registry=reg,
+            f"{PREFIX}job_queue_wait_seconds", "Seconds a job waited in the queue before it started, by pool and task.",
+            ["pool", "task"], buckets=QUEUE_WAIT_BUCKETS, registry=reg,
         )  # fmt: skip
         self.run_time = Histogram(
-            f"{PREFIX}job_run_seconds", "Seconds a job ran (started jobs only), by task and terminal state.",
-            ["task", "status"], buckets=RUN_BUCKETS, registry=reg,
+            f"{PREFIX}job_run_seconds", "Seconds a job ran (started jobs only), by pool, task and terminal state.",
+            ["pool", "task", "status"], buckets=RUN_BUCKETS, registry=reg,
         )  # fmt: skip
         self.http_requests = Counter(
             f"{PREFIX}http_requests", "HTTP requests answered, by method, route template and status code.",
@@ -98,32 +107,38 @@ class Metrics:
         self._request_children: dict[tuple[str, str | None, int], tuple[Any, Any]] = {}
         # `labels()` validates and locks: each job event looks its child up here instead (created on first use,
         # as before, so a series appears in the exposition only once it has something to count).
-        self._job_children: dict[tuple[Any, str, str], Any] = {}
-        for spec in engine.registry.describe():  # every known task shows up as 0 before its first job
-            self.jobs_submitted.labels(spec["name"])
-            for status in TERMINAL:
-                self.jobs_finished.labels(spec["name"], status)
+        self._job_children: dict[tuple[Any, str, str, str], Any] = {}
+        pools = set(engine.pool_names())
+        for spec in engine.registry.describe():  # every known task shows up as 0 (in its pool) before its first job
+            pool = spec["pool"] or DEFAULT_POOL
+            if pool in pools:
+                self.jobs_submitted.labels(pool, spec["name"])
+                for status in TERMINAL:
+                    self.jobs_finished.labels(pool, spec["name"], status)
         engine.observers.append(self.observe)
 
     def observe(self, event: str, job: Job) -> None:
         """The engine's observer: count submissions and ends, time queue waits and runs."""
         if event == QUEUED:
-            self._child(self.jobs_submitted, job.task).inc()
+            self._child(self.jobs_submitted, job).inc()
         elif event == RUNNING:
             if job.started_at is not None:
-                self._child(self.queue_wait, job.task).observe(max(0.0, job.started_at - job.submitted_at))
+                self._child(self.queue_wait, job).observe(max(0.0, job.started_at - job.submitted_at))
         elif event in TERMINAL:
-            self._child(self.jobs_finished, job.task, event).inc()
+            self._child(self.jobs_finished, job, event).inc()
             ran = job.run_seconds()
             if ran is not None:
-                self._child(self.run_time, job.task, event).observe(ran)
+                self._child(self.run_time, job, event).observe(ran)
 
-    def _child(self, metric: Any, task: str, status: str = "") -> Any:
-        """`metric.labels(task)` or `metric.labels(task, status)`, looked up once per label set."""
-        key = (metric, task, status)
+    def _child(self, metric: Any, job: Job, status: str = "") -> Any:
+        """`metric.labels(pool, task)` or `metric.labels(pool, task, status)` of `job`, looked up once per
+        label set."""
+        pool, task = job.pool, job.task
+        key = (metric, pool, task, status)
         child = self._job_children.get(key)
         if child is None:
-            child = self._job_children[key] = metric.labels(task, status) if status else metric.labels(task)
+            labels = (pool, task, status) if status else (pool, task)
+            child = self._job_children[key] = metric.labels(*labels)
         return child
 
     def observe_request(self, method: str, route: str | None, status: int, seconds: float) -> None:

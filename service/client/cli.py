@@ -12,6 +12,7 @@ import json
 import os
 import sys
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from enum import IntEnum
 from typing import IO, Any
@@ -19,7 +20,8 @@ from typing import IO, Any
 import requests
 
 from .client import DEFAULT_URL, TERMINAL, Client
-from .errors import GreenpoolError, Unauthorized
+from .errors import GreenpoolError, PayloadTooLarge, Unauthorized
+from .split import SplitPile
 
 
 class Exit(IntEnum):
@@ -298,15 +300,35 @@ def _parse_lines(stream: IO[str], name: str) -> list[dict[str, Any]]:
 
 
 def create_pile(client: Client, task: str, items: list[dict[str, Any]], timeout: float | None, order: str) -> Any:
-    """A closed pile of `items`: one request if small, else an open pile filled in batches, then closed."""
-    batches = list(_batches(items))
+    """A closed pile of `items`: one request if small (the client splits it over the server's caps), else
+    open piles filled in batches, a new one whenever the server's pile cap is reached, then closed."""
+    batches = deque(_batches(items))
     if len(batches) <= 1:
         return client.pile(task, items=items, timeout=timeout, order=order)
-    pile = client.pile(task, items=batches[0], timeout=timeout, order=order, open=True)
-    for batch in batches[1:]:
-        pile.add(task, items=batch, timeout=timeout)
-    pile.close()
-    return pile
+    parts: list[tuple[int, Any]] = []  # (offset of the part's first item, its pile)
+    held = sent = 0  # items in the newest part; items sent
+    while batches:
+        batch = batches.popleft()
+        try:
+            if held:
+                parts[-1][1].add(task, items=batch, timeout=timeout)
+            else:
+                parts.append((sent, client.pile(task, items=batch, timeout=timeout, order=order, open=True)))
+        except PayloadTooLarge as exc:
+            limit = exc.jobs_limit
+            if limit is None or (not held and len(batch) <= limit):
+                raise
+            if held:  # the newest part is full: the batch starts the next one
+                batches.appendleft(batch)
+            else:  # the batch alone is over the cap: in pieces
+                batches.extendleft(reversed([batch[i : i + limit] for i in range(0, len(batch), limit)]))
+            held = 0
+            continue
+        held += len(batch)
+        sent += len(batch)
+    for _, pile in parts:
+        pile.close()
+    return parts[0][1] if len(parts) == 1 else SplitPile(parts, order)
 
 
 def _batches(items: list[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:

@@ -20,7 +20,8 @@ from typing import Any
 
 import requests
 
-from .errors import JobFailed, QueueFull, error_for
+from .errors import JobFailed, PayloadTooLarge, QueueFull, error_for
+from .split import SplitPile, shifted
 from .streams import Pile, ResultStream, pile_body
 
 __all__ = ["DEFAULT_URL", "MAX_WAIT", "TERMINAL", "Client"]
@@ -160,16 +161,37 @@ class Client:
         timeout: float | None = None,
         *,
         idempotency_key: str | None = None,
-    ) -> Pile:
+    ) -> Pile | SplitPile:
         """Create a pile (`task` + `items`, or `jobs` of `{task, args, timeout?}`); iterate it for its records.
 
         With `idempotency_key`, a retry (same key, same body) returns the pile the first request created.
+        A closed pile with more jobs than the server takes in one request becomes several (a `SplitPile`;
+        with a key, part n uses `<key>.<n>`).
         """
         body = pile_body(task, items, jobs, timeout)
         if open:
             body["open"] = True
-        summary = self._json("POST", "/v1/piles", json=body, headers=_idempotency(idempotency_key))
+        try:
+            summary = self._json("POST", "/v1/piles", json=body, headers=_idempotency(idempotency_key))
+        except PayloadTooLarge as exc:
+            members = "items" if "items" in body else "jobs"
+            limit = exc.jobs_limit
+            if open or limit is None or len(body[members]) <= limit:
+                raise
+            return self._split_pile(body, members, limit, order, idempotency_key)
         return Pile(self, summary["id"], order=order, summary=summary)
+
+    def _split_pile(self, body: dict[str, Any], members: str, limit: int, order: str,
+                    key: str | None) -> SplitPile:  # fmt: skip
+        """One pile per `limit` members of `body`, created in turn."""
+        parts = []
+        everything = body[members]
+        for n, start in enumerate(range(0, len(everything), limit)):
+            part = {**body, members: everything[start : start + limit]}
+            headers = _idempotency(None if key is None else f"{key}.{n}")
+            summary = self._json("POST", "/v1/piles", json=part, headers=headers)
+            parts.append((start, Pile(self, summary["id"], order=order, summary=summary)))
+        return SplitPile(parts, order)
 
     def get_pile(self, pile_id: str, order: str = "completion") -> Pile:
         """A handle on an existing pile (NotFound if unknown or expired)."""
@@ -178,10 +200,29 @@ class Client:
     def map_records(
         self, task: str, items: Iterable[dict[str, Any]], order: str = "submitted", timeout: float | None = None
     ) -> Iterator[dict[str, Any]]:
-        """`POST /v1/map`: each item's result record (`{index, job_id, status, result, error}`), resumable."""
+        """`POST /v1/map`: each item's result record (`{index, job_id, status, result, error}`), resumable.
+        More items than the server maps in one request are sent as several maps in turn (their records in
+        the whole request's order, `index` counting from its first item)."""
         body: dict[str, Any] = {"task": task, "items": list(items), "order": order}
         if timeout is not None:
             body["timeout"] = timeout
+        try:
+            resp = self._open_map(body)
+        except PayloadTooLarge as exc:
+            limit = exc.jobs_limit
+            if limit is None or len(body["items"]) <= limit:
+                raise
+            everything = body["items"]
+            for start in range(0, len(everything), limit):
+                part = {**body, "items": everything[start : start + limit]}
+                resp = self._open_map(part)
+                for record in self._map_stream(resp, order):
+                    yield shifted(record, start)
+            return
+        yield from self._map_stream(resp, order)
+
+    def _open_map(self, body: dict[str, Any]) -> requests.Response:
+        """POST /v1/map and return the streaming response (raises the typed error of an error answer)."""
         resp = self.session.post(
             self.base_url + "/v1/map",
             json=body,
@@ -193,10 +234,13 @@ class Client:
                 raise error_for(resp)
             finally:
                 resp.close()
+        return resp
+
+    def _map_stream(self, resp: requests.Response, order: str) -> Iterator[dict[str, Any]]:
+        """The records of one map answer, resumed through its pile (`Content-Location`) if it drops."""
         location = resp.headers.get("Content-Location", "")
         pile_id = location.rstrip("/").rsplit("/", 1)[-1] if location else None
-        stream = ResultStream(self, pile_id, order)
-        yield from stream.follow(first=resp)
+        yield from ResultStream(self, pile_id, order).follow(first=resp)
 
     def map(
         self, task: str, items: Iterable[dict[str, Any]], order: str = "submitted", timeout: float | None = None

@@ -47,6 +47,13 @@ class Conflict(GreenpoolError):
 class PayloadTooLarge(GreenpoolError):
     """413: the request body is over the server's limit."""
 
+    @property
+    def jobs_limit(self) -> int | None:
+        """The most jobs one request may hold, when that is the limit passed (`unit: jobs`); else None."""
+        limit = self.problem.get("limit")
+        ok = self.problem.get("unit") == "jobs" and isinstance(limit, int) and limit >= 1
+        return limit if ok else None
+
 
 class ValidationError(GreenpoolError):
     """422: the body's content is wrong; `.errors` lists `{field, message}` pairs."""

@@ -5,14 +5,15 @@ then one client's share of it), then a queue with no room now, then a client wit
 tasks and arguments. Room is taken last, the client's share and then the queue's compare-and-set `reserve`
 with no yield in between, so two submissions can never both take the last place.
 
-A client (its token's name, else its address: the API decides) may have at most `max_queued_per_client` jobs
-queued at once (0: three quarters of `max_queued`); its count goes down as each job leaves the queue.
+Each named pool (a `Gate`: its queue and its finish rate) has its own bound `max_queued` and Retry-After. A
+client (its token's name, else its address: the API decides) may have at most `max_queued_per_client` jobs
+queued in one pool at once (0: three quarters of `max_queued`); its count goes down as each job leaves the queue.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, NamedTuple, Protocol
 
 from ..config import Config
 from ..storage import JobQueue
@@ -21,10 +22,27 @@ from ..tasks import Registry
 from ..tasks import UnknownTask as NoSuchTask
 from .errors import Draining, FieldError, InvalidArguments, QueueFull, TooLarge, UnknownTask
 
-__all__ = ["Admission", "JobSpec"]
+__all__ = ["Admission", "Gate", "JobSpec"]
 
-JobSpec = tuple[str, Any, float | None]  # (task, args, timeout)
 _RATE_WEIGHT = 0.3  # how much one sweep's finish rate moves the smoothed rate behind Retry-After
+
+
+class JobSpec(NamedTuple):
+    """One job of a request: its task, args, timeout and pool (None: the task's, else `default`)."""
+
+    task: str
+    args: Any
+    timeout: float | None = None
+    pool: str | None = None
+
+
+class Gate(Protocol):
+    """What admission reads of one pool: its name, its queue, jobs ended since the last `tick`, finish rate."""
+
+    name: str
+    queue: JobQueue
+    ended: int
+    finish_rate: float
 
 
 class Admission:
@@ -34,15 +52,13 @@ class Admission:
         self.config = config
         self.registry = registry
         self.draining = False
-        self.ended = 0  # jobs ended since the last `tick`
-        self._finish_rate = 0.0  # jobs/s, smoothed
         self.per_client = config.max_queued_per_client or max(1, config.max_queued * 3 // 4)
-        self._queued_by: dict[str, int] = {}  # client -> its jobs in the queue (or reserved for it)
-        self._client_of: dict[str, str] = {}  # queued job id -> its client
+        self._queued_by: dict[Any, int] = {}  # (pool, client) -> its jobs in that queue (or reserved for it)
+        self._client_of: dict[str, Any] = {}  # queued job id -> its (pool, client)
 
-    def check(self, queue: JobQueue, count: int, client: str | None = None) -> None:
-        """Raise Draining, TooLarge or QueueFull unless `count` more jobs could enter `queue` now for `client`
-        (None: no per-client share applies)."""
+    def check(self, gate: Gate, count: int, client: str | None = None) -> None:
+        """Raise Draining, TooLarge or QueueFull unless `count` more jobs could enter the pool's queue now for
+        `client` (None: no per-client share applies)."""
         if self.draining:
             raise Draining()
         limit, share = self.config.max_queued, self.per_client
@@ -50,56 +66,80 @@ class Admission:
             raise TooLarge(f"{count} jobs in one request; the queue holds at most {limit}", limit)
         if client is not None and count > share:
             raise TooLarge(f"{count} jobs in one request; one client may have at most {share} queued", share)
-        queued = queue.queued
+        queued = gate.queue.queued
         if queued + count > limit:
-            raise QueueFull(queued, count, limit, self.retry_after(queued + count - limit))
+            raise QueueFull(queued, count, limit, self.retry_after(queued + count - limit, gate))
         if client is not None:
-            self._check_client(client, count)
+            self._check_client(gate, client, count)
 
-    def reserve(self, queue: JobQueue, count: int, client: str | None = None) -> None:
-        """Take room for `count` jobs in `queue` (compare-and-set) and in `client`'s share; QueueFull if another
-        submission took it."""
+    def reserve(self, gate: Gate, count: int, client: str | None = None) -> None:
+        """Take room for `count` jobs in the pool's queue (compare-and-set) and in `client`'s share; QueueFull
+        if another submission took it."""
         if client is not None:
-            self._check_client(client, count)
-            self._queued_by[client] = self._queued_by.get(client, 0) + count
+            self._check_client(gate, client, count)
+            key = (gate.name, client)
+            self._queued_by[key] = self._queued_by.get(key, 0) + count
+        queue = gate.queue
         if not queue.reserve(count, self.config.max_queued):
             if client is not None:
-                self._give_back(client, count)
+                self._give_back((gate.name, client), count)
             queued, limit = queue.queued, self.config.max_queued
-            raise QueueFull(queued, count, limit, self.retry_after(queued + count - limit))
+            raise QueueFull(queued, count, limit, self.retry_after(queued + count - limit, gate))
 
-    def queued(self, job_id: str, client: str | None) -> None:
-        """Job `job_id`, reserved for `client` by `reserve`, is in the queue now."""
+    def check_all(self, groups: dict[Any, int], client: str | None = None) -> None:
+        """`check` for each pool (`Gate`) of a request and the count of its jobs going there."""
+        for gate, count in groups.items():
+            self.check(gate, count, client)
+
+    def reserve_all(self, groups: dict[Any, int], client: str | None = None) -> None:
+        """`reserve` in each pool of a request, all or none (QueueFull gives back what was taken)."""
+        taken: list[tuple[Gate, int]] = []
+        try:
+            for gate, count in groups.items():
+                self.reserve(gate, count, client)
+                taken.append((gate, count))
+        except QueueFull:
+            for gate, count in taken:
+                gate.queue.release(count)
+                if client is not None:
+                    self._give_back((gate.name, client), count)
+            raise
+
+    def queued(self, job_id: str, gate: Gate, client: str | None) -> None:
+        """Job `job_id`, reserved for `client` in the pool by `reserve`, is in its queue now."""
         if client is not None:
-            self._client_of[job_id] = client
+            self._client_of[job_id] = (gate.name, client)
 
     def left_queue(self, job_id: str) -> None:
         """Job `job_id` started or ended: it no longer counts against its client (harmless twice)."""
-        client = self._client_of.pop(job_id, None)
-        if client is not None:
-            self._give_back(client, 1)
+        key = self._client_of.pop(job_id, None)
+        if key is not None:
+            self._give_back(key, 1)
 
-    def retry_after(self, excess: int = 1) -> int:
-        """Seconds until `excess` more jobs have likely left the queue (1..60)."""
-        rate = max(self._finish_rate, 1e-3)
+    def retry_after(self, excess: int, gate: Gate) -> int:
+        """Seconds until `excess` more jobs have likely left the pool's queue (1..60), at its finish rate."""
+        rate = max(gate.finish_rate, 1e-3)
         return int(min(60, max(1, math.ceil(excess / rate))))
 
-    def _check_client(self, client: str, count: int) -> None:
-        queued, share = self._queued_by.get(client, 0), self.per_client
+    def _check_client(self, gate: Gate, client: str, count: int) -> None:
+        queued, share = self._queued_by.get((gate.name, client), 0), self.per_client
         if queued + count > share:
-            raise QueueFull(queued, count, share, self.retry_after(queued + count - share), "this client has ")
+            retry = self.retry_after(queued + count - share, gate)
+            raise QueueFull(queued, count, share, retry, "this client has ")
 
-    def _give_back(self, client: str, count: int) -> None:
-        left = self._queued_by[client] - count
+    def _give_back(self, key: Any, count: int) -> None:
+        left = self._queued_by[key] - count
         if left > 0:
-            self._queued_by[client] = left
+            self._queued_by[key] = left
         else:
-            del self._queued_by[client]
+            del self._queued_by[key]
 
-    def tick(self, interval: float) -> None:
-        """Fold the jobs ended in the last `interval` seconds into the finish rate."""
-        self._finish_rate = (1 - _RATE_WEIGHT) * self._finish_rate + _RATE_WEIGHT * (self.ended / interval)
-        self.ended = 0
+    @staticmethod
+    def tick(gates: Any, interval: float) -> None:
+        """Fold the jobs each pool ended in the last `interval` seconds into its finish rate."""
+        for gate in gates:
+            gate.finish_rate = (1 - _RATE_WEIGHT) * gate.finish_rate + _RATE_WEIGHT * (gate.ended / interval)
+            gate.ended = 0
 
     def validate(self, task: str, args: Any) -> dict:
         """The task's normalised arguments for one job; UnknownTask or InvalidArguments."""
@@ -115,9 +155,10 @@ class Admission:
     def validate_all(self, specs: list[JobSpec]) -> list[JobSpec]:
         """Every spec with normalised arguments; InvalidArguments naming every wrong field of every job."""
         checked, errors = [], []
-        for index, (task, args, timeout) in enumerate(specs):
+        for index, spec in enumerate(specs):
+            task = spec.task
             try:
-                checked.append((task, self.validate(task, args), timeout))
+                checked.append(spec._replace(args=self.validate(task, spec.args)))
             except UnknownTask as exc:
                 errors.append(FieldError(index, "task", exc.errors[0].message))
             except InvalidArguments as exc:

@@ -28,7 +28,6 @@ from ..storage.records import (
     FAILED,
     QUEUED,
     RUNNING,
-    SUCCEEDED,
     TERMINAL,
     TIMED_OUT,
     rfc3339,
@@ -36,8 +35,10 @@ from ..storage.records import (
 from ..tasks import Registry
 from .admission import Admission, JobSpec
 from .errors import Draining, JobAlreadyEnded, JobNotFound, PileClosed, PileNotFound, TooLarge
+from .history import History
 from .notifier import Notifier
-from .runner import DEFAULT_POOL, Lane, Runner
+from .pools import DEFAULT_POOL, Pools
+from .runner import Lane
 from .stores import open_store
 
 __all__ = ["Engine"]
@@ -66,20 +67,14 @@ class Engine:
         self._ids = ids if ids is not None else _random_ids()
         self._admission = Admission(config, registry)
         self._notifier = Notifier()
-        size = self.store.sizes.get(DEFAULT_POOL)
-        if size is None:  # the configuration seeds a store that has none
-            size = config.pool_size
-            self.store.sizes.set(DEFAULT_POOL, size)
-        threads = Runner.thread_pool(size, config.max_threads)
-        lane = Lane(DEFAULT_POOL, size, self.store.queue(DEFAULT_POOL), registry, clock, config.max_result_bytes,
-                    self._started, self._end, threads)  # fmt: skip
-        self._lane = lane  # the default pool's lane
-        self.runner = Runner({DEFAULT_POOL: lane}, threads, config.max_threads)
+        self.pools = Pools(config, registry, self.store, self._new_lane)
+        self.runner = self.pools.runner
+        self._lane = self.pools.default  # the default pool's lane
         self._lanes = self.runner.lanes
-        self._counts = {"submitted": 0, SUCCEEDED: 0, FAILED: 0, CANCELLED: 0, TIMED_OUT: 0}
         self._started_at = _monotonic()
         # Which start of the service this is: a restart shows as a new boot_id (and started_at) to pollers.
         self.boot = {"boot_id": os.urandom(8).hex(), "started_at": rfc3339(time.time())}
+        self._history = History()
         self._sweeper = spawn(self._sweep)
         # Observers (service.api.metrics): observer(event, job) on "queued", "running" and each terminal status.
         self.observers: list[Callable[[str, Job], None]] = []
@@ -105,13 +100,15 @@ class Engine:
 
     # -- jobs -----------------------------------------------------------------------------------
     def submit(self, task: str, args: dict, timeout: float | None = None, owner: str | None = None,
-               job_id: str | None = None, client: str | None = None) -> Job:  # fmt: skip
-        """Validate and enqueue one job; Draining, TooLarge, QueueFull, UnknownTask or InvalidArguments.
-        `client` (None: none) is whose share of the queue the job takes (`max_queued_per_client`)."""
-        lane, admission = self._lane, self._admission
-        admission.check(lane.queue, 1, client)
+               job_id: str | None = None, client: str | None = None, pool: str | None = None) -> Job:  # fmt: skip
+        """Validate and enqueue one job in `pool` (None: its task's, else `default`); UnknownPool, Draining,
+        TooLarge, QueueFull, UnknownTask or InvalidArguments. `client` (None: none) is whose share of the
+        pool's queue the job takes (`max_queued_per_client`)."""
+        lane = self.pools.lane_for(pool, task)
+        admission = self._admission
+        admission.check(lane, 1, client)
         args = admission.validate(task, args)
-        admission.reserve(lane.queue, 1, client)
+        admission.reserve(lane, 1, client)
         return self._enqueue(lane, task, args, timeout, None, owner, job_id, client)
 
     def get(self, job_id: str) -> Job:
@@ -147,14 +144,12 @@ class Engine:
     # -- piles ----------------------------------------------------------------------------------
     def create_pile(self, specs: list[JobSpec], open: bool = False, owner: str | None = None,
                     pile_id: str | None = None, client: str | None = None) -> Pile:  # fmt: skip
-        """A new pile of jobs (all accepted or none) in `client`'s share of the queue; closed unless `open`."""
-        lane, admission = self._lane, self._admission
-        admission.check(lane.queue, len(specs), client)
-        checked = admission.validate_all(specs)
-        admission.reserve(lane.queue, len(checked), client)
+        """A new pile of jobs (all accepted or none) in `client`'s share of their pools' queues; closed unless
+        `open`."""
+        lanes, checked = self._admit(specs, client)
         pile = Pile(pile_id or next(self._ids), owner, self._clock())
         self._piles.add(pile)
-        for task, args, timeout in checked:
+        for lane, (task, args, timeout, _) in zip(lanes, checked, strict=True):
             self._enqueue(lane, task, args, timeout, pile, owner, None, client)
         if not open:
             self._close(pile)
@@ -174,12 +169,10 @@ class Engine:
                 f"pile {pile_id} has {pile.size} jobs; {len(specs)} more would pass the limit of {limit} per pile",
                 limit,
             )
-        lane, admission = self._lane, self._admission
-        admission.check(lane.queue, len(specs), client)
-        checked = admission.validate_all(specs)
-        admission.reserve(lane.queue, len(checked), client)
+        lanes, checked = self._admit(specs, client)
         owner = pile.owner
-        return [self._enqueue(lane, task, args, timeout, pile, owner, None, client) for task, args, timeout in checked]
+        return [self._enqueue(lane, task, args, timeout, pile, owner, None, client)
+                for lane, (task, args, timeout, _) in zip(lanes, checked, strict=True)]  # fmt: skip
 
     def close_pile(self, pile_id: str) -> Pile:
         """Close a pile: its streams end once every job it has has ended (closing twice is harmless)."""
@@ -229,23 +222,35 @@ class Engine:
         finally:
             notifier.reading(pile.id, -1)
 
-    # -- the pool -------------------------------------------------------------------------------
-    def resize(self, size: int) -> None:
-        """Change how many jobs may run at once (running jobs continue; see GreenPool.resize)."""
-        self.store.sizes.set(DEFAULT_POOL, size)
-        self.runner.resize(DEFAULT_POOL, size)
+    # -- the pools ------------------------------------------------------------------------------
+    def resize(self, size: int, pool: str = DEFAULT_POOL) -> bool:
+        """Create `pool` with `size` slots or change how many of its jobs may run at once (0 pauses it;
+        running jobs continue; growing starts queued jobs at once); True if it was created."""
+        return self.pools.put(pool, size)
 
-    def stats(self) -> dict[str, Any]:
-        """The counters `/v1/pool` reports."""
-        stats: dict[str, Any] = self._lane.stats()
-        stats.update(self._counts)
+    def delete_pool(self, pool: str) -> None:
+        """Delete an idle pool; PoolNotFound, or PoolInUse for `default` or one with jobs queued or running."""
+        self.pools.delete(pool)
+        self._history.forget(pool)
+
+    def stats(self, pool: str = DEFAULT_POOL) -> dict[str, Any]:
+        """The counters `/v1/pool` reports, of one pool (PoolNotFound if there is none)."""
+        lane = self.pools.lane(pool)
+        stats: dict[str, Any] = lane.stats()
+        stats.update(lane.counts)
         stats["uptime_s"] = round(_monotonic() - self._started_at, 3)
         stats.update(self.boot)
         return stats
 
-    def retry_after(self, count: int = 1) -> int:
-        """Seconds until the queue has likely drained enough to accept `count` jobs (1..60)."""
-        return self._admission.retry_after(self._lane.queue.queued + count - self.config.max_queued)
+    def history(self, pool: str = DEFAULT_POOL) -> dict[str, Any]:
+        """A pool's recent gauges, one sample a second (`t`: wall-clock seconds), and the time now
+        (PoolNotFound if there is no such pool)."""
+        self.pools.lane(pool)
+        return {"interval_s": _SWEEP_INTERVAL, "now": round(self._clock(), 3), "samples": self._history.samples(pool)}
+
+    def pool_names(self) -> list[str]:
+        """Every pool's name: `default` first, then the others by name."""
+        return [DEFAULT_POOL, *sorted(name for name in self._lanes if name != DEFAULT_POOL)]
 
     # -- shutdown -------------------------------------------------------------------------------
     def drain(self, grace: float) -> None:
@@ -264,18 +269,38 @@ class Engine:
         finally:  # also when the worker's grace period ends first and kills this green thread
             for job in reversed(self._jobs.select(RUNNING)):
                 self._end(job, CANCELLED, "Cancelled", "the server shut down before the job ended")
-            log.info("drained", extra={**self._counts})
+            log.info("drained", extra={key: sum(lane.counts[key] for lane in self.runner) for key in self._lane.counts})
 
     # -- internals ------------------------------------------------------------------------------
+    def _new_lane(self, name: str, size: int, threads: Any) -> Lane:
+        """A lane serving pool `name` from its queue in the store, on the runner's OS threads `threads`."""
+        return Lane(name, size, self.store.queue(name), self.registry, self._clock, self.config.max_result_bytes,
+                    self._started, self._end, threads)  # fmt: skip
+
+    def _admit(self, specs: list[JobSpec], client: str | None) -> tuple[list[Lane], list[JobSpec]]:
+        """Each job's lane and its checked spec, with room taken in every pool (admission's order of checks,
+        an unknown pool first): UnknownPool, Draining, TooLarge, QueueFull or InvalidArguments."""
+        specs = [JobSpec(*spec) for spec in specs]
+        lane_for = self.pools.lane_for
+        lanes = [lane_for(spec.pool, spec.task, i) for i, spec in enumerate(specs)]
+        groups: dict[Lane, int] = {}
+        for lane in lanes:
+            groups[lane] = groups.get(lane, 0) + 1
+        admission = self._admission
+        admission.check_all(groups, client)
+        checked = admission.validate_all(specs)
+        admission.reserve_all(groups, client)
+        return lanes, checked
+
     def _enqueue(self, lane: Lane, task: str, args: dict, timeout: float | None, pile: Pile | None,
                  owner: str | None, job_id: str | None = None, client: str | None = None) -> Job:  # fmt: skip
         """Store and queue one validated job whose place in the queue (and `client`'s share) is reserved."""
         job = Job(job_id or next(self._ids), task, args, timeout, self._clock(), lane.name, pile and pile.id, owner)
-        self._admission.queued(job.id, client)
+        self._admission.queued(job.id, lane, client)
         self._jobs.add(job)
         if pile is not None:
             self._piles.add_job(pile, job)
-        self._counts["submitted"] += 1
+        lane.counts["submitted"] += 1
         lane.queue.push(job)
         lane.pushed()
         self._notify(QUEUED, job)
@@ -302,8 +327,8 @@ class Engine:
         if was == QUEUED:
             lane.queue.discard(job)
         self._admission.left_queue(job.id)  # if it was still counted as queued (harmless otherwise)
-        self._counts[status] += 1
-        self._admission.ended += 1
+        lane.counts[status] += 1
+        lane.ended += 1
         self._notify(status, job)
         self._notifier.job_ended(job.id)
         if log.isEnabledFor(logging.INFO):
@@ -324,6 +349,7 @@ class Engine:
         """After a restart on a durable store: an attempt that was running when the process died ends
         `WorkerLost` (design §7); the queued jobs the store reloaded run again, in order, as the lanes'
         dispatchers find them."""
+        self.pools.adopt(self._jobs.select(QUEUED))
         lost = self._jobs.select(RUNNING)
         for job in reversed(lost):
             self._end(job, FAILED, "WorkerLost", "the server process died while the job was running")
@@ -344,11 +370,15 @@ class Engine:
                 log.exception("observer %r failed on %s", observer, event)
 
     def _sweep(self) -> None:
-        """Once a second: expire old records and update the finish rate behind Retry-After."""
+        """Once a second: sample each pool's gauges, expire old records, update the finish rate behind
+        Retry-After."""
         while True:
             sleep(_SWEEP_INTERVAL)
-            self._admission.tick(_SWEEP_INTERVAL)
-            horizon = self._clock() - self.config.result_ttl
+            self._admission.tick(self.runner, _SWEEP_INTERVAL)
+            now = self._clock()
+            for lane in self.runner:
+                self._history.record(lane.name, now, lane.stats())
+            horizon = now - self.config.result_ttl
             self._jobs.expire(horizon)
             self._piles.expire(horizon)
             for pile_id in [p for p in self._notifier.readers if self._piles.get(p) is None]:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 __all__ = [
     "Draining", "EngineError", "FieldError", "InvalidArguments", "JobAlreadyEnded", "JobNotFound", "PileClosed",
-    "PileNotFound", "QueueFull", "TooLarge", "UnknownTask",
+    "PileNotFound", "PoolInUse", "PoolNotFound", "QueueFull", "TooLarge", "UnknownPool", "UnknownTask",
 ]  # fmt: skip
 
 
@@ -73,6 +73,26 @@ class PileClosed(EngineError):
         self.pile_id = pile_id
 
 
+class PoolNotFound(EngineError):
+    """No pool with this name."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"no pool named {name!r}; PUT /v1/pools/{name} creates it")
+        self.name = name
+
+
+class PoolInUse(EngineError):
+    """The pool cannot be deleted: it is `default`, or it has jobs queued or running."""
+
+    def __init__(self, name: str, running: int, queued: int) -> None:
+        if name == "default":
+            message = "the default pool always exists: it cannot be deleted (resize it to 0 to pause it)"
+        else:
+            message = f"pool {name!r} has {running} jobs running and {queued} queued: delete it once it is idle"
+        super().__init__(message)
+        self.name, self.running, self.queued = name, running, queued
+
+
 @dataclass(frozen=True, slots=True)
 class FieldError:
     """One wrong field of job number `index` of a request (None: the request has one job), named relative to
@@ -99,3 +119,13 @@ class InvalidArguments(EngineError):
     def __init__(self, errors: list[FieldError], task: str | None = None) -> None:
         super().__init__(f"invalid arguments: {', '.join(e.field for e in errors[:5])}")
         self.errors, self.task = errors, task
+
+
+class UnknownPool(InvalidArguments):
+    """A job names (or its task declares) a pool that does not exist; job `index` of a batch (None: one job)."""
+
+    def __init__(self, pool: str, known: list[str], index: int | None = None) -> None:
+        message = f"unknown pool {pool!r} (known: {', '.join(known)})"
+        super().__init__([FieldError(index, "pool", message)])
+        self.pool, self.known = pool, known
+        self.args = (message,)

@@ -29,12 +29,11 @@ from pool_core.waitqueue import WaitQueue
 
 from ..encoding import dumps
 from ..storage import Job, JobQueue
-from ..storage.records import FAILED, SUCCEEDED, TERMINAL, TIMED_OUT
+from ..storage.records import CANCELLED, FAILED, SUCCEEDED, TERMINAL, TIMED_OUT
 from ..tasks import Registry
 
-__all__ = ["DEFAULT_POOL", "Lane", "Runner"]
+__all__ = ["Lane", "Runner"]
 
-DEFAULT_POOL = "default"
 _TURN = 0.002  # seconds a slot may run jobs back to back before it lets the other green threads run
 _monotonic = time.monotonic
 End = Callable[..., bool]  # end(job, status, error_type=None, message=None, result=None) -> it ended it
@@ -42,7 +41,8 @@ log = logging.getLogger("greenpool.tasks")  # a task that raised: its traceback
 
 
 class Lane:
-    """One pool: its GreenPool of slots, its dispatcher, and the green thread running each of its jobs."""
+    """One pool: its GreenPool of slots, its dispatcher, and the green thread running each of its jobs;
+    its job counters (`counts`), and what admission reads (`ended` since the last sweep, `finish_rate`)."""
 
     def __init__(self, name: str, size: int, queue: JobQueue, registry: Registry, clock: Callable[[], float],
                  max_result_bytes: int, started: Callable[[Job], None], end: End,
@@ -55,6 +55,9 @@ class Lane:
         self.held = 0  # slots whose job has ended while its OS thread runs on
         self._registry, self._clock, self._max_result_bytes = registry, clock, max_result_bytes
         self._started, self._end = started, end
+        self.counts = {"submitted": 0, SUCCEEDED: 0, FAILED: 0, CANCELLED: 0, TIMED_OUT: 0}
+        self.ended = 0  # jobs ended since the admission's last tick
+        self.finish_rate = 0.0  # jobs/s, smoothed: behind this pool's Retry-After
         self._starting = 0  # slots spawned that have not yet taken their first job
         self._dispatcher = WaitQueue()  # the dispatcher, parked until it has a slot to spawn
         self._pool_full = False  # the dispatcher is parked because every slot is taken (`waiting`)
@@ -179,8 +182,8 @@ class Lane:
 
 
 class Runner:
-    """The lanes by pool name (only `default` for now) and the OS threads they share (`os_threads`), as many
-    as the lanes' sizes add up to, at most `max_threads`."""
+    """The lanes by pool name and the OS threads they share (`os_threads`), as many as the lanes' sizes add
+    up to, at most `max_threads`."""
 
     def __init__(self, lanes: dict[str, Lane], os_threads: ThreadPool, max_threads: int) -> None:
         self.lanes, self.os_threads, self._max_threads = lanes, os_threads, max_threads
@@ -194,6 +197,16 @@ class Runner:
     def resize(self, name: str, size: int) -> None:
         """Resize lane `name` (see Lane.resize) and the OS threads with it."""
         self.lanes[name].resize(size)
+        self._fit_threads()
+
+    def add(self, lane: Lane) -> None:
+        """Serve a new pool's lane."""
+        self.lanes[lane.name] = lane
+        self._fit_threads()
+
+    def remove(self, name: str) -> None:
+        """Stop and forget the lane of pool `name` (nothing of it may be queued or running)."""
+        self.lanes.pop(name).thread.kill()
         self._fit_threads()
 
     def _fit_threads(self) -> None:

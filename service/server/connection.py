@@ -10,7 +10,6 @@ answers, a stream nobody reads): the connection is then closed, which frees its 
 
 from __future__ import annotations
 
-import json
 import socket
 import time
 from typing import Any
@@ -18,7 +17,7 @@ from typing import Any
 import pool_core
 from pool_core.sockets import GreenSocket
 
-__all__ = ["BODY", "HEADERS", "SEND", "ClientDisconnected", "Connection", "SlowClient", "request_timeout"]
+__all__ = ["BODY", "HEADERS", "SEND", "ClientDisconnected", "Connection", "SlowClient"]
 
 #: Connection phases whose reads are bounded by a deadline (`Connection.limit`).
 HEADERS, BODY = "headers", "body"
@@ -214,13 +213,3 @@ class Connection(GreenSocket):
             gone = True
         if gone and not request.dead:
             request.kill(ClientDisconnected())
-
-
-def request_timeout(detail: str) -> bytes:
-    """A complete `408 Request Timeout` problem+json response that closes the connection."""
-    body = json.dumps({"type": "about:blank", "title": "Request Timeout", "status": 408, "detail": detail})
-    head = (
-        "HTTP/1.1 408 Request Timeout\r\nContent-Type: application/problem+json\r\n"
-        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
-    )
-    return (head + body).encode()

@@ -28,6 +28,7 @@ from gunicorn.http.wsgi import FileWrapper, WSGIErrorsWrapper
 
 from .http1_body import NO_BODY, RECV, Body
 from .http1_response import Exchange
+from .problems import problem_bytes
 
 __all__ = ["FastPath"]
 
@@ -239,7 +240,7 @@ class FastPath:
                     log.exception("Error handling request")
                 else:
                     log.exception("Error handling request %s %s", env["REQUEST_METHOD"], env["RAW_URI"])
-                    util.write_error(sock, 500, "Internal Server Error", "")
+                    sock.sendall(problem_bytes(500, "Internal Server Error", ""))
                 return None
             finally:
                 worker.request_ended(sock)

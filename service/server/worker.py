@@ -34,8 +34,9 @@ from service import logs
 from service.config import Config, ConfigError
 
 from .clock import Clock, IdleWait
-from .connection import BODY, HEADERS, ClientDisconnected, Connection, SlowClient, request_timeout
+from .connection import BODY, HEADERS, ClientDisconnected, Connection, SlowClient
 from .http1 import FastPath
+from .problems import problem_bytes, status_of
 from .request_body import guard_body
 from .supervisor import Supervisor
 
@@ -297,8 +298,8 @@ class GreenWorker(AsyncWorker):
         return self._clock.wait(self._keepalive or None)
 
     def handle_error(self, req: Any, client: Any, addr: Any, exc: BaseException) -> None:
-        """Like gunicorn's, except that a connection whose client left, or killed at the end of a drain, is
-        closed quietly."""
+        """Like gunicorn's, except that the answer is problem+json and that a connection whose client left, or
+        killed at the end of a drain, is closed quietly."""
         if isinstance(exc, ClientDisconnected):
             self.log.debug("Client %s went away before its response was complete", addr)
             return
@@ -306,9 +307,15 @@ class GreenWorker(AsyncWorker):
             self.log.info("Client %s too slow, connection closed: %s", addr, exc)
             if exc.phase == BODY and isinstance(client, Connection) and not client.wrote:
                 with contextlib.suppress(OSError, SlowClient):  # a client that reads nothing: just close
-                    client.sendall(request_timeout(str(exc)))
+                    client.sendall(problem_bytes(408, "Request Timeout", str(exc)))
             return
         if isinstance(exc, pool_core.GreenletExit):
             self.log.debug("Connection from %s closed at the end of the grace period", addr)
             return
-        super().handle_error(req, client, addr, exc)
+        status, title = status_of(exc)
+        if status < 500:
+            self.log.warning("Invalid request from ip=%s: %s", (addr or ("",))[0], exc)
+        else:
+            self.log.exception("Error handling request %s", getattr(req, "uri", "(no URI read)"))
+        with contextlib.suppress(OSError, SlowClient):
+            client.sendall(problem_bytes(status, title, str(exc) if status < 500 else ""))

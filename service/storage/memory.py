@@ -89,6 +89,9 @@ class MemoryJobQueue:
         self.queued += count
         return True
 
+    def release(self, count: int) -> None:
+        self.queued -= count
+
     def push(self, job: Job) -> None:
         self._jobs.append(job)
 
@@ -226,6 +229,12 @@ class MemoryPoolSizes:
 
     def set(self, pool: str, size: int) -> None:
         self._sizes[pool] = size
+
+    def delete(self, pool: str) -> None:
+        self._sizes.pop(pool, None)
+
+    def all(self) -> dict[str, int]:
+        return dict(self._sizes)
 
 
 class MemoryStore:

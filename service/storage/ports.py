@@ -60,6 +60,9 @@ class JobQueue(Protocol):
         queued and return True; otherwise change nothing and return False. Each reserved place is then
         filled by one `push` (the caller pushes exactly `count` jobs)."""
 
+    def release(self, count: int) -> None:
+        """Give back `count` places reserved and never pushed (a request whose other pools had no room)."""
+
     def push(self, job: Job) -> None:
         """Append a `queued` job (its place was reserved)."""
 
@@ -144,6 +147,12 @@ class PoolSizes(Protocol):
 
     def set(self, pool: str, size: int) -> None:
         """Store a pool's size (the last write wins)."""
+
+    def delete(self, pool: str) -> None:
+        """Forget a pool's size (the pool was deleted; harmless if none is stored)."""
+
+    def all(self) -> dict[str, int]:
+        """Every stored size by pool name (a new dict)."""
 
 
 class Store(Protocol):

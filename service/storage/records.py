@@ -90,6 +90,7 @@ class Job:
             "result": self.result,
             "error": self.error,
             "pile": self.pile,
+            "pool": self.pool,
             "timeout": self.timeout,
             "submitted_at": rfc3339(self.submitted_at),
             "started_at": rfc3339(self.started_at),

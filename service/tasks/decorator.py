@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from ..config import POOL_NAME
 from .errors import InvalidArguments, TaskDefinitionError
 
 __all__ = ["MARK", "TaskSpec", "task", "spec_of"]
@@ -34,6 +35,8 @@ class TaskSpec:
     description: str = ""
     #: Called with the normalised kwargs after type checks; raises InvalidArguments for cross-field rules.
     check: Callable[[dict[str, Any]], None] | None = None
+    #: The named pool its jobs run in unless a job names another (None: `default`).
+    pool: str | None = None
 
 
 def task(
@@ -42,18 +45,21 @@ def task(
     description: str | None = None,
     check: Callable[[dict[str, Any]], None] | None = None,
     cooperative: bool = False,
+    pool: str | None = None,
 ) -> Any:
     """Mark a function as a task: `@task()`, `@task(name="x", cooperative=True)`, or bare `@task`.
 
     A task runs on an OS thread unless it says `cooperative=True` (it never blocks the hub: it waits only
-    through pool_core); `blocking=True` is the explicit spelling of the default."""
+    through pool_core); `blocking=True` is the explicit spelling of the default. `pool` names the pool its
+    jobs run in unless a job names another."""
     if callable(name):  # bare @task
         return task()(name)
 
     def mark(fn: F) -> F:
         if not callable(fn):
             raise TaskDefinitionError(f"@task needs a function, not {fn!r}")
-        setattr(fn, MARK, make_spec(fn, name, description, check, cooperative=cooperative, blocking=blocking))
+        setattr(fn, MARK, make_spec(fn, name, description, check, cooperative=cooperative, blocking=blocking,
+                                   pool=pool))  # fmt: skip
         return fn
 
     return mark
@@ -67,9 +73,10 @@ def make_spec(
     *,
     cooperative: bool = False,
     blocking: bool | None = None,
+    pool: str | None = None,
 ) -> TaskSpec:
     """A TaskSpec for `fn`, defaulting the name to the function's and the description to its docstring;
-    `blocking` only restates the default (True) or the opposite of `cooperative`."""
+    `blocking` only restates the default (True) or the opposite of `cooperative`; `pool` is a pool name."""
     task_name = name or getattr(fn, "__name__", None)
     if not isinstance(task_name, str) or not NAME_RE.match(task_name):
         raise TaskDefinitionError(
@@ -83,7 +90,9 @@ def make_spec(
             f"task {task_name!r}: blocking={blocking!r} contradicts cooperative={cooperative!r}; a task blocks "
             "(the default, on an OS thread) unless it says cooperative=True (on the hub)"
         )
-    return TaskSpec(task_name, bool(cooperative), description, check)
+    if pool is not None and not (isinstance(pool, str) and POOL_NAME.fullmatch(pool)):
+        raise TaskDefinitionError(f"task {task_name!r}: pool={pool!r} is not a pool name (1-64 of a-z 0-9 _ -)")
+    return TaskSpec(task_name, bool(cooperative), description, check, pool)
 
 
 def spec_of(obj: Any) -> TaskSpec | None:

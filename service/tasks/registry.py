@@ -134,6 +134,11 @@ class Registry:
         except (KeyError, TypeError):
             raise UnknownTask(name) from None
 
+    def pool_of(self, name: str) -> str | None:
+        """The pool task `name` declares (`@task(pool=...)`); None if it declares none or is unknown."""
+        task = self._tasks.get(name)
+        return None if task is None else task.pool
+
     def names(self) -> list[str]:
         """Registered task names, sorted."""
         return sorted(self._tasks)

@@ -22,13 +22,14 @@ class Task:
     calling green thread parks meanwhile, so the task still holds its pool slot and never blocks the hub.
     """
 
-    __slots__ = ("fn", "name", "description", "cooperative", "schema", "source", "_validator")
+    __slots__ = ("fn", "name", "description", "cooperative", "pool", "schema", "source", "_validator")
 
     def __init__(self, fn: Callable[..., Any], spec: TaskSpec) -> None:
         self.fn = fn
         self.name = spec.name
         self.description = spec.description
         self.cooperative = spec.cooperative
+        self.pool = spec.pool  # the pool its jobs run in unless they name one (None: `default`)
         module = getattr(fn, "__module__", None) or "?"
         self.source = f"{module}.{getattr(fn, '__qualname__', repr(fn))}"
         self._validator = ArgsValidator(fn, spec.name, spec.check)
@@ -44,7 +45,7 @@ class Task:
         if spec is None or overrides:
             base = spec or make_spec(fn)
             fields = {"name": base.name, "cooperative": base.cooperative, "description": base.description,
-                      "check": base.check, **overrides}  # fmt: skip
+                      "check": base.check, "pool": base.pool, **overrides}  # fmt: skip
             spec = make_spec(fn, **fields)
         return cls(fn, spec)
 
@@ -68,11 +69,12 @@ class Task:
         return call() if self.cooperative else threads.execute(call)
 
     def describe(self) -> dict[str, Any]:
-        """`{name, description, blocking, args_schema}` for `GET /v1/tasks`."""
+        """`{name, description, blocking, pool, args_schema}` for `GET /v1/tasks`."""
         return {
             "name": self.name,
             "description": self.description,
             "blocking": self.blocking,
+            "pool": self.pool,
             "args_schema": self.schema,
         }
 

@@ -11,7 +11,7 @@ from api_support import PROBLEM_JSON, Server, ServerFactory, assert_problem, err
 pytestmark = pytest.mark.timeout(60)
 
 MAX_BODY = 4096
-JOB_KEYS = {"id", "task", "args", "status", "result", "error", "pile", "timeout", "submitted_at", "started_at",
+JOB_KEYS = {"id", "task", "args", "status", "result", "error", "pile", "pool", "timeout", "submitted_at", "started_at",
             "finished_at"}  # fmt: skip
 
 

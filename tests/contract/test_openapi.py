@@ -390,6 +390,14 @@ def pool_read(srv: Server, c: Contract) -> requests.Response:
     return srv.request("GET", "/v1/pool")
 
 
+@case("getPoolHistory", 200, "GET", "/v1/pool/history")
+def pool_history(srv: Server, c: Contract) -> requests.Response:
+    response = srv.request("GET", "/v1/pool/history")
+    body = response.json()
+    assert body["interval_s"] == 1 and all(s["t"] <= body["now"] for s in body["samples"])
+    return response
+
+
 @case("resizePool", 200, "PATCH", "/v1/pool")
 def pool_resize(srv: Server, c: Contract) -> requests.Response:
     assert c.request_body_valid("PATCH", "/v1/pool", {"size": 4})
@@ -427,6 +435,103 @@ def pool_string(srv: Server, c: Contract) -> requests.Response:
     response = srv.request("PATCH", "/v1/pool", data=json.dumps(body), headers=JSON)
     assert {e["field"] for e in response.json()["errors"]} == {"size", "grow"}
     return response
+
+
+# /v1/pools (each case its own pool: cases share one server)
+def put_pool(srv: Server, name: str, body: Any, **headers: str) -> requests.Response:
+    return srv.request("PUT", f"/v1/pools/{name}", data=json.dumps(body), headers={**JSON, **headers})
+
+
+@case("listPools", 200, "GET", "/v1/pools")
+def pools_list(srv: Server, c: Contract) -> requests.Response:
+    response = srv.request("GET", "/v1/pools")
+    assert response.json()["pools"][0]["name"] == "default"
+    return response
+
+
+@case("getNamedPool", 200, "GET", "/v1/pools/{name}")
+def named_pool_read(srv: Server, c: Contract) -> requests.Response:
+    return srv.request("GET", "/v1/pools/default")
+
+
+@case("getNamedPoolHistory", 200, "GET", "/v1/pools/{name}/history")
+def named_pool_history(srv: Server, c: Contract) -> requests.Response:
+    response = srv.request("GET", "/v1/pools/default/history")
+    assert response.json()["interval_s"] == 1
+    return response
+
+
+@case("getNamedPoolHistory", 404, "GET", "/v1/pools/{name}/history")
+def named_pool_history_unknown(srv: Server, c: Contract) -> requests.Response:
+    return srv.request("GET", "/v1/pools/nope/history")
+
+
+@case("getNamedPool", 404, "GET", "/v1/pools/{name}")
+def named_pool_missing(srv: Server, c: Contract) -> requests.Response:
+    return srv.request("GET", "/v1/pools/no-such-pool")
+
+
+@case("putNamedPool", 201, "PUT", "/v1/pools/{name}")
+def named_pool_created(srv: Server, c: Contract) -> requests.Response:
+    assert c.request_body_valid("PUT", "/v1/pools/{name}", {"size": 3})
+    response = put_pool(srv, "contract-created", {"size": 3})
+    assert response.headers["Location"] == "/v1/pools/contract-created" and response.json()["size"] == 3
+    return response
+
+
+@case("putNamedPool", 200, "PUT", "/v1/pools/{name}")
+def named_pool_resized(srv: Server, c: Contract) -> requests.Response:
+    assert put_pool(srv, "contract-resized", {"size": 1}).status_code == 201
+    response = put_pool(srv, "contract-resized", {"size": 2})
+    assert response.json()["size"] == 2
+    return response
+
+
+@case("putNamedPool", 400, "PUT", "/v1/pools/{name}")
+def named_pool_malformed(srv: Server, c: Contract) -> requests.Response:
+    return srv.request("PUT", "/v1/pools/contract-bad", data="{size: 4}", headers=JSON)
+
+
+@case("putNamedPool", 413, "PUT", "/v1/pools/{name}")
+def named_pool_too_large(srv: Server, c: Contract) -> requests.Response:
+    return put_pool(srv, "contract-bad", {"size": 4, "pad": " " * 8192})
+
+
+@case("putNamedPool", 415, "PUT", "/v1/pools/{name}")
+def named_pool_not_json(srv: Server, c: Contract) -> requests.Response:
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    return srv.request("PUT", "/v1/pools/contract-bad", data="size=4", headers=form)
+
+
+@case("putNamedPool", 422, "PUT", "/v1/pools/{name}", "bad-name")
+def named_pool_bad_name(srv: Server, c: Contract) -> requests.Response:
+    response = put_pool(srv, "Not.A.Name", {"size": 1})
+    assert [e["field"] for e in response.json()["errors"]] == ["name"]
+    return response
+
+
+@case("putNamedPool", 422, "PUT", "/v1/pools/{name}", "bad-size")
+def named_pool_bad_size(srv: Server, c: Contract) -> requests.Response:
+    assert not c.request_body_valid("PUT", "/v1/pools/{name}", {"size": 100_001})
+    response = put_pool(srv, "contract-bad", {"size": 100_001})
+    assert [e["field"] for e in response.json()["errors"]] == ["size"]
+    return response
+
+
+@case("deleteNamedPool", 204, "DELETE", "/v1/pools/{name}")
+def named_pool_deleted(srv: Server, c: Contract) -> requests.Response:
+    assert put_pool(srv, "contract-deleted", {"size": 1}).status_code == 201
+    return srv.request("DELETE", "/v1/pools/contract-deleted")
+
+
+@case("deleteNamedPool", 404, "DELETE", "/v1/pools/{name}")
+def named_pool_delete_missing(srv: Server, c: Contract) -> requests.Response:
+    return srv.request("DELETE", "/v1/pools/no-such-pool")
+
+
+@case("deleteNamedPool", 409, "DELETE", "/v1/pools/{name}")
+def named_pool_delete_default(srv: Server, c: Contract) -> requests.Response:
+    return srv.request("DELETE", "/v1/pools/default")
 
 
 # health and the document
@@ -1097,6 +1202,16 @@ def pool_resize_forbidden(srv: Server, c: Contract) -> requests.Response:
     return srv.request("PATCH", "/v1/pool", data=json.dumps({"size": 4}), headers={**JSON, **ALICE})
 
 
+@case("putNamedPool", 403, "PUT", "/v1/pools/{name}", "submit-token", server="auth_server")
+def named_pool_put_forbidden(srv: Server, c: Contract) -> requests.Response:
+    return put_pool(srv, "contract-forbidden", {"size": 1}, **ALICE)
+
+
+@case("deleteNamedPool", 403, "DELETE", "/v1/pools/{name}", "submit-token", server="auth_server")
+def named_pool_delete_forbidden(srv: Server, c: Contract) -> requests.Response:
+    return srv.request("DELETE", "/v1/pools/default", headers=ALICE)
+
+
 @case("resizePool", 200, "PATCH", "/v1/pool", "admin-token", server="auth_server")
 def pool_resize_admin(srv: Server, c: Contract) -> requests.Response:
     return srv.request("PATCH", "/v1/pool", data=json.dumps({"size": 4}), headers={**JSON, **ROOT})
@@ -1231,7 +1346,8 @@ def test_unserved_method_gets_documented_405(path: str, method: str, server: Ser
 
 @pytest.mark.timeout(10)
 @pytest.mark.parametrize(
-    "path", ["/v1", "/v2/jobs", "/v1/jobs/abc/extra", "/v1/pools", "/v1/piles/abc/results/0", "/static", "/index.html"]
+    "path",
+    ["/v1", "/v2/jobs", "/v1/jobs/abc/extra", "/v1/pools/db/x", "/v1/piles/abc/results/0", "/static", "/index.html"],
 )
 def test_unknown_path_gets_documented_404(path: str, server: Server, contract: Contract) -> None:
     response = server.request("GET", path)

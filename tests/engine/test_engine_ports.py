@@ -99,6 +99,9 @@ PROBLEMS = [
     (errors.PileClosed("p1"), 409, "pile-closed"),
     (errors.UnknownTask("nope", ["echo"]), 422, "unknown-task"),
     (errors.InvalidArguments([FieldError(None, "args", "m")], "echo"), 422, "validation-failed"),
+    (errors.PoolNotFound("db"), 404, "pool-not-found"),
+    (errors.PoolInUse("db", 1, 2), 409, "pool-in-use"),
+    (errors.UnknownPool("db", ["default"]), 422, "unknown-pool"),
 ]
 
 

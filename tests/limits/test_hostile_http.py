@@ -1,10 +1,10 @@
 """HTTP/1.1 duties and slow readers against a real server (issue #11: Host, HEAD, point 5, point 8).
 
-A request without Host is 400 (RFC 9112 §3.2); HEAD is answered on every GET route with the GET's status
-and headers and no body, on the fast path and gunicorn's; a client that stops reading its responses is cut
-off after GREENPOOL_SEND_TIMEOUT, which frees its connection slot (twenty such clients with
-WORKER_CONNECTIONS=20 do not keep /healthz away) and its result stream's slot; an `http` job's url with
-port 0 is 422 naming `url`.
+A request without Host is 400 (RFC 9112 §3.2); one gunicorn cannot parse gets problem+json with its
+status; HEAD is answered on every GET route with the GET's status and headers and no body, on the fast path
+and gunicorn's; a client that stops reading its responses is cut off after GREENPOOL_SEND_TIMEOUT, which
+frees its connection slot (twenty such clients with WORKER_CONNECTIONS=20 do not keep /healthz away) and its
+result stream's slot; an `http` job's url with port 0 is 422 naming `url`.
 """
 
 from __future__ import annotations
@@ -61,6 +61,32 @@ def test_http11_request_without_host_is_400(server: Server, request_line: str, v
     # HTTP/1.0 may leave Host out
     code, _, _ = split_response(exchange(server, b"GET /healthz HTTP/1.0\r\n\r\n"))
     assert code == 200
+    assert_healthy(server)
+
+
+# -- requests gunicorn cannot parse ------------------------------------------------------------------------
+UNPARSABLE = {
+    "request line too long": (b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414),
+    "too many headers": (b"GET /healthz HTTP/1.1\r\nHost: x\r\n"
+                         + b"".join(b"X-%d: y\r\n" % i for i in range(200)) + b"\r\n", 431),  # fmt: skip
+    "header too large": (b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-A: " + b"a" * 9000 + b"\r\n\r\n", 431),
+    "bad method": (b"G@T /healthz HTTP/1.1\r\nHost: x\r\n\r\n", 400),
+    "bad version": (b"GET /healthz HTTP/9.9\r\nHost: x\r\n\r\n", 400),
+    "binary garbage": (b"\x00\x01\x02\r\n\r\n", 400),
+    "space in a header name": (b"GET /healthz HTTP/1.1\r\nHost: x\r\nBad Header: y\r\n\r\n", 400),
+    "two content lengths": (b"POST /v1/jobs HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n"
+                            b"Content-Length: 3\r\n\r\n{}", 400),  # fmt: skip
+    "unknown transfer coding": (b"POST /v1/jobs HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n", 400),
+}
+
+
+@pytest.mark.parametrize("case", list(UNPARSABLE))
+def test_a_request_gunicorn_cannot_parse_gets_problem_json(server: Server, case: str) -> None:
+    data, status = UNPARSABLE[case]
+    before = requests.get(server.url + "/v1/pool", timeout=5).json()["submitted"]
+    document = problem_of(exchange(server, data), status)
+    assert document["title"] and document["type"], document
+    assert requests.get(server.url + "/v1/pool", timeout=5).json()["submitted"] == before
     assert_healthy(server)
 
 

@@ -131,6 +131,61 @@ def test_dashboard_stays_live_when_saturated_and_resizes(ops_server: Callable[..
     assert len(jobs) == 300
 
 
+@pytest.mark.timeout(90)
+def test_dashboard_shows_a_job_whole_cancels_it_and_follows_piles(ops_server: Callable[..., OpsServer],
+                                                                 browser: Any) -> None:  # fmt: skip
+    """The chart starts with the server's history; a click on a job shows its args and a cancel button that
+    cancels it; the piles of the recent jobs show their progress; a rejected resize shows the API's field
+    message; a shrink below what runs reads "over by N"; the chart's ticks are whole numbers."""
+    server = ops_server(env={"GREENPOOL_POOL_SIZE": "1"})
+    runner = server.submit("sleep", {"seconds": 60})
+    waiting = server.submit("sleep", {"seconds": 30})
+    pile = server.post("/v1/piles", json={"task": "echo", "items": [{"i": i} for i in range(3)]}).json()["id"]
+    wait_until(lambda: len(server.get("/v1/pool/history").json()["samples"]) >= 3, 10, 0.2, "3 history samples")
+    browser.get(server.url + "/")
+    wait_until(lambda: polls(browser) >= 1, 10, what="a first poll")
+    history = browser.execute_script("return document.body.dataset.history")
+    assert history and int(history) >= 3, (history, console_errors(browser))  # the chart is full at once
+    assert int(browser.find_element(By.ID, "chart").get_attribute("data-samples")) >= 4
+    wait_until(lambda: browser.find_elements(By.CSS_SELECTOR, f'#piles-body tr[data-pile-id="{pile}"]'), 10, 0.2,
+               "the pile in the piles panel")  # fmt: skip
+    row = browser.find_element(By.CSS_SELECTOR, f'#piles-body tr[data-pile-id="{pile}"]')
+    assert "0 of 3" in row.text, row.text
+
+    wait_until(lambda: waiting in job_rows(browser), 8, 0.2, "the queued job in the table")
+    browser.find_element(By.CSS_SELECTOR, f'#jobs-body tr[data-job-id="{waiting}"]').click()
+    detail = browser.find_element(By.ID, "job-detail")
+    wait_until(lambda: detail.get_attribute("data-job-id") == waiting, 8, 0.1, "the job's detail")
+    assert '"seconds": 30' in browser.find_element(By.ID, "detail-args").text
+    assert "queued" in browser.find_element(By.ID, "detail-facts").text
+    screenshot(browser, "dashboard-job-detail")
+    browser.find_element(By.ID, "detail-cancel").click()
+    wait_until(lambda: detail.get_attribute("data-status") == "cancelled", 8, 0.1, "the job cancelled")
+    assert server.job(waiting)["status"] == "cancelled"
+    assert not browser.find_element(By.ID, "detail-cancel").is_displayed()
+
+    size = browser.find_element(By.ID, "resize-size")
+    size.send_keys("200000")
+    browser.find_element(By.ID, "resize-submit").click()
+    status = browser.find_element(By.ID, "resize-status")
+    wait_until(lambda: "0 to 100000" in status.text, 8, 0.1, "the API's field message")
+    rejected = console_errors(browser)  # the browser logs the 422 itself; nothing else may be there
+    assert all(e["source"] == "network" and "422" in e["message"] for e in rejected), rejected
+    size.clear()
+    size.send_keys("0")
+    browser.find_element(By.ID, "resize-submit").click()
+    wait_until(lambda: browser.find_element(By.ID, "stat-free").text == "over by 1", 8, 0.1, '"over by 1"')
+    ticks = browser.find_element(By.ID, "chart").get_attribute("data-ticks").split(",")
+    assert all(tick.isdigit() for tick in ticks), ticks
+    screenshot(browser, "dashboard-over")
+
+    server.cancel(runner)
+    server.resize(2)
+    wait_until(lambda: "3 of 3" in browser.find_element(By.CSS_SELECTOR, f'#piles-body tr[data-pile-id="{pile}"]').text,
+               10, 0.2, "the pile's progress at 3 of 3")  # fmt: skip
+    assert not console_errors(browser)
+
+
 @pytest.mark.timeout(60)
 def test_dashboard_shows_a_banner_when_polling_fails(ops_server: Callable[..., OpsServer], browser: Any) -> None:
     """When the server goes away the page says so (banner) instead of silently showing stale numbers."""

@@ -57,12 +57,12 @@ def scrape(server: OpsServer) -> Scrape:
     return Scrape(resp.text)
 
 
-def as_pool(metrics: Scrape) -> dict[str, float]:
-    """What `/v1/pool` reports, as read from the metrics (uptime aside)."""
-    view = {key: metrics.value(f"greenpool_pool_{key}") for key in POOL_GAUGES}
-    view["submitted"] = metrics.value("greenpool_jobs_submitted_total")
+def as_pool(metrics: Scrape, **pool: str) -> dict[str, float]:
+    """What `/v1/pool` reports, as read from the metrics (uptime aside); `pool=NAME`: of that pool alone."""
+    view = {key: metrics.value(f"greenpool_pool_{key}", **pool) for key in POOL_GAUGES}
+    view["submitted"] = metrics.value("greenpool_jobs_submitted_total", **pool)
     for status in TERMINAL:
-        view[status] = metrics.value("greenpool_jobs_finished_total", status=status)
+        view[status] = metrics.value("greenpool_jobs_finished_total", status=status, **pool)
     return view
 
 
@@ -91,7 +91,7 @@ def test_metrics_parse_with_conventional_names_and_types(ops_server: Callable[..
     assert metrics.value("greenpool_job_queue_wait_seconds_count", task="echo") == 1
     # every registered task shows up (at 0) before its first job, so dashboards see it from the start
     assert metrics.value("greenpool_jobs_submitted_total", task="sleep") == 0
-    assert {"task": "sleep"} in metrics.labelsets("greenpool_jobs_submitted_total")
+    assert {"pool": "default", "task": "sleep"} in metrics.labelsets("greenpool_jobs_submitted_total")
     assert metrics.value("process_resident_memory_bytes") > 0
 
 
@@ -141,6 +141,40 @@ def test_metrics_agree_with_v1_pool_while_jobs_run(ops_server: Callable[..., Ops
     assert metrics.value("greenpool_job_queue_wait_seconds_sum") > 1.0  # 12+ jobs through 3 slots waited
     for job_id in (timed_out, failed, to_cancel):
         assert server.job(job_id)["status"] in TERMINAL
+
+
+@pytest.mark.timeout(90)
+def test_metrics_carry_the_pool_label_and_agree_with_v1_pools(ops_server: Callable[..., OpsServer]) -> None:
+    """With jobs queued and running in two named pools beside `default`, each scrape taken between two equal
+    `/v1/pools` answers reports each pool's numbers under its `pool` label."""
+    server = ops_server(env={"GREENPOOL_POOLS": "db:2,io:3"})
+    for i in range(8):
+        for pool in ("db", "io"):
+            body = {"task": "sleep", "args": {"seconds": 0.3 + 0.1 * (i % 3)}, "pool": pool}
+            resp = server.post("/v1/jobs", json=body)
+            assert resp.status_code == 202, resp.text
+    server.submit("echo", {})
+
+    def pools() -> dict[str, dict[str, float]]:
+        return {p["name"]: pool_view({k: v for k, v in p.items() if k != "name"})
+                for p in server.get("/v1/pools").json()["pools"]}  # fmt: skip
+
+    agreed = busy = 0
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        before, metrics, after = pools(), scrape(server), pools()
+        if before == after:
+            assert {name: as_pool(metrics, pool=name) for name in before} == before
+            agreed += 1
+            busy += before["db"]["running"] == 2 and before["io"]["running"] == 3
+        if all(p["running"] == p["queued"] == 0 and p["submitted"] for p in after.values()):
+            break
+        time.sleep(0.05)
+    assert agreed >= 3 and busy >= 1, (agreed, busy)
+    metrics = scrape(server)
+    assert metrics.value("greenpool_jobs_finished_total", pool="db", task="sleep", status="succeeded") == 8
+    assert metrics.value("greenpool_job_run_seconds_count", pool="io", task="sleep") == 8
+    assert metrics.value("greenpool_job_queue_wait_seconds_count", pool="default", task="echo") == 1
 
 
 @pytest.mark.timeout(60)

@@ -8,6 +8,9 @@
 * `client_value(value, fail=False)` returns `value`, or raises ValueError when `fail`: one task whose items
   can succeed or fail, so a single pile or map can mix outcomes.
 * `limit_big_result(size)`: a small job with a large result.
+* `pool_probe(key, seconds)` sleeps cooperatively and returns how many `pool_probe` jobs of `key` were running
+  in this process when it started (itself included), so the jobs themselves measure a pool's concurrency;
+  `pool_declared(key, seconds)` does the same in the pool it declares, `probed` (`@task(pool="probed")`).
 
 And tasks that misbehave on purpose (the fault tests):
 
@@ -80,3 +83,23 @@ def fault_forever() -> None:
     """Never returns."""
     while True:
         pool_core.sleep(0.5)
+
+
+_probing: dict[str, int] = {}  # key -> pool_probe jobs running now (all on the hub: no lock needed)
+
+
+@task(name="pool_probe", cooperative=True)
+def pool_probe(key: str, seconds: float = 0.2) -> dict[str, Any]:
+    """Sleep `seconds`; returns `{key, running}`: the jobs of `key` running when this one started."""
+    running = _probing[key] = _probing.get(key, 0) + 1
+    try:
+        pool_core.sleep(seconds)
+    finally:
+        _probing[key] -= 1
+    return {"key": key, "running": running}
+
+
+@task(name="pool_declared", cooperative=True, pool="probed")
+def pool_declared(key: str, seconds: float = 0.0) -> dict[str, Any]:
+    """`pool_probe` in the pool this task declares (`probed`) unless the job names another."""
+    return pool_probe(key, seconds)

@@ -169,8 +169,8 @@ def test_builtins_and_describe():
     described = registry.describe()
     assert [d["name"] for d in described] == ["echo", "http", "sleep"]
     for entry in described:
-        assert set(entry) == {"name", "description", "blocking", "args_schema"}
-        assert entry["description"] and entry["blocking"] is False
+        assert set(entry) == {"name", "description", "blocking", "pool", "args_schema"}
+        assert entry["description"] and entry["blocking"] is False and entry["pool"] is None
     assert default_registry.names() == ["echo", "http", "sleep"]
 
 

@@ -18,12 +18,10 @@ def read_json_object(req: falcon.Request, max_bytes: int) -> dict[str, Any]:
     """The body as a JSON object: 415 unless JSON, 413 over `max_bytes`, 400 if malformed, 422 if not an object."""
     media_type = (req.content_type or "").split(";", 1)[0].strip().lower()
     if media_type != "application/json" and not media_type.endswith("+json"):
-        raise UnsupportedMediaType(
-            f"send the body as application/json (got {req.content_type or 'no Content-Type'})"
-        )
+        raise UnsupportedMediaType(f"send the body as application/json (got {req.content_type or 'no Content-Type'})")
     length = req.content_length
     if length is not None and length > max_bytes:
-        raise PayloadTooLarge(f"the body is {length} bytes; the limit is {max_bytes}", limit=max_bytes)
+        raise PayloadTooLarge(f"the body is {length} bytes; the limit is {max_bytes}", limit=max_bytes, unit="bytes")
     # bounded_stream trusts Content-Length; a chunked body has none, and the server decodes it in req.stream
     stream = req.bounded_stream if length is not None else req.stream
     try:
@@ -32,7 +30,7 @@ def read_json_object(req: falcon.Request, max_bytes: int) -> dict[str, Any]:
         raise BadRequest(f"the request body could not be read: {exc}") from None
     req.context.body_bytes = len(raw)
     if len(raw) > max_bytes:
-        raise PayloadTooLarge(f"the body exceeds the limit of {max_bytes} bytes", limit=max_bytes)
+        raise PayloadTooLarge(f"the body exceeds the limit of {max_bytes} bytes", limit=max_bytes, unit="bytes")
     try:
         body = json.loads(raw)
     except RecursionError:
@@ -101,10 +99,12 @@ def check_args_size(req: falcon.Request, limit: int, specs: list[Any], fields: l
     """413 naming the first job whose `args`, serialized as compact JSON, exceed `limit` bytes."""
     if getattr(req.context, "body_bytes", limit + 1) <= limit:
         return  # a body within the limit cannot hold args beyond it
-    for (_task, args, _timeout), field in zip(specs, fields, strict=True):
-        size = len(_compact(args).encode())
+    for spec, field in zip(specs, fields, strict=True):
+        size = len(_compact(spec.args).encode())
         if size > limit:
-            raise PayloadTooLarge(f"{field} is {size} bytes as JSON; the limit is {limit}", limit=limit, field=field)
+            raise PayloadTooLarge(
+                f"{field} is {size} bytes as JSON; the limit is {limit}", limit=limit, unit="bytes", field=field
+            )
 
 
 _compact = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode

@@ -7,14 +7,16 @@ from typing import Any
 
 import falcon
 
+from ...config import POOL_NAME
 from ...encoding import dumps
-from ...engine import STATUSES, Engine
+from ...engine import STATUSES, Engine, JobSpec
 from ..auth import client_key, principal_of, visible_job
 from ..errors import BadRequest, ValidationFailed
 from ..idempotency import JOB, REPLAYED, IdempotencyStore
 from .body import check_args_size, query_float, query_int, read_json_object
 
-_SUBMIT_FIELDS = {"task", "args", "timeout"}
+_SUBMIT_FIELDS = {"task", "args", "timeout", "pool"}
+POOL_MESSAGE = "must be a pool name: 1-64 of a-z 0-9 _ -"
 _CURSOR = re.compile(r"[0-9]{1,19}")  # as the document's pattern states
 _MAX_CURSOR = 2**63 - 1  # stores keep a job's sequence number in a signed 64-bit integer
 
@@ -25,8 +27,8 @@ def _send_json(resp: falcon.Response, document: Any) -> None:
     resp.data = dumps(document)
 
 
-def parse_job_spec(body: dict, engine: Engine, prefix: str = "") -> tuple[str, dict, float | None]:
-    """`{task, args?, timeout?}` checked for shape: the task name, its args object, its timeout."""
+def parse_job_spec(body: dict, engine: Engine, prefix: str = "") -> JobSpec:
+    """`{task, args?, timeout?, pool?}` checked for shape: the task name, its args object, timeout and pool."""
     errors = [{"field": prefix + k, "message": "unknown field"} for k in body if k not in _SUBMIT_FIELDS]
     task = body.get("task")
     if not isinstance(task, str) or not task:
@@ -40,9 +42,12 @@ def parse_job_spec(body: dict, engine: Engine, prefix: str = "") -> tuple[str, d
         isinstance(timeout, bool) or not isinstance(timeout, int | float) or not 0 < timeout <= limit
     ):
         errors.append({"field": prefix + "timeout", "message": f"must be a number of seconds in (0, {limit:g}]"})
+    pool = body.get("pool")
+    if pool is not None and not (isinstance(pool, str) and POOL_NAME.fullmatch(pool)):
+        errors.append({"field": prefix + "pool", "message": POOL_MESSAGE})
     if errors:
         raise ValidationFailed("the job is not valid: " + ", ".join(e["field"] for e in errors), errors)
-    return task, args, None if timeout is None else float(timeout)
+    return JobSpec(task, args, None if timeout is None else float(timeout), pool)
 
 
 class JobsResource:
@@ -57,11 +62,11 @@ class JobsResource:
         wait = query_float(req, "wait", 0, engine.config.max_wait)
         key = self.keys.key(req)
         body = read_json_object(req, engine.config.max_body_bytes)
-        task, args, timeout = parse_job_spec(body, engine)
-        check_args_size(req, engine.config.max_args_bytes, [(task, args, timeout)], ["args"])
+        task, args, timeout, pool = spec = parse_job_spec(body, engine)
+        check_args_size(req, engine.config.max_args_bytes, [spec], ["args"])
         client = client_key(req)
         job, replayed = self.keys.create(
-            owner, key, JOB, body, lambda job_id: engine.submit(task, args, timeout, owner, job_id, client)
+            owner, key, JOB, body, lambda job_id: engine.submit(task, args, timeout, owner, job_id, client, pool)
         )
         if replayed:
             resp.set_header(REPLAYED, "true")

@@ -26,19 +26,19 @@ T = TypeVar("T")
 def parse_pile_body(
     body: dict, engine: Engine, extra: tuple[str, ...] = (), max_jobs: int | None = None
 ) -> tuple[list[JobSpec], list[str]]:
-    """`{jobs: [{task, args, timeout?}…]}` or `{task, items: [args…], timeout?}` → specs and their field names;
-    413 beyond `max_jobs` (default: `max_pile_size`)."""
+    """`{jobs: [{task, args, timeout?, pool?}…]}` or `{task, items: [args…], timeout?, pool?}` → specs and their
+    field names; 413 beyond `max_jobs` (default: `max_pile_size`)."""
     limit = engine.config.max_pile_size if max_jobs is None else max_jobs
-    allowed = {"jobs", "task", "items", "timeout", *extra}
+    allowed = {"jobs", "task", "items", "timeout", "pool", *extra}
     errors = [{"field": k, "message": "unknown field"} for k in body if k not in allowed]
     if ("jobs" in body) == ("items" in body):
         errors.append({"field": "jobs", "message": "give either `jobs` or `task` with `items`"})
     elif "jobs" in body:
         jobs = body["jobs"]
         if not isinstance(jobs, list) or not all(isinstance(j, dict) for j in jobs):
-            errors.append({"field": "jobs", "message": "must be an array of {task, args, timeout?} objects"})
-        elif "task" in body or "timeout" in body:
-            errors.append({"field": "task", "message": "with `jobs`, give each job its own task and timeout"})
+            errors.append({"field": "jobs", "message": "must be an array of {task, args, timeout?, pool?} objects"})
+        elif "task" in body or "timeout" in body or "pool" in body:
+            errors.append({"field": "task", "message": "with `jobs`, give each job its own task, timeout and pool"})
         if not errors:
             _check_count(len(jobs), limit)
             fields = [f"jobs[{i}]" for i in range(len(jobs))]
@@ -52,16 +52,16 @@ def parse_pile_body(
             errors.append({"field": "items", "message": "must be an array of argument objects"})
         if not errors:
             _check_count(len(items), limit)
-            task, _, timeout = parse_job_spec({k: body[k] for k in ("task", "timeout") if k in body}, engine)
-            if not items and task not in engine.registry:  # no job to check it later: the task must still exist
-                raise problem_for(UnknownTask(task, engine.registry.names()))
-            return [(task, args, timeout) for args in items], [f"items[{i}]" for i in range(len(items))]
+            shared = parse_job_spec({k: body[k] for k in ("task", "timeout", "pool") if k in body}, engine)
+            if not items and shared.task not in engine.registry:  # no job to check it later: it must still exist
+                raise problem_for(UnknownTask(shared.task, engine.registry.names()))
+            return [shared._replace(args=args) for args in items], [f"items[{i}]" for i in range(len(items))]
     raise ValidationFailed("the pile is not valid: " + ", ".join(e["field"] for e in errors), errors)
 
 
 def _check_count(count: int, limit: int) -> None:
     if count > limit:
-        raise PayloadTooLarge(f"{count} jobs in one request; the limit is {limit}", limit=limit)
+        raise PayloadTooLarge(f"{count} jobs in one request; the limit is {limit}", limit=limit, unit="jobs")
 
 
 def _fielded(fields: list[str], call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -272,7 +272,7 @@ class PileResultsResource:
 
 
 class MapResource:
-    """POST `{task, items, order?}`: one round trip `imap` — a closed pile streamed in input order."""
+    """POST `{task, items, order?, timeout?, pool?}`: one round trip `imap` — a closed pile streamed in input order."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine

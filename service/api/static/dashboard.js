@@ -1,4 +1,5 @@
-// greenpool dashboard: polls /v1/pool every second and /v1/jobs every two, draws the last five minutes.
+// greenpool dashboard: polls /v1/pool every second and /v1/jobs (with the piles of those jobs) every two,
+// draws the last five minutes; a click on a job shows it whole, with a cancel button while it can end.
 // Plain JS, no build step, nothing loaded from elsewhere. Every request has a timeout and a poll is only
 // scheduled once the previous one has ended, so a slow or saturated server can never pile requests up
 // or freeze the page; a failed poll shows the banner and the next success clears it.
@@ -70,7 +71,10 @@
       if (resp.status === 401) needToken();
       if (!resp.ok) {
         const detail = body && (body.detail || body.title);
-        throw new Error(`${path}: HTTP ${resp.status}${detail ? " — " + detail : ""}`);
+        const error = new Error(`${path}: HTTP ${resp.status}${detail ? " — " + detail : ""}`);
+        error.status = resp.status;
+        error.problem = body; // the problem document: its `errors` name the fields
+        throw error;
       }
       return body;
     } catch (err) {
@@ -132,10 +136,15 @@
     whoami();
   }
 
-  // -- the banner: one message per failing source, cleared by that source's next success --------------
+  // -- the banner: one message per failing source, cleared by that source's next success; a 401 from any
+  // source is one message (a token is needed), cleared when /v1/whoami accepts a token -----------------
   const failures = new Map();
+  const TOKEN_NEEDED = "HTTP 401: this server needs a bearer token; enter one above";
   function report(source, err) {
-    if (err) failures.set(source, err.message || String(err));
+    if (err && err.status === 401) {
+      failures.delete(source);
+      failures.set("auth", TOKEN_NEEDED);
+    } else if (err) failures.set(source, err.message || String(err));
     else failures.delete(source);
     const banner = $("banner");
     banner.hidden = failures.size === 0;
@@ -150,6 +159,9 @@
       const el = $("stat-" + key);
       if (el && pool[key] !== undefined) el.textContent = String(pool[key]);
     }
+    const free = $("stat-free");
+    if (pool.free < 0) free.textContent = `over by ${-pool.free}`; // shrunk below what is running: it drains
+    free.parentElement.classList.toggle("over", pool.free < 0);
     $("stat-uptime").textContent = formatDuration(pool.uptime_s);
     const size = $("resize-size");
     if (document.activeElement !== size && size.value === "") size.placeholder = String(pool.size);
@@ -165,10 +177,10 @@
     return (h ? h + "h " : "") + (h || m ? m + "m " : "") + (s % 60) + "s";
   }
 
-  function niceCeiling(value) {
-    if (value <= 5) return 5;
+  function niceStep(value) { // the smallest whole 1, 2 or 5 × 10^k at least `value`: integer ticks
+    if (value <= 1) return 1;
     const magnitude = 10 ** Math.floor(Math.log10(value));
-    for (const step of [1, 2, 2.5, 5, 10]) {
+    for (const step of [1, 2, 5]) {
       if (step * magnitude >= value) return step * magnitude;
     }
     return 10 * magnitude;
@@ -194,7 +206,9 @@
     const now = Date.now() / 1000;
     let peak = 0;
     for (const s of data) for (const key of SERIES) peak = Math.max(peak, s[key]);
-    const top = niceCeiling(peak);
+    const TICKS = 4;
+    const step = niceStep(peak / TICKS);
+    const top = step * TICKS;
     const x = (t) => pad.left + plotW * (1 - (now - t) / WINDOW_S);
     const y = (v) => pad.top + plotH * (1 - v / top);
 
@@ -204,13 +218,13 @@
     ctx.fillStyle = colour("muted");
     ctx.textAlign = "right";
     ctx.textBaseline = "middle";
-    for (let i = 0; i <= 4; i += 1) {
-      const v = (top * i) / 4;
+    for (let i = 0; i <= TICKS; i += 1) {
+      const v = step * i;
       ctx.beginPath();
       ctx.moveTo(pad.left, Math.round(y(v)) + 0.5);
       ctx.lineTo(pad.left + plotW, Math.round(y(v)) + 0.5);
       ctx.stroke();
-      ctx.fillText(Number.isInteger(v) ? String(v) : v.toFixed(1), pad.left - 6, y(v));
+      ctx.fillText(String(v), pad.left - 6, y(v));
     }
     ctx.textAlign = "center";
     ctx.textBaseline = "top";
@@ -238,12 +252,26 @@
     }
     ctx.restore();
     canvas.dataset.samples = String(data.length);
+    canvas.dataset.ticks = Array.from({ length: TICKS + 1 }, (_, i) => step * i).join(",");
+  }
+
+  async function loadHistory() { // the server's last five minutes, so the chart is full when the page opens
+    try {
+      const history = await api("/v1/pool/history");
+      const offset = Date.now() / 1000 - history.now; // this browser's clock minus the server's
+      for (const s of history.samples) {
+        push({ t: s.t + offset, running: s.running, free: Math.max(0, s.free), waiting: s.waiting, queued: s.queued });
+      }
+      document.body.dataset.history = String(history.samples.length);
+    } catch (err) {
+      document.body.dataset.history = "0"; // an older server, or no token yet: the chart starts empty
+    }
   }
 
   async function pollPool() {
     try {
       const pool = await api("/v1/pool");
-      push({ t: Date.now() / 1000, running: pool.running, free: pool.free, waiting: pool.waiting,
+      push({ t: Date.now() / 1000, running: pool.running, free: Math.max(0, pool.free), waiting: pool.waiting,
         queued: pool.queued });
       showPool(pool);
       report("pool", null);
@@ -277,6 +305,9 @@
       const row = document.createElement("tr");
       row.dataset.jobId = job.id;
       row.dataset.status = job.status;
+      row.className = "clickable";
+      row.title = "show this job";
+      row.addEventListener("click", () => showDetail(job.id));
       const id = cell(row, "", null, job.id);
       const code = document.createElement("code");
       code.textContent = job.id.slice(0, 12);
@@ -302,10 +333,110 @@
       const page = await api("/v1/jobs?limit=20");
       showJobs(page.jobs);
       report("jobs", null);
+      await pollPiles(page.jobs);
+      if (detailId) await showDetail(detailId);
     } catch (err) {
       report("jobs", err);
     }
     setTimeout(pollJobs, JOBS_EVERY_MS);
+  }
+
+  // -- the piles of the recent jobs, with their progress ---------------------------------------------
+  const MAX_PILES = 5;
+  async function pollPiles(jobs) {
+    const ids = [...new Set(jobs.map((job) => job.pile).filter(Boolean))].slice(0, MAX_PILES);
+    const piles = [];
+    for (const id of ids) {
+      try {
+        piles.push(await api(`/v1/piles/${encodeURIComponent(id)}`));
+      } catch (err) {
+        if (err.status !== 404) throw err; // expired since the job list was read: not shown
+      }
+    }
+    $("piles").hidden = piles.length === 0;
+    $("piles-body").replaceChildren(...piles.map((pile) => {
+      const row = document.createElement("tr");
+      row.dataset.pileId = pile.id;
+      row.dataset.done = String(pile.done);
+      const id = cell(row, "", null, pile.id);
+      const code = document.createElement("code");
+      code.textContent = pile.id.slice(0, 12);
+      id.appendChild(code);
+      const bar = document.createElement("progress");
+      bar.max = Math.max(1, pile.size);
+      bar.value = pile.done;
+      cell(row, "").appendChild(bar);
+      cell(row, `${pile.done} of ${pile.size}`);
+      const unhappy = pile.failed + pile.cancelled + pile.timed_out;
+      cell(row, unhappy ? `${unhappy} not succeeded` : "", unhappy ? "error" : null);
+      cell(row, pile.closed ? "closed" : "open", "muted");
+      return row;
+    }));
+  }
+
+  // -- one job, whole: args, result or error, earlier attempts, and a cancel button ----------------------
+  const ENDED = new Set(["succeeded", "failed", "cancelled", "timed_out"]);
+  let detailId = null;
+  async function showDetail(id) {
+    detailId = id;
+    let job;
+    try {
+      job = await api(`/v1/jobs/${encodeURIComponent(id)}`);
+    } catch (err) {
+      if (err.status === 404) $("detail-status").textContent = "this job's record has expired";
+      else report("job", err);
+      return;
+    }
+    report("job", null);
+    if (detailId !== id) return; // another job was clicked meanwhile
+    const panel = $("job-detail");
+    panel.hidden = false;
+    panel.dataset.jobId = job.id;
+    panel.dataset.status = job.status;
+    $("detail-id").textContent = job.id;
+    const facts = [["task", job.task], ["status", job.status], ["pool", job.pool], ["pile", job.pile],
+      ["timeout", job.timeout === null ? null : job.timeout + " s"], ["attempt", job.attempt],
+      ["submitted", job.submitted_at], ["started", job.started_at], ["finished", job.finished_at],
+      ["ran", ranFor(job)]];
+    $("detail-facts").replaceChildren(...facts.filter(([, v]) => v !== null && v !== undefined).flatMap(([k, v]) => {
+      const dt = document.createElement("dt");
+      dt.textContent = k;
+      const dd = document.createElement("dd");
+      dd.textContent = String(v);
+      return [dt, dd];
+    }));
+    $("detail-args").textContent = JSON.stringify(job.args, null, 2);
+    const outcome = job.error ? `${job.error.type}: ${job.error.message}` : JSON.stringify(job.result, null, 2);
+    $("detail-outcome-label").textContent = job.error ? "error" : "result";
+    $("detail-outcome").textContent = outcome;
+    $("detail-outcome").className = job.error ? "bad" : "";
+    const attempts = job.attempts || [];
+    $("detail-attempts").hidden = attempts.length === 0;
+    $("detail-attempts-list").replaceChildren(...attempts.map((a) => {
+      const li = document.createElement("li");
+      li.textContent = `${a.status}${a.error ? " — " + a.error.type + ": " + a.error.message : ""}`;
+      return li;
+    }));
+    $("detail-cancel").hidden = ENDED.has(job.status);
+  }
+  async function cancelDetail() {
+    const status = $("detail-status");
+    status.className = "muted";
+    status.textContent = "cancelling…";
+    try {
+      const job = await api(`/v1/jobs/${encodeURIComponent(detailId)}`, { method: "DELETE" });
+      status.className = "ok";
+      status.textContent = `cancelled (${job.status})`;
+    } catch (err) {
+      status.className = "bad";
+      status.textContent = err.message;
+    }
+    await showDetail(detailId);
+  }
+  function closeDetail() {
+    detailId = null;
+    $("job-detail").hidden = true;
+    $("detail-status").textContent = "";
   }
 
   // -- resizing -----------------------------------------------------------------------------------------
@@ -335,8 +466,9 @@
       input.value = "";
     } catch (err) {
       status.className = "bad";
-      status.textContent = /HTTP 40[13]/.test(err.message) ? "an admin token is required: " + err.message
-        : err.message;
+      const field = err.problem && err.problem.errors && err.problem.errors[0]; // e.g. "an integer from 0 to …"
+      if (err.status === 401 || err.status === 403) status.textContent = "an admin token is required: " + err.message;
+      else status.textContent = field ? `size: ${field.message}` : err.message;
     } finally {
       button.disabled = role !== "admin";
     }
@@ -346,9 +478,11 @@
     $("resize-form").addEventListener("submit", resize);
     $("token-form").addEventListener("submit", useToken);
     $("token-forget").addEventListener("click", forgetToken);
+    $("detail-cancel").addEventListener("click", cancelDetail);
+    $("detail-close").addEventListener("click", closeDetail);
     whoami();
     window.addEventListener("resize", draw);
-    pollPool();
+    loadHistory().then(pollPool);
     pollJobs();
   });
 })();

@@ -26,8 +26,8 @@ from pool_core.threads import Doorbell
 __all__ = ["Journal"]
 
 log = logging.getLogger("greenpool.store")
-JOB, UNJOB, PILE, UNPILE, RESULT, KEY, UNKEY, SIZE = range(8)  # change kinds: (kind, key, row)
-_TABLE = (0, 0, 1, 1, -1, 2, 2, 3)  # kind → the table whose last change per key wins (jobs, piles, keys, sizes)
+JOB, UNJOB, PILE, UNPILE, RESULT, KEY, UNKEY, SIZE, UNSIZE = range(9)  # change kinds: (kind, key, row)
+_TABLE = (0, 0, 1, 1, -1, 2, 2, 3, 3)  # kind → the table whose last change per key wins (jobs, piles, keys, sizes)
 _RETRY = (0.01, 1.0)  # seconds between attempts of a failed commit: first, at most
 _dumps = json.dumps
 
@@ -163,7 +163,9 @@ class Journal:
             conn.executemany(f"DELETE FROM {table} WHERE {column} = ?", gone)
         conn.executemany("INSERT OR REPLACE INTO keys VALUES (?, ?, ?)", [r for k, r in keys.values() if k == KEY])
         conn.executemany("DELETE FROM keys WHERE k = ?", [(k,) for k, (kind, _) in keys.items() if kind == UNKEY])
-        conn.executemany("INSERT OR REPLACE INTO sizes VALUES (?, ?)", [(k, size) for k, (_, size) in sizes.items()])
+        conn.executemany("INSERT OR REPLACE INTO sizes VALUES (?, ?)", [(k, r) for k, (kind, r) in sizes.items()
+                                                                        if kind == SIZE])  # fmt: skip
+        conn.executemany("DELETE FROM sizes WHERE pool = ?", [(k,) for k, (kind, _) in sizes.items() if kind == UNSIZE])
         conn.execute("COMMIT")
 
 

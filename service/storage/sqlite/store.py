@@ -24,7 +24,7 @@ from ..memory import (
     MemoryStore,
 )
 from ..records import QUEUED, TERMINAL, Job, Pile
-from .journal import JOB, KEY, PILE, RESULT, SIZE, UNJOB, UNKEY, UNPILE, Journal
+from .journal import JOB, KEY, PILE, RESULT, SIZE, UNJOB, UNKEY, UNPILE, UNSIZE, Journal
 from .schema import connect
 
 __all__ = ["SqliteStore"]
@@ -139,6 +139,10 @@ class SqlitePoolSizes(MemoryPoolSizes):
     def set(self, pool: str, size: int) -> None:
         super().set(pool, size)
         self._journal.append(SIZE, pool, size)
+
+    def delete(self, pool: str) -> None:
+        super().delete(pool)
+        self._journal.append(UNSIZE, pool)
 
 
 class SqliteStore(MemoryStore):
