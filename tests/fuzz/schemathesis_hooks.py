@@ -3,10 +3,12 @@
 They keep cases quick and independent without changing what a case means (schemathesis revalidates a case
 after `before_call`): a valid `Idempotency-Key` is made unique (a reused key with another body is a
 documented 422 that would read as a valid request refused), a valid `wait` is capped at 0.2 s, a valid
-`sleep` at 0.05 s, an `http` job's URL points at a refused loopback port (no outbound traffic), and after
-`PATCH /v1/pool` the pool gets its size back (a generated `size: 0` pauses it, and a map then streams
-heartbeats for ever); a pile is closed before its results are streamed (a stream on an open pile lasts until
-it is closed). The server's URL, the admin token and the pool size come from the environment of the run.
+`sleep` at 0.05 s, an `http` job's URL points at a refused loopback port (no outbound traffic), a job's valid
+`pool` names `default` (which pools exist is state, like which job ids do: an unknown one is a documented
+422), and after `PATCH /v1/pool` or `PUT /v1/pools/{name}` the pool gets its size back (a generated `size: 0`
+pauses it, and a map then streams heartbeats for ever); a pile is closed before its results are streamed (a
+stream on an open pile lasts until it is closed). The server's URL, the admin token and the pool size come
+from the environment of the run.
 
 One more check, `fits_the_document`, holds every answer to the document as tests/contract does (what
 schemathesis has no deserializer for included): each record of an NDJSON or SSE stream against its media
@@ -38,8 +40,10 @@ _CONTRACT = Contract(yaml.safe_load(SPEC_PATH.read_text()))
 
 _KEYS = itertools.count()
 _KEY = re.compile(r"^[!-~]{1,255}$")
+_POOL = re.compile(r"^[a-z0-9_-]{1,64}$")
 _WAIT, _SLEEP = 0.2, 0.05
 _REFUSED = "http://127.0.0.1:9/"
+_RESIZES = {("PATCH", "/v1/pool"), ("PUT", "/v1/pools/{name}")}
 
 
 def _number(value: object) -> bool:
@@ -57,16 +61,23 @@ def _quick_args(task: object, args: object) -> None:
         args["url"] = _REFUSED
 
 
+def _quick_job(job: dict) -> None:
+    """Cap a job's args (or its items') and send it to an existing pool."""
+    _quick_args(job.get("task"), job.get("args"))
+    for item in job.get("items") if isinstance(job.get("items"), list) else []:
+        _quick_args(job.get("task"), item)
+    if isinstance(job.get("pool"), str) and _POOL.match(job["pool"]):
+        job["pool"] = "default"
+
+
 def _quick_body(body: object) -> None:
     """Every job of a submission, pile or map body."""
     if not isinstance(body, dict):
         return
-    _quick_args(body.get("task"), body.get("args"))
-    for item in body.get("items") or [] if isinstance(body.get("items"), list) else []:
-        _quick_args(body.get("task"), item)
-    for job in body.get("jobs") or [] if isinstance(body.get("jobs"), list) else []:
+    _quick_job(body)
+    for job in body.get("jobs") if isinstance(body.get("jobs"), list) else []:
         if isinstance(job, dict):
-            _quick_args(job.get("task"), job.get("args"))
+            _quick_job(job)
 
 
 @schemathesis.hook
@@ -87,10 +98,10 @@ def before_call(context: Any, case: schemathesis.Case, kwargs: dict[str, Any]) -
 
 @schemathesis.hook
 def after_call(context: Any, case: schemathesis.Case, response: Any) -> None:
-    """Give the pool its size back after a resize."""
-    if case.operation.method.upper() != "PATCH" or case.operation.path != "/v1/pool":
-        return
-    _admin("PATCH", response.request.url, json={"size": int(os.environ["FUZZ_POOL_SIZE"])})
+    """Give a pool its size back after a resize (or after creating it)."""
+    method = case.method.upper()
+    if (method, case.operation.path) in _RESIZES:
+        _admin(method, response.request.url, json={"size": int(os.environ["FUZZ_POOL_SIZE"])})
 
 
 def _admin(method: str, url: str, **kwargs: Any) -> None:
