@@ -27,9 +27,11 @@ RUN pip install --no-deps . && rm -rf build ./*.egg-info
 COPY --chmod=0755 deploy/image/entrypoint.py /usr/local/bin/greenpool-entrypoint
 COPY --chmod=0755 deploy/image/healthcheck.py /usr/local/bin/greenpool-healthcheck
 
-# Never run as root.
-RUN useradd --system --create-home --uid 10001 --shell /usr/sbin/nologin greenpool
+# Never run as root. /data holds the store (GREENPOOL_DATA_DIR): a volume, owned by the user that writes it.
+RUN useradd --system --create-home --uid 10001 --shell /usr/sbin/nologin greenpool \
+ && install -d -o greenpool -g greenpool /data
 USER greenpool
+VOLUME /data
 
 # The server's drain period fits `docker stop`'s default 10 s before SIGKILL; compose raises both together
 # (GREENPOOL_GRACEFUL_TIMEOUT and stop_grace_period). Without tokens, the entrypoint sets GREENPOOL_INSECURE=1
@@ -37,12 +39,14 @@ USER greenpool
 # (compose uses the host's loopback). With GREENPOOL_TOKENS or GREENPOOL_TOKENS_FILE every API call needs a
 # bearer token. Plugin modules mounted at /plugins are importable (GREENPOOL_PLUGINS names them).
 ENV GREENPOOL_BIND=0.0.0.0:8000 \
+    GREENPOOL_DATA_DIR=/data \
     GREENPOOL_GRACEFUL_TIMEOUT=8 \
     PYTHONPATH=/plugins
 
 EXPOSE 8000
 HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 CMD ["greenpool-healthcheck"]
-# SIGTERM drains: stop accepting, let running jobs finish within the grace period, cancel the rest, exit 0.
+# SIGTERM drains: stop accepting, let running jobs finish within the grace period, cancel the rest, exit 0
+# (queued jobs stay in the store on /data for the next start).
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["greenpool-entrypoint"]
 CMD ["greenpool", "serve"]

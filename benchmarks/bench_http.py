@@ -2,7 +2,9 @@
 """Load-test one greenpool worker process with wrk, side by side with a minimal falcon app on gevent.
 
 Both servers run under gunicorn with ONE worker process, access log off, on a free 127.0.0.1 port:
-  ours      gunicorn -k service.worker.GreenWorker -w 1 service.app:app   (the server's default log level, info)
+  ours      gunicorn -k service.worker.GreenWorker -w 1 service.app:app   (the server's defaults: log level info,
+            the SQLite store, in a fresh data directory per server; `--store memory` for the memory store)
+  memory    with --beside-memory: ours again with GREENPOOL_STORE=memory (ratios sqlite ÷ memory, target ≥ 0.8×)
   gevent    gunicorn -k gevent -w 1 baseline_gevent_app:app               (benchmarks/baseline_gevent_app.py)
   before    with --before DIR: ours again, from another checkout (e.g. a `git worktree` of an older commit)
 Each round starts a fresh server, checks the routes once, warms up, then runs
@@ -15,6 +17,7 @@ invalid. wrk is installed with apt-get if it is missing (Debian package `wrk`).
     .venv/bin/python benchmarks/bench_http.py --quick         # smoke run: 1 round of 2 s, no warm-up
     .venv/bin/python benchmarks/bench_http.py --log-level warning # fewer log lines than the default
     .venv/bin/python benchmarks/bench_http.py --before /tmp/old   # + ours at the checkout in /tmp/old
+    .venv/bin/python benchmarks/bench_http.py --beside-memory    # + ours with the memory store
     .venv/bin/python benchmarks/bench_http.py --only ours --profile /tmp/prof   # + py-spy stacks (pip install py-spy)
 
 Ours runs with GREENPOOL_MAX_QUEUED high enough never to answer 429, and bounded GREENPOOL_MAX_RECORDS and
@@ -53,8 +56,9 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 BENCH_DIR = REPO / "benchmarks"
 RESULTS_DIR = BENCH_DIR / "results"
-OURS, GEVENT, BEFORE = "ours", "gevent", "before"
-KINDS = (OURS, BEFORE, GEVENT)
+OURS, GEVENT, BEFORE, MEMORY = "ours", "gevent", "before", "memory"
+KINDS = (OURS, MEMORY, BEFORE, GEVENT)
+OURS_KINDS = (OURS, MEMORY, BEFORE)  # greenpool itself, each of them
 WORKER_CLASS = "service.worker.GreenWorker"
 OURS_APP = "service.app:app"
 POST_BODY = {"task": "echo", "args": {"x": 1}}
@@ -72,6 +76,8 @@ COMMON_GUNICORN = ["-w", "1", "--keep-alive", "5", "--worker-connections", "1000
                    "--timeout", "60", "--backlog", "2048", "--no-control-socket"]  # fmt: skip
 #: A change must keep at least this share of the throughput of the checkout given with --before.
 MIN_VS_BEFORE = 0.95
+#: With --beside-memory: the SQLite store must keep at least this share of the memory store's throughput.
+MIN_SQLITE_VS_MEMORY = 0.8
 #: POST /v1/jobs must also run its jobs: at least this share of the accepted rate must finish during the run.
 KEEP_UP = 0.9
 BOOT_TIMEOUT = 30.0
@@ -220,11 +226,11 @@ def server_command(kind: str, port: int, log_level: str, ours_app: str = OURS_AP
     """The gunicorn command line, extra environment and working directory for server `kind` on `port`."""
     base = [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--log-level", log_level,
             *COMMON_GUNICORN]  # fmt: skip
-    if kind in (OURS, BEFORE):
-        tree = REPO if kind == OURS else before
+    if kind in OURS_KINDS:
+        tree = before if kind == BEFORE else REPO
         assert tree is not None, "--before names the other checkout"
         env = {**OURS_ENV, "GREENPOOL_LOG_LEVEL": log_level, "GREENPOOL_BIND": f"127.0.0.1:{port}",
-               "PYTHONPATH": str(tree)}  # fmt: skip
+               "PYTHONPATH": str(tree), **({"GREENPOOL_STORE": "memory"} if kind == MEMORY else {})}  # fmt: skip
         return [*base, "-k", WORKER_CLASS, "--chdir", str(tree), ours_app], env, tree
     return [*base, "-k", "gevent", "--chdir", str(BENCH_DIR), "baseline_gevent_app:app"], {}, REPO
 
@@ -281,7 +287,9 @@ def running_server(kind: str, log_level: str, log_dir: Path, ours_app: str = OUR
     port = free_port()
     cmd, extra_env, cwd = server_command(kind, port, log_level, ours_app, before)
     log_path = log_dir / f"{kind}-{port}.log"
-    env = {**os.environ, **extra_env, "PYTHONUNBUFFERED": "1"}
+    # each server's default store (sqlite) in a data directory of its own, inside the run's temporary one
+    env = {**os.environ, "GREENPOOL_DATA_DIR": str(log_dir / f"{kind}-{port}-data"), **extra_env,
+           "PYTHONUNBUFFERED": "1"}  # fmt: skip
     with open(log_path, "wb") as log_file:
         proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=log_file, stderr=subprocess.STDOUT,
                                 start_new_session=True)  # fmt: skip
@@ -319,7 +327,7 @@ def check_routes(server: Server) -> None:
     status, headers, job = http_request(server.port, "POST", "/v1/jobs", POST_BODY)
     if status != 202 or "location" not in headers or not isinstance(job, dict):
         raise RuntimeError(f"{server.kind}: POST /v1/jobs answered {status} {headers} {job!r}")
-    if server.kind == OURS:
+    if server.kind in (OURS, MEMORY):
         deadline = time.monotonic() + 5
         while job.get("status") != "succeeded" and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -330,7 +338,7 @@ def check_routes(server: Server) -> None:
 
 def wait_idle(server: Server, timeout: float = 60.0) -> None:
     """On ours: wait until no job is queued or running (so one case's backlog never leaks into the next)."""
-    if server.kind != OURS:
+    if server.kind not in OURS_KINDS:
         return
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -398,7 +406,7 @@ def run_benchmark(args: argparse.Namespace, wrk: str, kinds: list[str], log_dir:
                     wait_idle(server)
                     before = http_request(server.port, "GET", "/v1/pool")[2] or {}
                     result = run_wrk(wrk, url, case.route, case.connections, args.duration)
-                    if kind in (OURS, BEFORE) and case.route.path == "/v1/jobs":
+                    if kind in OURS_KINDS and case.route.path == "/v1/jobs":
                         job_progress(server, before, result)
                     case.results[kind].append(result)
                     if args.profile and kind == OURS and rnd == 1:
@@ -510,6 +518,20 @@ def git_revision(tree: Path = REPO) -> str:
         return "unknown"
 
 
+def versus(cases: list[Case], other: str, min_ratio: float) -> list[str]:
+    """The Markdown table of ours against `other` (another greenpool), case by case, with its target."""
+    lines = [f"| route | connections | ours req/s | {other} req/s | ours p99 | {other} p99 | ratio | target | met? |",
+             "|---|---:|---:|---:|---:|---:|---:|---|---|"]  # fmt: skip
+    for case in cases:
+        ours, theirs = case.median(OURS, "rps"), case.median(other, "rps")
+        ratio = ours / theirs if ours and theirs else None
+        met = "n/a" if ratio is None else ("yes" if ratio >= min_ratio else "**NO**")
+        lines.append(f"| {case.route.label} | {case.connections} | {fmt_rps(ours)} | {fmt_rps(theirs)} "
+                     f"| {fmt_s(case.median(OURS, 'p99_s'))} | {fmt_s(case.median(other, 'p99_s'))} "
+                     f"| {'—' if ratio is None else f'{ratio:.2f}×'} | ≥ {min_ratio:g}× {other} | {met} |")  # fmt: skip
+    return lines
+
+
 def report(cases: list[Case], args: argparse.Namespace, wrk: str, kinds: list[str], load: tuple[str, str]) -> str:
     """The Markdown report: context, the table, the errors, and every round."""
     lines = [
@@ -524,6 +546,7 @@ def report(cases: list[Case], args: argparse.Namespace, wrk: str, kinds: list[st
         f"Load average before/after: {load[0]} / {load[1]} (shared machine: numbers are noisy).",
         f"- ours: `gunicorn -k {WORKER_CLASS} -w 1 service.app:app`, log level {args.log_level}, "
         + ", ".join(f"{k}={v}" for k, v in OURS_ENV.items())
+        + ("" if "GREENPOOL_STORE" in OURS_ENV else ", the default store (sqlite, a fresh file per server)")
         + "; gevent: `gunicorn -k gevent -w 1 baseline_gevent_app:app` (benchmarks/baseline_gevent_app.py, no "
         "real work). Both: " + " ".join(COMMON_GUNICORN) + ", no access log.",
         "",
@@ -543,17 +566,12 @@ def report(cases: list[Case], args: argparse.Namespace, wrk: str, kinds: list[st
               "(2026-11-24, 64 connections): " + "; ".join(f"{label} {rps / 1000:.1f}k req/s, p99 {p99:g} s"
                                                           for (label, _), (rps, p99) in REFERENCE_BASELINE.items())
               + "."]  # fmt: skip
+    if MEMORY in kinds:
+        lines += ["", f"ours (GREENPOOL_STORE={OURS_ENV.get('GREENPOOL_STORE', 'sqlite, the default')}) vs ours with"
+                  " the memory store (`--beside-memory`):", "", *versus(cases, MEMORY, MIN_SQLITE_VS_MEMORY)]
     if BEFORE in kinds:
         lines += ["", f"ours vs before (`--before {args.before}`, at {git_revision(args.before)}):", "",
-                  "| route | connections | ours req/s | before req/s | ours p99 | before p99 | ratio | target | met? |",
-                  "|---|---:|---:|---:|---:|---:|---:|---|---|"]  # fmt: skip
-        for case in cases:
-            ours, old = case.median(OURS, "rps"), case.median(BEFORE, "rps")
-            ratio = ours / old if ours and old else None
-            met = "n/a" if ratio is None else ("yes" if ratio >= MIN_VS_BEFORE else "**NO**")
-            lines.append(f"| {case.route.label} | {case.connections} | {fmt_rps(ours)} | {fmt_rps(old)} "
-                         f"| {fmt_s(case.median(OURS, 'p99_s'))} | {fmt_s(case.median(BEFORE, 'p99_s'))} "
-                         f"| {'—' if ratio is None else f'{ratio:.2f}×'} | ≥ {MIN_VS_BEFORE:g}× before | {met} |")
+                  *versus(cases, BEFORE, MIN_VS_BEFORE)]
     post = [c for c in cases if c.route.path == "/v1/jobs" and c.results[OURS]]
     if post:
         lines.append(
@@ -603,6 +621,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--log-level", default="info", help="log level of the servers (default info, the server's own)")
     p.add_argument("--ours-app", default=OURS_APP, help="WSGI app our worker serves (default service.app:app)")
     p.add_argument("--before", type=Path, metavar="DIR", help="also run ours from checkout DIR; ratios vs it")
+    p.add_argument("--store", choices=("sqlite", "memory"), default="sqlite",
+                   help="ours' store (default sqlite, the server's default: a fresh file per server)")
+    p.add_argument("--beside-memory", action="store_true",
+                   help="also run ours with the memory store; ratios ours ÷ memory (target ≥ 0.8×)")
     p.add_argument(
         "--profile", type=Path, metavar="DIR", help="after ours' round-1 cases: an extra untimed run sampled by py-spy"
     )
@@ -628,7 +650,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     wrk = ensure_wrk()
     OURS_ENV["GREENPOOL_POOL_SIZE"] = str(args.pool_size)
+    if args.store == "memory":
+        OURS_ENV["GREENPOOL_STORE"] = "memory"
     kinds = [args.only] if args.only else [OURS, GEVENT]
+    if args.beside_memory and args.only != GEVENT:
+        kinds.insert(1, MEMORY)
     if args.before is not None:
         if not (args.before / "service").is_dir():
             sys.exit(f"bench_http: --before {args.before} is not a greenpool checkout (no service/ in it)")

@@ -41,7 +41,9 @@ DEFAULT_HEADER_TIMEOUT = 10.0
 DEFAULT_BODY_TIMEOUT = 30.0
 DEFAULT_SEND_TIMEOUT = 30.0
 
-DEFAULT_STORE = "memory"
+DEFAULT_STORE = ""  # the default: sqlite:$GREENPOOL_DATA_DIR/greenpool.db (design §7)
+DEFAULT_DATA_DIR = "./greenpool-data"
+STORE_FILE = "greenpool.db"
 DEFAULT_SQLITE_SYNC = "normal"
 SQLITE_SYNCS = ("normal", "full")
 SQLITE_PREFIX = "sqlite:"
@@ -122,12 +124,16 @@ class EngineSettings:
 class StorageSettings:
     """Where jobs, results and pool sizes are kept (design §7)."""
 
-    store: str = DEFAULT_STORE  # `memory` or `sqlite:PATH` (design §7)
+    store: str = DEFAULT_STORE  # `memory`, `sqlite:PATH`, or "": sqlite:$GREENPOOL_DATA_DIR/greenpool.db (design §7)
+    data_dir: str = DEFAULT_DATA_DIR  # where the default store's file lives (created if missing)
+    max_store_bytes: int = 0  # the store file's size cap: beyond it submissions get 503; 0: no cap
     sqlite_sync: str = DEFAULT_SQLITE_SYNC  # `normal` (survives a process crash) or `full` (also an OS crash)
 
     @property
     def sqlite_path(self) -> str:
-        """The SQLite store's file (`sqlite:PATH`), or "" when the store is not SQLite."""
+        """The SQLite store's file (`sqlite:PATH`, by default in `data_dir`), or "" when the store is memory."""
+        if not self.store:
+            return os.path.join(self.data_dir, STORE_FILE)
         return self.store[len(SQLITE_PREFIX) :] if self.store.startswith(SQLITE_PREFIX) else ""
 
 
@@ -174,15 +180,17 @@ class Config(ServerSettings, ApiLimits, EngineSettings, StorageSettings, AuthSet
                 raise ConfigError(f"{ENV_PREFIX}{name.upper()} must be > 0")
         non_negative = (
             "pool_size", "max_queued", "max_queued_per_client", "result_ttl", "max_records", "graceful_timeout",
-            "keepalive",
+            "keepalive", "max_store_bytes",
         )  # fmt: skip
         for name in non_negative:
             if getattr(self, name) < 0:
                 raise ConfigError(f"{ENV_PREFIX}{name.upper()} must be >= 0")
         if self.pool_size > self.max_pool_size:
             raise ConfigError(f"{ENV_PREFIX}POOL_SIZE must be <= {ENV_PREFIX}MAX_POOL_SIZE")
-        if self.store != "memory" and not (self.store.startswith(SQLITE_PREFIX) and self.sqlite_path):
+        if self.store not in ("", "memory") and not (self.store.startswith(SQLITE_PREFIX) and self.sqlite_path):
             raise ConfigError(f"{ENV_PREFIX}STORE={self.store!r} must be `memory` or `sqlite:PATH`")
+        if not self.store and not self.data_dir:
+            raise ConfigError(f"{ENV_PREFIX}DATA_DIR must name a directory (the default store's file is there)")
         if self.sqlite_sync not in SQLITE_SYNCS:
             raise ConfigError(f"{ENV_PREFIX}SQLITE_SYNC={self.sqlite_sync!r} must be one of {', '.join(SQLITE_SYNCS)}")
         self.pool_seeds()

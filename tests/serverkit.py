@@ -1,9 +1,10 @@
 """The one launcher of real servers for the tests: gunicorn with our worker, `greenpool serve`, or a command.
 
 Environment policy (`server_env`): the caller's `GREENPOOL_*` variables are stripped, then PYTHONUNBUFFERED=1,
-PYTHONPATH=<repo>[:extra paths][:the caller's], GREENPOOL_LOG_LEVEL (warning unless told), then the test's
-`env`. A `command` given whole (a built image's entrypoint, Prometheus) gets exactly `env` and nothing of
-this process's. stdout and stderr go to files; a server that does not boot fails the test with its log,
+PYTHONPATH=<repo>[:extra paths][:the caller's], GREENPOOL_LOG_LEVEL (warning unless told), GREENPOOL_STORE=memory
+(no test server writes the default store into the checkout; a test asks for `sqlite:PATH` in a tmp dir), then
+the test's `env`. A `command` given whole (a built image's entrypoint, Prometheus) gets exactly `env` and
+nothing of this process's. stdout and stderr go to files; a server that does not boot fails the test with its log,
 and the root conftest adds the log of every server still running to the report of a failed test.
 Every server runs in its own session: `stop()` ends what is left of it (SIGKILL to the process group).
 """
@@ -64,7 +65,7 @@ def server_env(env: dict[str, str] | None = None, pythonpath: Sequence[Path | st
     full = {k: v for k, v in os.environ.items() if not k.startswith("GREENPOOL_")}
     paths = [str(REPO), *map(str, pythonpath), os.environ.get("PYTHONPATH")]
     full.update({"PYTHONUNBUFFERED": "1", "PYTHONPATH": os.pathsep.join(filter(None, paths)),
-                 "GREENPOOL_LOG_LEVEL": log_level, **(env or {})})  # fmt: skip
+                 "GREENPOOL_LOG_LEVEL": log_level, "GREENPOOL_STORE": "memory", **(env or {})})  # fmt: skip
     return full
 
 

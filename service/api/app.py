@@ -78,6 +78,7 @@ def create_app(config: Config | None = None, services: Services | None = None) -
     lifecycle.on_drain(lambda: engine.drain(_grace_left(config)))
 
     metrics = Metrics(engine)
+    engine.recover()  # after the metrics' observer is attached: what recovery ends is counted
     auth = AuthMiddleware(config.token_table(), config.metrics_public)
     keys = IdempotencyStore(engine, engine.store.keys)
     middleware: list[Any] = [RequestMiddleware(metrics), auth]

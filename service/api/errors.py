@@ -114,6 +114,13 @@ class Draining(Problem):
         super().__init__(detail, headers={"Retry-After": "5"})
 
 
+class StoreUnavailable(Problem):
+    status, title, slug = 503, "Store Unavailable", "store-unavailable"
+
+    def __init__(self, detail: str, retry_after: int):
+        super().__init__(detail, headers={"Retry-After": str(retry_after)}, retry_after=retry_after)
+
+
 class Unauthorized(Problem):
     """401: no bearer token, or one that is not configured; carries the `WWW-Authenticate` challenge."""
 
@@ -167,6 +174,7 @@ _MAPPING: dict[type, Callable[[Any, Sequence[str] | None], Problem]] = {
     domain.QueueFull: lambda e, _: QueueFull(str(e), retry_after=e.retry_after),
     domain.TooLarge: lambda e, _: PayloadTooLarge(str(e), limit=e.limit, unit="jobs"),
     domain.Draining: lambda e, _: Draining(str(e)),
+    domain.StoreUnavailable: lambda e, _: StoreUnavailable(str(e), e.retry_after),
     domain.JobNotFound: lambda e, _: JobNotFound(str(e)),
     domain.PileNotFound: lambda e, _: PileNotFound(str(e)),
     domain.JobAlreadyEnded: lambda e, _: JobAlreadyEnded(str(e), job_status=e.status),

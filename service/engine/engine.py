@@ -21,7 +21,7 @@ from pool_core import Timeout, sleep, spawn
 
 from .. import logs
 from ..config import Config
-from ..storage import Job, Pile, Store
+from ..storage import Job, Pile, Store, StoreError
 from ..storage.records import (
     CANCELLED,
     COMPLETION,
@@ -34,7 +34,7 @@ from ..storage.records import (
 )
 from ..tasks import Registry
 from .admission import Admission, JobSpec
-from .errors import Draining, JobAlreadyEnded, JobNotFound, PileClosed, PileNotFound, TooLarge
+from .errors import Draining, JobAlreadyEnded, JobNotFound, PileClosed, PileNotFound, StoreUnavailable, TooLarge
 from .history import History
 from .notifier import Notifier
 from .pools import DEFAULT_POOL, Pools
@@ -47,6 +47,7 @@ log = logging.getLogger("greenpool.jobs")
 _SWEEP_INTERVAL = 1.0
 _IDS_PER_READ = 256  # job and pile ids drawn from one os.urandom call
 _RECORDS_PER_BATCH = 64  # result records read and handed to a stream at a time
+_STORE_RETRY_AFTER = 5  # seconds a client is told to wait while the store is full or cannot commit
 _DEBUG = logging.DEBUG
 _monotonic = time.monotonic
 
@@ -78,7 +79,6 @@ class Engine:
         self._sweeper = spawn(self._sweep)
         # Observers (service.api.metrics): observer(event, job) on "queued", "running" and each terminal status.
         self.observers: list[Callable[[str, Job], None]] = []
-        self._recover()
 
     @property
     def draining(self) -> bool:
@@ -91,8 +91,12 @@ class Engine:
 
     def commit(self) -> None:
         """Park until every change made so far is in the store (at once with a memory store): what a
-        201/202 acknowledges must survive a crash (design §7). Many requests' changes share one commit."""
-        self.store.flush()
+        201/202 acknowledges must survive a crash (design §7). Many requests' changes share one commit.
+        StoreUnavailable if the store cannot commit now: the changes stay queued and commit once it can."""
+        try:
+            self.store.flush()
+        except StoreError as exc:
+            raise StoreUnavailable(str(exc), _STORE_RETRY_AFTER) from None
 
     def new_id(self) -> str:
         """A fresh id for a job or pile (to claim an idempotency key for it before it exists)."""
@@ -102,11 +106,12 @@ class Engine:
     def submit(self, task: str, args: dict, timeout: float | None = None, owner: str | None = None,
                job_id: str | None = None, client: str | None = None, pool: str | None = None) -> Job:  # fmt: skip
         """Validate and enqueue one job in `pool` (None: its task's, else `default`); UnknownPool, Draining,
-        TooLarge, QueueFull, UnknownTask or InvalidArguments. `client` (None: none) is whose share of the
-        pool's queue the job takes (`max_queued_per_client`)."""
+        TooLarge, QueueFull, StoreUnavailable, UnknownTask or InvalidArguments. `client` (None: none) is whose
+        share of the pool's queue the job takes (`max_queued_per_client`)."""
         lane = self.pools.lane_for(pool, task)
         admission = self._admission
         admission.check(lane, 1, client)
+        self._writable()
         args = admission.validate(task, args)
         admission.reserve(lane, 1, client)
         return self._enqueue(lane, task, args, timeout, None, owner, job_id, client)
@@ -254,22 +259,33 @@ class Engine:
 
     # -- shutdown -------------------------------------------------------------------------------
     def drain(self, grace: float) -> None:
-        """Stop accepting, cancel queued jobs, let running ones finish for `grace` s, then cancel the rest."""
+        """Stop accepting, let running jobs finish for `grace` s, then end the rest (`_interrupted`). With a
+        durable store queued jobs stay queued for the next start (design §7); with a memory store, which
+        cannot keep them, they are cancelled and open piles closed, so that their streams end."""
         self._admission.draining = True
         stats = self._lane.stats()
         log.info("draining", extra={"grace_s": grace, "running": stats["running"], "queued": stats["queued"]})
-        for job in reversed(self._jobs.select(QUEUED)):
-            self._end(job, CANCELLED, "Cancelled", "the server shut down before the job started")
-        for pile in self._piles.open_piles():  # no more jobs can come: let their streams end with the last result
-            self._close(pile)
+        if self.store.durable:
+            for lane in self.runner:
+                lane.hold()
+        else:
+            for job in reversed(self._jobs.select(QUEUED)):
+                self._end(job, CANCELLED, "Cancelled", "the server shut down before the job started")
+            for pile in self._piles.open_piles():  # no more jobs can come: their streams end with the last result
+                self._close(pile)
         try:
             with Timeout(grace, False):
                 for lane in self.runner:
                     lane.pool.waitall()
         finally:  # also when the worker's grace period ends first and kills this green thread
             for job in reversed(self._jobs.select(RUNNING)):
-                self._end(job, CANCELLED, "Cancelled", "the server shut down before the job ended")
-            log.info("drained", extra={key: sum(lane.counts[key] for lane in self.runner) for key in self._lane.counts})
+                self._interrupted(job)
+            totals = {key: sum(lane.counts[key] for lane in self.runner) for key in self._lane.counts}
+            log.info("drained", extra={**totals, "kept_queued": sum(lane.queue.queued for lane in self.runner)})
+
+    def _interrupted(self, job: Job) -> None:
+        """End a job still running when the drain's grace period is over."""
+        self._end(job, CANCELLED, "Cancelled", "the server shut down before the job ended")
 
     # -- internals ------------------------------------------------------------------------------
     def _new_lane(self, name: str, size: int, threads: Any) -> Lane:
@@ -279,7 +295,7 @@ class Engine:
 
     def _admit(self, specs: list[JobSpec], client: str | None) -> tuple[list[Lane], list[JobSpec]]:
         """Each job's lane and its checked spec, with room taken in every pool (admission's order of checks,
-        an unknown pool first): UnknownPool, Draining, TooLarge, QueueFull or InvalidArguments."""
+        an unknown pool first): UnknownPool, Draining, TooLarge, QueueFull, StoreUnavailable or InvalidArguments."""
         specs = [JobSpec(*spec) for spec in specs]
         lane_for = self.pools.lane_for
         lanes = [lane_for(spec.pool, spec.task, i) for i, spec in enumerate(specs)]
@@ -288,9 +304,16 @@ class Engine:
             groups[lane] = groups.get(lane, 0) + 1
         admission = self._admission
         admission.check_all(groups, client)
+        self._writable()
         checked = admission.validate_all(specs)
         admission.reserve_all(groups, client)
         return lanes, checked
+
+    def _writable(self) -> None:
+        """StoreUnavailable if the store should take no new work now (it is full, or cannot commit)."""
+        reason = self.store.unavailable()
+        if reason is not None:
+            raise StoreUnavailable(reason, _STORE_RETRY_AFTER)
 
     def _enqueue(self, lane: Lane, task: str, args: dict, timeout: float | None, pile: Pile | None,
                  owner: str | None, job_id: str | None = None, client: str | None = None) -> Job:  # fmt: skip
@@ -345,17 +368,25 @@ class Engine:
             lane.kill(job.id)
         return True
 
-    def _recover(self) -> None:
-        """After a restart on a durable store: an attempt that was running when the process died ends
-        `WorkerLost` (design §7); the queued jobs the store reloaded run again, in order, as the lanes'
-        dispatchers find them."""
-        self.pools.adopt(self._jobs.select(QUEUED))
-        lost = self._jobs.select(RUNNING)
+    def recover(self) -> None:
+        """After a restart on a durable store (call it once, with the observers attached, so that metrics
+        count what it does): every job the store reloaded unfinished counts as submitted to this process
+        (an observer sees it `queued`); an attempt that was running when the process died ends `WorkerLost`
+        (design §7); the queued jobs run again, in order, as the lanes' dispatchers find them."""
+        lost, queued = self._jobs.select(RUNNING), self._jobs.select(QUEUED)
+        self.pools.adopt(queued + lost)  # every reloaded job's pool has a lane
+        for job in reversed(queued):
+            self._resubmitted(job)
         for job in reversed(lost):
+            self._resubmitted(job)
             self._end(job, FAILED, "WorkerLost", "the server process died while the job was running")
         recovered = getattr(self.store, "recovered", None)
         if recovered is not None:
             log.info("store recovered", extra={**recovered, "worker_lost": len(lost)})
+
+    def _resubmitted(self, job: Job) -> None:
+        self._lanes[job.pool].counts["submitted"] += 1
+        self._notify(QUEUED, job)
 
     def _close(self, pile: Pile) -> None:
         self._piles.close(pile, self._clock())

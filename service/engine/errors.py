@@ -7,7 +7,8 @@ from dataclasses import dataclass
 
 __all__ = [
     "Draining", "EngineError", "FieldError", "InvalidArguments", "JobAlreadyEnded", "JobNotFound", "PileClosed",
-    "PileNotFound", "PoolInUse", "PoolNotFound", "QueueFull", "TooLarge", "UnknownPool", "UnknownTask",
+    "PileNotFound", "PoolInUse", "PoolNotFound", "QueueFull", "StoreUnavailable", "TooLarge", "UnknownPool",
+    "UnknownTask",
 ]  # fmt: skip
 
 
@@ -39,6 +40,15 @@ class Draining(EngineError):
 
     def __init__(self) -> None:
         super().__init__("The server is shutting down and accepts no new work.")
+
+
+class StoreUnavailable(EngineError):
+    """The store cannot take new work now (it cannot commit, or it is full); `retry_after` s is a fair wait.
+    What it already accepted is kept, and it recovers by itself when the condition clears."""
+
+    def __init__(self, reason: str, retry_after: int) -> None:
+        super().__init__(f"{reason}; retry later")
+        self.retry_after = retry_after
 
 
 class JobNotFound(EngineError):

@@ -61,6 +61,7 @@ class Lane:
         self._starting = 0  # slots spawned that have not yet taken their first job
         self._dispatcher = WaitQueue()  # the dispatcher, parked until it has a slot to spawn
         self._pool_full = False  # the dispatcher is parked because every slot is taken (`waiting`)
+        self._holding = False  # `hold`: no more queued jobs start
         self.thread = spawn(self._dispatch)
 
     def pushed(self) -> None:
@@ -85,6 +86,11 @@ class Lane:
             "waiting": pool.waiting() + (1 if self._pool_full else 0),
             "queued": self.queue.queued,
         }
+
+    def hold(self) -> None:
+        """Start no more queued jobs (a drain that keeps them queued for the next start); running ones go on."""
+        self._holding = True
+        self.thread.kill()
 
     def kill(self, job_id: str) -> None:
         """Kill the green thread running this job (it has just been ended), if it is running."""
@@ -116,7 +122,7 @@ class Lane:
         thread = getcurrent()
         turn, turn_started = hub.pass_started, _monotonic()
         try:
-            while (job := queue.take(clock())) is not None:
+            while not self._holding and (job := queue.take(clock())) is not None:
                 self._run(job, thread)
                 if hub.pass_started != turn:  # the job parked: this slot's turn began when it resumed
                     turn, turn_started = hub.pass_started, _monotonic()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import atexit
+
 from ..config import Config
 from ..storage import MemoryStore, Store, StoreError
 from ..storage.sqlite import SqliteStore
@@ -9,11 +11,15 @@ from ..storage.sqlite.schema import connect
 
 __all__ = ["StoreError", "check_store", "open_store"]
 
+_CLOSE_TIMEOUT = 5.0  # seconds the exit waits for the last commit
+
 
 def open_store(config: Config) -> Store:
     """The configured store: a memory store, or the SQLite file of `sqlite:PATH` (StoreError naming it)."""
     if config.sqlite_path:
-        return SqliteStore(config.sqlite_path, config.max_records, config.sqlite_sync)
+        store = SqliteStore(config.sqlite_path, config.max_records, config.sqlite_sync, config.max_store_bytes)
+        atexit.register(store.close, _CLOSE_TIMEOUT)  # what the drain ended is committed before the process exits
+        return store
     return MemoryStore(config.max_records)
 
 

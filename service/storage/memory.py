@@ -259,6 +259,10 @@ class MemoryStore:
     def flush(self) -> None:
         """Nothing to wait for: memory is as durable as it gets."""
 
+    def unavailable(self) -> str | None:
+        """Never: memory takes what the queue's bound lets in."""
+        return None
+
     def close(self) -> None:
         """Nothing to release."""
 

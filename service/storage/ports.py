@@ -171,7 +171,11 @@ class Store(Protocol):
 
     def flush(self) -> None:
         """Park the calling green thread until every change made so far is durable (a no-op in memory):
-        the engine calls it before a submission, a cancel or a resize is acknowledged."""
+        the engine calls it before a submission, a cancel or a resize is acknowledged. StoreError if the
+        store cannot commit now (a full disk, a locked file): the changes stay queued and commit once it can."""
+
+    def unavailable(self) -> str | None:
+        """Why the store should take no new work now (it cannot commit, or it is full), or None."""
 
     def close(self) -> None:
         """Make everything durable and release the store (at exit)."""

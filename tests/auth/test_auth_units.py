@@ -133,7 +133,7 @@ _ROUTES = """
 import json, falcon.inspect
 from service.app import create_app
 from service.config import Config
-app = create_app(Config(pool_size=1, log_level="warning"))
+app = create_app(Config(pool_size=1, log_level="warning", store="memory"))
 routes = falcon.inspect.inspect_app(app).routes
 print(json.dumps({r.path: [m.method for m in r.methods if not m.internal] for r in routes}))
 """

@@ -65,7 +65,7 @@ def test_parse_wrk_json_line_wins() -> None:
 def test_bench_http_quick_run(tmp_path: Path) -> None:
     """`bench_http.py --quick` runs both servers (ours only without gevent), exits 0 and prints the table."""
     output = tmp_path / "http.md"
-    cmd = [sys.executable, str(SCRIPT), "--quick", "--output", str(output)]
+    cmd = [sys.executable, str(SCRIPT), "--quick", "--beside-memory", "--output", str(output)]
     if importlib.util.find_spec("gevent") is None:
         cmd += ["--only", "ours"]  # no baseline without the bench extra (pip install -e '.[bench]')
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=80)
@@ -74,6 +74,7 @@ def test_bench_http_quick_run(tmp_path: Path) -> None:
     for row in ("| GET /v1/pool | 64 |", "| GET /v1/pool | 512 |", "| POST /v1/jobs | 64 |", "| POST /v1/jobs | 512 |"):
         assert row in proc.stdout
     assert TABLE_HEADER in output.read_text()
+    assert "vs ours with the memory store" in proc.stdout and "| POST /v1/jobs | 512 |" in proc.stdout
 
 
 def test_report_from_synthetic_rounds(tmp_path: Path) -> None:
@@ -87,13 +88,15 @@ def test_report_from_synthetic_rounds(tmp_path: Path) -> None:
     cases = [bench.Case(route, c) for route in bench.ROUTES for c in (64, 512)]
     for case in cases:
         post = case.route.path == "/v1/jobs"
-        for kind, rps in ((bench.OURS, 9000.0), (bench.GEVENT, 6000.0)):
+        for kind, rps in ((bench.OURS, 9000.0), (bench.MEMORY, 10000.0), (bench.GEVENT, 6000.0)):
             result = bench.WrkResult(requests=int(rps), duration_s=1.0, rps=rps, p50_s=0.001, p90_s=0.01,
                                      p99_s=0.02, max_s=0.03)  # fmt: skip
             if post and kind == bench.OURS:
                 result.jobs_done_rps, result.backlog = (8900.0, 3) if case.connections == 64 else (100.0, 8000)
             case.results[kind].append(result)
-    text = bench.report(cases, args, str(fake_wrk), [bench.OURS, bench.GEVENT], ("0.1 0.1 0.1", "0.2 0.2 0.2"))
+    kinds = [bench.OURS, bench.MEMORY, bench.GEVENT]
+    text = bench.report(cases, args, str(fake_wrk), kinds, ("0.1 0.1 0.1", "0.2 0.2 0.2"))
+    assert "| GET /v1/pool | 64 | 9,000 | 10,000 | 20.0 ms | 20.0 ms | 0.90× | ≥ 0.8× memory | yes |" in text
     assert TABLE_HEADER in text and ", wrk 4.1.0 [epoll]\n" in text
     assert "| GET /v1/pool | 64 | 9,000 | 1.0 ms | 20.0 ms | 6,000 | 1.0 ms | 20.0 ms | 1.50× |" in text
     assert "| POST /v1/jobs | 64 |" in text and "| yes |" in text

@@ -36,7 +36,7 @@ def engines() -> Iterator[list[Engine]]:
 
 
 def make_engine(engines: list[Engine], store: MemoryStore | None = None, **config: int) -> Engine:
-    settings = {"pool_size": 0, "max_queued": 10, "log_level": "warning", **config}
+    settings = {"pool_size": 0, "max_queued": 10, "log_level": "warning", "store": "memory", **config}
     engine = Engine(Config(**settings), Registry.with_builtins(entry_points=False), store, lambda: T0, fake_ids())
     engines.append(engine)
     return engine
@@ -102,6 +102,7 @@ PROBLEMS = [
     (errors.PoolNotFound("db"), 404, "pool-not-found"),
     (errors.PoolInUse("db", 1, 2), 409, "pool-in-use"),
     (errors.UnknownPool("db", ["default"]), 422, "unknown-pool"),
+    (errors.StoreUnavailable("the store is full", 5), 503, "store-unavailable"),
 ]
 
 

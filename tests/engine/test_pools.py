@@ -33,7 +33,7 @@ def make() -> Iterator:
     def build(store: object = None, **config: object) -> Engine:
         registry = Registry.with_builtins(entry_points=False)
         registry.register(in_db)
-        settings = {"log_level": "warning", "max_queued": 10, **config}
+        settings = {"log_level": "warning", "max_queued": 10, "store": "memory", **config}
         engine = Engine(Config(**settings), registry, store)  # type: ignore[arg-type]
         made.append(engine)
         return engine
@@ -189,6 +189,7 @@ def test_queued_jobs_of_a_pool_with_no_stored_size_get_a_lane_of_defaults_size(m
         conn.execute("DELETE FROM sizes WHERE pool = 'db'")
 
     again = make(SqliteStore(path, 100), pool_size=1)
+    again.recover()
     assert again.pool_names() == ["default", "db"] and again.stats("db")["size"] == 1
     recovered = again.get(job.id)
     assert again.wait(recovered, 5) and recovered.status == "succeeded"

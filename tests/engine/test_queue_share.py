@@ -20,7 +20,8 @@ def make() -> Iterator:
     made: list[Engine] = []
 
     def build(**config: int) -> Engine:
-        engine = Engine(Config(pool_size=0, log_level="warning", **config), Registry.with_builtins(entry_points=False))
+        config = Config(pool_size=0, log_level="warning", store="memory", **config)
+        engine = Engine(config, Registry.with_builtins(entry_points=False))
         made.append(engine)
         return engine
 

@@ -93,7 +93,8 @@ def test_each_documented_setting_reaches_the_container(variable: str) -> None:
 def test_compose_defaults() -> None:
     """With nothing set in the shell: greenpool on 0.0.0.0:8000 in the container, published on the host's
     loopback port 8000 (GREENPOOL_PORT changes the host side only), a 30 s drain inside a 35 s
-    stop_grace_period, the placeholder tokens file (no tokens) as the secret, deploy/plugins at /plugins."""
+    stop_grace_period, the placeholder tokens file (no tokens) as the secret, deploy/plugins at /plugins, the
+    greenpool-data volume at /data (the store)."""
     service = greenpool()
     assert service["build"] == "."
     assert "profiles" not in service, "the service itself runs without a profile"
@@ -109,6 +110,9 @@ def test_compose_defaults() -> None:
     ), "the placeholder tokens file must hold no token"
     assert mounts["/plugins"] == REPO / "deploy" / "plugins" and mounts["/plugins"].is_dir()
     assert any(v.endswith(":/plugins:ro") for v in service["volumes"]), "plugins are mounted read-only"
+    assert "greenpool-data:/data" in service["volumes"] and "greenpool-data" in compose()["volumes"], (
+        "the store (GREENPOOL_DATA_DIR, /data in the image) is on a named volume: it outlives the container"
+    )
 
     check = service["healthcheck"]
     assert check["test"] == ["CMD", "greenpool-healthcheck"], "the image's check, which follows GREENPOOL_BIND"

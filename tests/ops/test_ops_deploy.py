@@ -13,6 +13,7 @@ import shutil
 import signal
 import stat
 import subprocess
+import tempfile
 import venv
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -41,7 +42,8 @@ INSECURE_PROBE = "import os; print(os.environ.get('GREENPOOL_INSECURE'))"
 def test_dockerfile_instructions() -> None:
     """Slim 3.11 base; dependencies from pyproject.toml in a layer before the source; every COPY source in the
     build context; a non-root user; EXPOSE 8000; STOPSIGNAL SIGTERM with a drain shorter than docker's stop
-    timeout; ENTRYPOINT, CMD and HEALTHCHECK in exec form; no GREENPOOL_INSECURE baked into the image."""
+    timeout; the store under GREENPOOL_DATA_DIR=/data, a volume the user owns; ENTRYPOINT, CMD and HEALTHCHECK in
+    exec form; no GREENPOOL_INSECURE baked into the image."""
     instructions = dockerfile()
     assert instructions[0] == ("FROM", "python:3.11-slim")
     keywords = [kw for kw, _ in instructions]
@@ -71,6 +73,10 @@ def test_dockerfile_instructions() -> None:
     assert float(env["GREENPOOL_GRACEFUL_TIMEOUT"]) < DOCKER_STOP_DEFAULT_S, env
     assert "GREENPOOL_INSECURE" not in env, "the entrypoint decides, from whether tokens are configured"
     assert env["PYTHONPATH"] == "/plugins", "compose mounts plugin modules at /plugins"
+    assert env["GREENPOOL_DATA_DIR"] == "/data" and only(instructions, "VOLUME") == ["/data"], "the store's volume"
+    assert any("useradd" in run and "-o greenpool" in run and "/data" in run for run in only(instructions, "RUN")), (
+        "/data is owned by the user that writes the store"
+    )
     assert exec_form(instructions, "ENTRYPOINT") == ["greenpool-entrypoint"]
     assert exec_form(instructions, "CMD") == ["greenpool", "serve"], "no --bind: it would override GREENPOOL_BIND"
     options, command = healthcheck(instructions)
@@ -100,7 +106,17 @@ class Image:
             link.parent.mkdir(parents=True, exist_ok=True)
             if link.is_symlink():
                 link.unlink()
+            elif link.is_dir():
+                shutil.rmtree(link)
             link.symlink_to(source)
+
+    def fresh_volumes(self) -> None:
+        """Each named volume of compose's greenpool service new and empty, as a new project's: a fresh
+        directory linked at its path in the container (the store on /data starts from nothing)."""
+        for volume in compose()["services"]["greenpool"].get("volumes", []):
+            source, target = volume.split(":")[:2]
+            if not source.startswith((".", "/", "$")):
+                self.mount({target: Path(tempfile.mkdtemp(prefix=f"{source}-", dir=self.root.parent))})
 
     def environment(self, container_env: Mapping[str, str]) -> dict[str, str]:
         """The process environment of a container given `container_env` on top of the image's ENV, its
@@ -181,6 +197,7 @@ def compose_container(image: Image, shell: Mapping[str, str]) -> dict[str, str]:
     doc = compose()
     service = doc["services"]["greenpool"]
     image.mount(container_mounts(doc, service, shell))
+    image.fresh_volumes()
     return image.environment(container_environment(service, shell))
 
 
@@ -198,6 +215,7 @@ def test_image_serves_healthz_follows_the_port_and_drains_on_sigterm(image: Imag
     assert image.env["VIRTUAL_ENV"] in probe.stdout and str(REPO) not in probe.stdout, probe.stdout
 
     port = free_port()
+    image.fresh_volumes()
     env = image.environment({"GREENPOOL_BIND": f"127.0.0.1:{port}"})
     server = OpsServer.start(tmp_path, env=env, command=image.entrypoint(), port=port, cwd=image.workdir)
     try:
@@ -215,6 +233,7 @@ def test_image_serves_healthz_follows_the_port_and_drains_on_sigterm(image: Imag
         finally:
             server.stop(timeout=1)
     assert code == 0, server.stderr()
+    assert (image.path("/data") / "greenpool.db").is_file(), "the default store is on the image's /data volume"
 
 
 @pytest.mark.timeout(120)

@@ -121,7 +121,7 @@ def make_engine(lab: Lab) -> Iterator[Callable[[int], Engine]]:
     engines: list[Engine] = []
 
     def make(size: int) -> Engine:
-        engine = Engine(Config(pool_size=size, max_queued=100_000, log_level="warning"), lab.registry())
+        engine = Engine(Config(pool_size=size, max_queued=100_000, log_level="warning", store="memory"), lab.registry())
         engines.append(engine)
         return engine
 

@@ -29,9 +29,8 @@ def test_rfc3339_writes_what_datetime_writes_for_any_timestamp() -> None:
 
 
 def test_job_and_pile_ids_are_distinct_32_digit_hex_strings() -> None:
-    engine = Engine(
-        Config(pool_size=0, max_queued=2000, log_level="warning"), Registry.with_builtins(entry_points=False)
-    )
+    config = Config(pool_size=0, max_queued=2000, log_level="warning", store="memory")
+    engine = Engine(config, Registry.with_builtins(entry_points=False))
     try:
         ids = [engine.submit("echo", {}).id for _ in range(1000)]  # several os.urandom reads' worth
         ids.append(engine.create_pile([("echo", {}, None)]).id)

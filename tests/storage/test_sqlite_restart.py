@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 import requests
+from prometheus_client.parser import text_string_to_metric_families
 from serverkit import Server, start_server
 
 pytestmark = pytest.mark.timeout(90)
@@ -74,6 +75,10 @@ def test_acknowledged_jobs_survive_kill_9_of_master_and_worker(tmp_path: Path) -
         for job_id in sleepers:
             job = again.get(f"/v1/jobs/{job_id}").json()
             assert job["status"] == "failed" and job["error"]["type"] == "WorkerLost", job
+        metrics = _samples(again)  # recovery's ends are counted, and as submitted to this process
+        finished = ("greenpool_jobs_finished_total", (("pool", "default"), ("status", "failed"), ("task", "sleep")))
+        assert metrics[finished] == 2, metrics
+        assert metrics[("greenpool_jobs_submitted_total", (("pool", "default"), ("task", "sleep")))] == 2, metrics
         for job_id in queued:
             job = _wait_status(again, job_id, "succeeded")
             assert job["status"] == "succeeded", job
@@ -84,6 +89,13 @@ def test_acknowledged_jobs_survive_kill_9_of_master_and_worker(tmp_path: Path) -
         assert summary["pending"] == 0 and summary["size"] == 3, summary
     finally:
         again.stop()
+
+
+def _samples(server: Server) -> dict[tuple[str, tuple], float]:
+    """(sample name, sorted labels) → value, from the server's /metrics."""
+    text = server.get("/metrics").text
+    return {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
+            for family in text_string_to_metric_families(text) for sample in family.samples}  # fmt: skip
 
 
 def _submit_until(url: str, stop: threading.Event) -> list[str]:

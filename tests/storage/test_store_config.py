@@ -1,12 +1,13 @@
-"""GREENPOOL_STORE and GREENPOOL_SQLITE_SYNC: parsed and checked by Config, opened by `open_store`; a store
-file that cannot be used stops `greenpool serve` with exit status 2 and a message naming the file."""
+"""GREENPOOL_STORE, GREENPOOL_DATA_DIR and GREENPOOL_SQLITE_SYNC: parsed and checked by Config, opened by
+`open_store` (by default a SQLite file in the data directory, created if missing); a store file that cannot
+be used stops `greenpool serve` with exit status 2 and a message naming the file."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
-from serverkit import run_cli
+from serverkit import run_cli, start_server
 
 from service.config import Config, ConfigError
 from service.engine import open_store
@@ -14,8 +15,15 @@ from service.engine import open_store
 pytestmark = pytest.mark.timeout(30)
 
 
-def test_memory_is_the_default_and_sqlite_opens_the_file(tmp_path: Path) -> None:
-    memory = open_store(Config.from_env({}))
+def test_sqlite_in_the_data_dir_is_the_default_memory_and_sqlite_path_are_chosen(tmp_path: Path) -> None:
+    data = tmp_path / "data" / "deeper"
+    default = open_store(Config.from_env({"GREENPOOL_DATA_DIR": str(data)}))
+    try:
+        assert default.durable and (data / "greenpool.db").is_file()
+    finally:
+        default.close()
+    assert Config().sqlite_path == "./greenpool-data/greenpool.db"
+    memory = open_store(Config.from_env({"GREENPOOL_STORE": "memory"}))
     assert not memory.durable
     path = tmp_path / "gp.db"
     store = open_store(Config.from_env({"GREENPOOL_STORE": f"sqlite:{path}", "GREENPOOL_SQLITE_SYNC": "full"}))
@@ -31,6 +39,17 @@ def test_memory_is_the_default_and_sqlite_opens_the_file(tmp_path: Path) -> None
 def test_bad_values_name_the_variable(name: str, value: str) -> None:
     with pytest.raises(ConfigError, match=name):
         Config.from_env({name: value})
+
+
+def test_serve_keeps_its_default_store_under_greenpool_data_in_its_working_directory(tmp_path: Path) -> None:
+    """`greenpool serve` with neither GREENPOOL_STORE nor GREENPOOL_DATA_DIR set (as `make run` starts it):
+    ./greenpool-data/greenpool.db, created, holds what was accepted."""
+    server = start_server(tmp_path, {"GREENPOOL_STORE": ""}, serve=True, cwd=tmp_path)
+    try:
+        assert server.post("/v1/jobs", json={"task": "echo", "args": {"x": 1}}).status_code == 202
+    finally:
+        assert server.stop() == 0
+    assert (tmp_path / "greenpool-data" / "greenpool.db").stat().st_size > 0
 
 
 def test_serve_exits_2_naming_a_file_it_cannot_use(tmp_path: Path) -> None:

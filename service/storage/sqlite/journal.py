@@ -5,17 +5,22 @@ write connection, takes every change queued so far, folds changes to one row int
 in one transaction and commits: a group commit, as large as what arrived while the previous one was on
 its way to the disk. `flush()` parks the calling green thread (never the hub) until everything it changed
 is committed, woken through a `pool_core.threads.Doorbell`: that is how a 202/201 waits for its commit.
-A commit that fails (disk full, a locked file) is retried with the same changes until it succeeds.
+A commit that fails (disk full, a locked file) is retried with the same changes until it succeeds; while
+it fails, `error` says why and `flush()` raises StoreError rather than wait. After each commit the writer
+measures the pages in use (`used_bytes`: the file's pages minus its free list, which retention's deletes
+grow) and gives a large free list back to the file system (incremental vacuum).
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import sqlite3
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 from greenlet import getcurrent  # the greenlet itself: the hub parks and wakes greenlets, not GreenThreads
@@ -23,15 +28,21 @@ from greenlet import getcurrent  # the greenlet itself: the hub parks and wakes 
 from pool_core import spawn_n
 from pool_core.threads import Doorbell
 
+from ..ports import StoreError
+
 __all__ = ["Journal"]
 
 log = logging.getLogger("greenpool.store")
 JOB, UNJOB, PILE, UNPILE, RESULT, KEY, UNKEY, SIZE, UNSIZE = range(9)  # change kinds: (kind, key, row)
 _TABLE = (0, 0, 1, 1, -1, 2, 2, 3, 3)  # kind → the table whose last change per key wins (jobs, piles, keys, sizes)
 _RETRY = (0.01, 1.0)  # seconds between attempts of a failed commit: first, at most
+_GATHER_S = 0.002  # a commit starts at most this often (s) unless _GATHER_CHANGES are waiting: fewer, larger
+_GATHER_CHANGES = 512
+_MEASURE_S = 0.05  # the pages in use are measured at most this often (after a commit)
+_VACUUM_PAGES = 256  # free pages beyond which (and beyond a quarter of the file) they go back to the OS
 _dumps = json.dumps
 
-_UPSERT_JOB = "INSERT OR REPLACE INTO jobs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_CHUNK = 256  # rows per statement at most (16 columns: 4,096 parameters, well under SQLite's 32,766)
 _UPSERT_PILE = (
     "INSERT INTO piles (id, owner, closed, finished_at) VALUES (?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET"
     " closed = excluded.closed, finished_at = excluded.finished_at"
@@ -48,6 +59,9 @@ class Journal:
         self.commits = 0
         self.error: str | None = None  # the last failure while it lasts
         self._conn = conn
+        self._page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+        self.used_bytes = self._used_bytes()  # the pages in use (not free), as of the last measure
+        self._started = self._measured = 0.0  # time.monotonic() when the last commit started, the last measure
         self._changes: deque[tuple[int, Any, Any]] = deque()
         self._work = threading.Event()
         self._closing = False
@@ -65,28 +79,36 @@ class Journal:
             self._work.set()
 
     def flush(self) -> None:
-        """Park the calling green thread until every change appended so far is committed."""
+        """Park the calling green thread until every change appended so far is committed; StoreError if
+        commits fail meanwhile (the changes stay queued: they are committed once the writer can)."""
         target = self.appended
-        if self.committed >= target:
-            return
-        if self._bell is None:
-            self._bell = Doorbell()
-        me = [target, getcurrent()]
-        self._waiters.append(me)
-        if not self._listening:
-            self._listening = True
-            spawn_n(self._listen)
-        try:
-            while self.committed < target:
+        while self.committed < target:
+            if self.error is not None:
+                raise StoreError(f"the store file {self.path} cannot be written now: {self.error}")
+            if self._bell is None:
+                self._bell = Doorbell()
+            me = [target, getcurrent()]
+            self._waiters.append(me)
+            if not self._listening:
+                self._listening = True
+                spawn_n(self._listen)
+            try:
                 self._bell.hub.park()
-        finally:
-            me[1] = None  # the listener wakes it no more (committed already, killed or timed out)
+            finally:
+                me[1] = None  # the listener wakes it no more (committed already, failed, killed or timed out)
 
-    def close(self) -> None:
-        """Commit what is queued, stop the writer and close the connection (blocks: at exit only)."""
+    def close(self, timeout: float | None = None) -> None:
+        """Commit what is queued, stop the writer and close the connection (blocks: at exit only). Waits at
+        most `timeout` s (None: for ever) for a writer that cannot commit (a full disk), which is left behind."""
+        if self._closing:
+            return
         self._closing = True
         self._work.set()
-        self._thread.join()
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            log.error("store closed with changes not committed", extra={"path": self.path, "error": self.error,
+                                                                        "changes": self.appended - self.committed})
+            return
         self._conn.close()
         if self._bell is not None:
             self._bell.close()
@@ -98,8 +120,8 @@ class Journal:
         try:
             while waiters:
                 bell.wait()
-                committed = self.committed
-                while waiters and waiters[0][0] <= committed:
+                committed, failed = self.committed, self.error is not None
+                while waiters and (failed or waiters[0][0] <= committed):
                     waiter = waiters.popleft()[1]
                     if waiter is not None:
                         bell.hub.wake(waiter)
@@ -112,16 +134,22 @@ class Journal:
         while True:
             if not self._closing:  # closing: drain what is left without waiting
                 work.wait()
+                gather = self._started + _GATHER_S - time.monotonic()
+                if gather > 0 and len(changes) < _GATHER_CHANGES:
+                    time.sleep(gather)  # let more changes join this commit: fewer, larger commits
             work.clear()
             batch = []
             while changes:
                 batch.append(changes.popleft())
             if batch:
+                self._started = time.monotonic()
                 self._commit(batch)
                 self.committed += len(batch)
                 self.commits += 1
                 if self._bell is not None:
                     self._bell.ring()
+                if self._started >= self._measured + _MEASURE_S:
+                    self._measure()
             elif self._closing:
                 return
 
@@ -145,28 +173,79 @@ class Journal:
             except sqlite3.Error as exc:
                 if self._conn.in_transaction:
                     self._conn.execute("ROLLBACK")
-                if self.error is None:
-                    log.error("store commit failed; retrying", extra={"path": self.path, "error": str(exc)})
-                self.error = str(exc)
+                first, self.error = self.error is None, str(exc)
+                if first:
+                    log.error("store commit failed; retrying", extra={"path": self.path, "error": self.error})
+                    if self._bell is not None:
+                        self._bell.ring()  # waiting flushes give up (503) rather than wait for the disk
                 time.sleep(delay)
                 delay = min(_RETRY[1], delay * 2)
+
+    def _used_bytes(self) -> int:
+        conn = self._conn
+        pages = conn.execute("PRAGMA page_count").fetchone()[0] - conn.execute("PRAGMA freelist_count").fetchone()[0]
+        return pages * self._page_size
+
+    def _measure(self) -> None:
+        """Update `used_bytes`; give free pages back to the file system when there are many."""
+        conn = self._conn
+        self._measured = time.monotonic()
+        try:
+            free = conn.execute("PRAGMA freelist_count").fetchone()[0]
+            if free > _VACUUM_PAGES and 4 * free > conn.execute("PRAGMA page_count").fetchone()[0]:
+                conn.execute("PRAGMA incremental_vacuum")
+            self.used_bytes = self._used_bytes()
+        except sqlite3.Error as exc:  # measured again after the next commit
+            log.warning("store size not measured", extra={"path": self.path, "error": str(exc)})
 
     def _apply(self, jobs: dict, piles: dict, keys: dict, sizes: dict, results: list) -> None:
         conn = self._conn
         conn.execute("BEGIN")
-        conn.executemany(_UPSERT_JOB, [_job_row(row) for kind, row in jobs.values() if kind == JOB])
-        conn.executemany("DELETE FROM jobs WHERE seq = ?", [(s,) for s, (kind, _) in jobs.items() if kind == UNJOB])
+        _chunked(conn, _UPSERT_JOBS, [_job_row(row) for kind, row in jobs.values() if kind == JOB])
+        _chunked(conn, _DELETE_JOBS, [s for s, (kind, _) in jobs.items() if kind == UNJOB])
         conn.executemany(_UPSERT_PILE, [row for kind, row in piles.values() if kind == PILE])
-        conn.executemany("INSERT OR REPLACE INTO results VALUES (?, ?, ?)", results)
+        _chunked(conn, _UPSERT_RESULTS, results)
         gone = [(pile_id,) for pile_id, (kind, _) in piles.items() if kind == UNPILE]
         for table, column in (("results", "pile"), ("jobs", "pile"), ("piles", "id")):
             conn.executemany(f"DELETE FROM {table} WHERE {column} = ?", gone)
-        conn.executemany("INSERT OR REPLACE INTO keys VALUES (?, ?, ?)", [r for k, r in keys.values() if k == KEY])
-        conn.executemany("DELETE FROM keys WHERE k = ?", [(k,) for k, (kind, _) in keys.items() if kind == UNKEY])
+        _chunked(conn, _UPSERT_KEYS, [r for k, r in keys.values() if k == KEY])
+        _chunked(conn, _DELETE_KEYS, [k for k, (kind, _) in keys.items() if kind == UNKEY])
         conn.executemany("INSERT OR REPLACE INTO sizes VALUES (?, ?)", [(k, r) for k, (kind, r) in sizes.items()
                                                                         if kind == SIZE])  # fmt: skip
         conn.executemany("DELETE FROM sizes WHERE pool = ?", [(k,) for k, (kind, _) in sizes.items() if kind == UNSIZE])
         conn.execute("COMMIT")
+
+
+@functools.cache
+def _values(head: str, width: int, rows: int) -> str:
+    """`head VALUES (?, ...), ...`: `rows` rows of `width` parameters."""
+    one = "(" + ", ".join("?" * width) + ")"
+    return f"{head} VALUES {', '.join([one] * rows)}"
+
+
+@functools.cache
+def _among(head: str, rows: int) -> str:
+    """`head IN (?, ...)` with `rows` parameters."""
+    return f"{head} IN ({', '.join('?' * rows)})"
+
+
+_UPSERT_JOBS = functools.partial(_values, "INSERT OR REPLACE INTO jobs", 16)
+_UPSERT_RESULTS = functools.partial(_values, "INSERT OR REPLACE INTO results", 3)
+_UPSERT_KEYS = functools.partial(_values, "INSERT OR REPLACE INTO keys", 3)
+_DELETE_JOBS = functools.partial(_among, "DELETE FROM jobs WHERE seq")
+_DELETE_KEYS = functools.partial(_among, "DELETE FROM keys WHERE k")
+
+
+def _chunked(conn: sqlite3.Connection, sql: Callable[[int], str], rows: list) -> None:
+    """Execute `sql(n)` on chunks of n rows (powers of two up to _CHUNK, so few distinct statements): one
+    statement per chunk rather than per row, so fewer trips through the sqlite3 module, each of which lets go
+    of the GIL and takes it back from the busy hub thread."""
+    start, total = 0, len(rows)
+    while start < total:
+        n = min(_CHUNK, 1 << ((total - start).bit_length() - 1))
+        chunk = rows[start : start + n]
+        conn.execute(sql(n), [value for row in chunk for value in row] if isinstance(chunk[0], tuple) else chunk)
+        start += n
 
 
 def _job_row(row: tuple) -> tuple:

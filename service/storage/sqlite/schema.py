@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+from collections.abc import Callable
 
 from ..ports import StoreError
 
@@ -17,8 +18,23 @@ __all__ = ["APPLICATION_ID", "SCHEMA_VERSION", "SYNC_LEVELS", "connect"]
 APPLICATION_ID = 0x47504F4C  # "GPOL"
 SYNC_LEVELS = {"normal": "NORMAL", "full": "FULL"}  # normal: survives a crash of the process; full: of the OS too
 
-# MIGRATIONS[n] takes a file from version n to n + 1; a new version appends to this list, never edits it.
-MIGRATIONS: list[tuple[str, ...]] = [
+
+
+def _job_ids_not_indexed(conn: sqlite3.Connection) -> None:
+    """Rebuild `jobs` without the UNIQUE index on `id` (keeping whatever columns it has by now): ids are
+    random, so that index took a random page per row written, which every commit then wrote whole; ids are
+    unique by construction (128 random bits) and the file is only ever read in `seq` order."""
+    (sql,) = conn.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'jobs'").fetchone()
+    conn.execute(sql.replace("CREATE TABLE jobs", "CREATE TABLE jobs_v2", 1).replace(" UNIQUE,", ",", 1))
+    conn.execute("INSERT INTO jobs_v2 SELECT * FROM jobs")
+    conn.execute("DROP TABLE jobs")
+    conn.execute("ALTER TABLE jobs_v2 RENAME TO jobs")
+    conn.execute("CREATE INDEX jobs_by_pile ON jobs (pile) WHERE pile IS NOT NULL")
+
+
+# MIGRATIONS[n] takes a file from version n to n + 1 (SQL statements, or a function of the connection for
+# what SQL alone cannot say); a new version appends to this list, never edits it.
+MIGRATIONS: list[tuple[str | Callable[[sqlite3.Connection], None], ...]] = [
     (
         # A job row per record kept; `listed` 0: evicted from the records but kept as a member of its pile.
         """CREATE TABLE jobs (seq INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, task TEXT NOT NULL, args TEXT,
@@ -33,6 +49,7 @@ MIGRATIONS: list[tuple[str, ...]] = [
         "CREATE TABLE keys (k BLOB PRIMARY KEY, n INTEGER NOT NULL, value BLOB NOT NULL)",
         "CREATE TABLE sizes (pool TEXT PRIMARY KEY, size INTEGER NOT NULL)",
     ),
+    (_job_ids_not_indexed,),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -49,7 +66,7 @@ def connect(path: str, sync: str = "normal") -> sqlite3.Connection:
     if os.path.exists(path) and not os.access(path, os.R_OK | os.W_OK):
         raise StoreError(f"the store file {path} cannot be read and written (check its permissions)")
     try:
-        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, cached_statements=64)
+        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, cached_statements=256)
     except sqlite3.Error as exc:
         raise StoreError(f"the store file {path} cannot be opened: {exc}") from None
     try:
@@ -85,7 +102,10 @@ def _prepare(conn: sqlite3.Connection, path: str, sync: str) -> None:
         try:
             for statements in MIGRATIONS[version:]:
                 for statement in statements:
-                    conn.execute(statement)
+                    if isinstance(statement, str):
+                        conn.execute(statement)
+                    else:
+                        statement(conn)
             conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
             conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             conn.execute("COMMIT")

@@ -150,8 +150,9 @@ class SqliteStore(MemoryStore):
 
     durable = True
 
-    def __init__(self, path: str, max_records: int, sync: str = "normal") -> None:
+    def __init__(self, path: str, max_records: int, sync: str = "normal", max_bytes: int = 0) -> None:
         self.path = path
+        self.max_bytes = max_bytes  # the cap on the pages in use (0: none): beyond it, no new work
         conn = connect(path, sync)
         journal = self.journal = Journal(conn, path)
         self.piles = SqlitePileRecords(journal)
@@ -171,8 +172,17 @@ class SqliteStore(MemoryStore):
     def flush(self) -> None:
         self.journal.flush()
 
-    def close(self) -> None:
-        self.journal.close()
+    def unavailable(self) -> str | None:
+        journal = self.journal
+        if journal.error is not None:
+            return f"the store file {self.path} cannot be written now: {journal.error}"
+        if self.max_bytes and journal.used_bytes >= self.max_bytes:
+            used, cap = journal.used_bytes, self.max_bytes
+            return f"the store file {self.path} is full: {used} bytes in use of GREENPOOL_MAX_STORE_BYTES={cap}"
+        return None
+
+    def close(self, timeout: float | None = None) -> None:
+        self.journal.close(timeout)
 
 
 def _load(store: SqliteStore, conn: Any) -> dict[str, int]:
