@@ -21,7 +21,7 @@ from ..config import Config
 from ..encoding import dumps
 from ..engine import Engine, Store
 from ..engine.errors import EngineError
-from ..tasks import Registry
+from ..tasks import Registry, default_registry
 from .auth import AuthMiddleware
 from .errors import PROBLEM_JSON, Problem, problem_for
 from .idempotency import IdempotencyStore
@@ -109,7 +109,7 @@ def create_app(config: Config | None = None, services: Services | None = None) -
     _route(app, "/v1/whoami", WhoAmIResource())
     _route(app, "/healthz", HealthResource(engine))
     _route(app, "/readyz", ReadyResource(engine))
-    _route(app, "/openapi.yaml", OpenAPIResource())
+    _route(app, "/openapi.yaml", OpenAPIResource(registry.describe(), default_registry.describe()))
     _route(app, "/metrics", MetricsResource(metrics))
     _route(app, "/", DashboardResource())
     _route(app, "/static/{name}", StaticResource())

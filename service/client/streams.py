@@ -14,7 +14,7 @@ import requests
 
 from .errors import GreenpoolError, error_for
 
-__all__ = ["STREAM_ERRORS", "Pile", "ResultStream", "pile_body"]
+__all__ = ["STREAM_ERRORS", "Pile", "ResultStream", "job_options", "pile_body"]
 
 # What a dropped connection looks like; a body cut inside the headers reads as empty, so also bad JSON.
 STREAM_ERRORS = (
@@ -61,9 +61,11 @@ class Pile:
         items: Iterable[dict[str, Any]] | None = None,
         jobs: Iterable[dict[str, Any]] | None = None,
         timeout: float | None = None,
+        pool: str | None = None,
     ) -> dict[str, Any]:
         """Add jobs to an open pile (Conflict if closed); the summary with `added: [{index, job_id}]`."""
-        summary = self.client._json("POST", f"/v1/piles/{self.id}/jobs", json=pile_body(task, items, jobs, timeout))
+        body = pile_body(task, items, jobs, timeout, pool)
+        summary = self.client._json("POST", f"/v1/piles/{self.id}/jobs", json=body)
         self.last_summary = summary
         return summary
 
@@ -162,18 +164,24 @@ class ResultStream:
 
 def pile_body(
     task: str | None, items: Iterable[dict[str, Any]] | None, jobs: Iterable[dict[str, Any]] | None,
-    timeout: float | None,
+    timeout: float | None, pool: str | None = None,
 ) -> dict[str, Any]:  # fmt: skip
-    """`{task, items, timeout?}` or `{jobs}` from the keyword arguments (exactly one shape)."""
+    """`{task, items, timeout?, pool?}` or `{jobs}` from the keyword arguments (exactly one shape)."""
     if (jobs is None) == (items is None):
         raise TypeError("give either task and items, or jobs")
     if jobs is not None:
-        if task is not None or timeout is not None:
-            raise TypeError("with jobs, give each job its own task and timeout")
+        if task is not None or timeout is not None or pool is not None:
+            raise TypeError("with jobs, give each job its own task, timeout and pool")
         return {"jobs": list(jobs)}
     if task is None:
         raise TypeError("items need a task")
-    body: dict[str, Any] = {"task": task, "items": list(items or [])}
+    return job_options({"task": task, "items": list(items or [])}, timeout, pool)
+
+
+def job_options(body: dict[str, Any], timeout: float | None, pool: str | None) -> dict[str, Any]:
+    """`body` with `timeout` and `pool` set where given."""
     if timeout is not None:
         body["timeout"] = timeout
+    if pool is not None:
+        body["pool"] = pool
     return body
