@@ -1,14 +1,14 @@
 """Hooks for `schemathesis run` against a test server (SCHEMATHESIS_HOOKS=<this file>).
 
 They keep cases quick and independent without changing what a case means (schemathesis revalidates a case
-after `before_call`): a valid `Idempotency-Key` is made unique (a reused key with another body is a
-documented 422 that would read as a valid request refused), a valid `wait` is capped at 0.2 s, a valid
-`sleep` at 0.05 s, an `http` job's URL points at a refused loopback port (no outbound traffic), a job's valid
-`pool` names `default` (which pools exist is state, like which job ids do: an unknown one is a documented
-422), and after `PATCH /v1/pool` or `PUT /v1/pools/{name}` the pool gets its size back (a generated `size: 0`
-pauses it, and a map then streams heartbeats for ever); a pile is closed before its results are streamed (a
-stream on an open pile lasts until it is closed). The server's URL, the admin token and the pool size come
-from the environment of the run.
+after `before_call`): a valid `Idempotency-Key` is made unique (a reused key with another body is a documented
+422 that would read as a valid request refused), a valid `wait` is capped at 0.2 s, a valid `sleep` at 0.05 s,
+an `http` job's URL points at a refused loopback port (no outbound traffic), a job's valid `pool` names
+`default` (which pools exist is state, like which job ids do: an unknown one is a documented 422), a valid
+`delay` and `retry_backoff` are capped at 0.05 s and `retries` at 1, and after `PATCH /v1/pool` or `PUT
+/v1/pools/{name}` the pool gets its size back (a generated `size: 0` pauses it, and a map then streams
+heartbeats for ever); a pile is closed before its results are streamed (a stream on an open pile lasts until
+it is closed). The server's URL, the admin token and the pool size come from the environment of the run.
 
 One more check, `fits_the_document`, holds every answer to the document as tests/contract does (what
 schemathesis has no deserializer for included): each record of an NDJSON or SSE stream against its media
@@ -41,6 +41,8 @@ _CONTRACT = Contract(yaml.safe_load(SPEC_PATH.read_text()))
 _KEYS = itertools.count()
 _KEY = re.compile(r"^[!-~]{1,255}$")
 _POOL = re.compile(r"^[a-z0-9_-]{1,64}$")
+_RETRIES = 1
+_OPTION_MAX = {"delay": 604800, "retry_backoff": 300, "retries": 25}  # the documented maxima: beyond is invalid
 _WAIT, _SLEEP = 0.2, 0.05
 _REFUSED = "http://127.0.0.1:9/"
 _RESIZES = {("PATCH", "/v1/pool"), ("PUT", "/v1/pools/{name}")}
@@ -68,6 +70,12 @@ def _quick_job(job: dict) -> None:
         _quick_args(job.get("task"), item)
     if isinstance(job.get("pool"), str) and _POOL.match(job["pool"]):
         job["pool"] = "default"
+    for option, cap in (("delay", _SLEEP), ("retry_backoff", _SLEEP), ("retries", _RETRIES)):
+        value = job.get(option)
+        if _number(value) and cap < value <= _OPTION_MAX[option]:
+            job[option] = cap
+    if _number(job.get("retries")) and job["retries"] > 0 and job.get("retry_backoff") is None:
+        job["retry_backoff"] = _SLEEP  # else the task's default backoff (1 s, doubling)
 
 
 def _quick_body(body: object) -> None:
