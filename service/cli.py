@@ -26,7 +26,8 @@ def _serve_parser(sub: Any) -> None:
     p = sub.add_parser("serve", help="run the HTTP service (gunicorn + one GreenWorker process)")
     p.add_argument("--bind", help="host:port to listen on (GREENPOOL_BIND, default 127.0.0.1:8000)")
     p.add_argument("--pool-size", type=int, help="jobs running at once (GREENPOOL_POOL_SIZE)")
-    p.add_argument("--max-queued", type=int, help="queued jobs before 429 (GREENPOOL_MAX_QUEUED)")
+    p.add_argument("--pools", help="named pools beside default, comma-separated name:size (GREENPOOL_POOLS)")
+    p.add_argument("--max-queued", type=int, help="queued jobs before 429, per pool (GREENPOOL_MAX_QUEUED)")
     p.add_argument("--result-ttl", type=float, help="seconds finished jobs are kept (GREENPOOL_RESULT_TTL)")
     p.add_argument("--max-records", type=int, help="finished jobs kept at most (GREENPOOL_MAX_RECORDS)")
     p.add_argument("--http-allow", help="comma-separated CIDRs the http task may reach besides public addresses")
@@ -50,6 +51,7 @@ def serve(args: argparse.Namespace) -> int:
     overrides = {
         "bind": args.bind,
         "pool_size": args.pool_size,
+        "pools": _split(args.pools),
         "max_queued": args.max_queued,
         "result_ttl": args.result_ttl,
         "max_records": args.max_records,

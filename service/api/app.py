@@ -21,7 +21,7 @@ from ..config import Config
 from ..encoding import dumps
 from ..engine import Engine, Store
 from ..engine.errors import EngineError
-from ..tasks import Registry
+from ..tasks import Registry, default_registry
 from .auth import AuthMiddleware
 from .errors import PROBLEM_JSON, Problem, problem_for
 from .idempotency import IdempotencyStore
@@ -109,7 +109,7 @@ def create_app(config: Config | None = None, services: Services | None = None) -
     _route(app, "/v1/whoami", WhoAmIResource())
     _route(app, "/healthz", HealthResource(engine))
     _route(app, "/readyz", ReadyResource(engine))
-    _route(app, "/openapi.yaml", OpenAPIResource())
+    _route(app, "/openapi.yaml", OpenAPIResource(registry.describe(), default_registry.describe()))
     _route(app, "/metrics", MetricsResource(metrics))
     _route(app, "/", DashboardResource())
     _route(app, "/static/{name}", StaticResource())
@@ -132,12 +132,8 @@ def _head_of(get: Callable[..., None]) -> Callable[..., None]:
 
     def on_head(req: falcon.Request, resp: falcon.Response, **params: Any) -> None:
         get(req, resp, **params)
-        stream = resp.stream
-        if stream is not None:
+        if _drop_stream(resp):
             resp.stream = iter(())
-            close = getattr(stream, "close", None)
-            if close is not None:
-                close()
 
     return on_head
 
@@ -150,7 +146,21 @@ def _grace_left(config: Config) -> float:
     return max(0.0, deadline - time.monotonic() - _DRAIN_MARGIN)
 
 
+def _drop_stream(resp: falcon.Response) -> bool:
+    """Close and take away the response's streamed body, if it has one (freeing what the stream holds, such
+    as its reader slot); True if it had one."""
+    stream = resp.stream
+    if stream is None:
+        return False
+    resp.stream = None
+    close = getattr(stream, "close", None)
+    if close is not None:
+        close()
+    return True
+
+
 def _render_problem(req: falcon.Request, resp: falcon.Response, ex: Problem, params: dict[str, Any]) -> None:
+    _drop_stream(resp)  # a problem raised after the body was set up (a commit that failed) replaces it
     resp.status = ex.status
     resp.content_type = PROBLEM_JSON
     resp.data = dumps(ex.to_dict())

@@ -55,7 +55,8 @@ class PoolCollector(Collector):
         self.engine = engine
 
     def collect(self) -> Iterator[Metric]:
-        """Yield size, running, held, free, waiting and queued of each pool (label `pool`), and uptime."""
+        """Yield size, running, held, free, waiting and queued of each pool (label `pool`), uptime, and
+        whether the server drains and its store refuses new work."""
         engine = self.engine
         snapshots = [(name, engine.stats(name)) for name in engine.pool_names()]
         for key, doc in _POOL_GAUGES.items():
@@ -67,6 +68,9 @@ class PoolCollector(Collector):
         yield GaugeMetricFamily(f"{PREFIX}uptime_seconds", "Seconds since the engine started.", value=uptime)
         draining = 1 if self.engine.draining else 0
         yield GaugeMetricFamily(f"{PREFIX}draining", "1 while the server drains (SIGTERM), else 0.", value=draining)
+        refusing = 0 if self.engine.store.unavailable() is None else 1
+        yield GaugeMetricFamily(f"{PREFIX}store_unavailable", "1 while the store takes no new work (it is full, or"
+                                " cannot commit: submissions get 503 store-unavailable), else 0.", value=refusing)
 
     def describe(self) -> Iterator[Metric]:
         """Nothing up front: collect() is cheap and has no side effects."""

@@ -1,4 +1,4 @@
-"""The `greenpool` client sub-commands (submit, get, cancel, pile, map, stats, resize, tasks, jobs).
+"""The `greenpool` client sub-commands (submit, get, cancel, pile, map, stats, pools, resize, tasks, jobs).
 
 Global options `--url` (default `$GREENPOOL_URL` or http://127.0.0.1:8000) and `--token` (`$GREENPOOL_TOKEN`).
 Exit codes (`Exit`): 0 ok; 1 a job did not succeed (submit --wait, get --wait, pile, map); 2 usage, input or
@@ -21,6 +21,7 @@ import requests
 
 from .client import DEFAULT_URL, TERMINAL, Client
 from .errors import GreenpoolError, PayloadTooLarge, Unauthorized
+from .progress import Progress
 from .split import SplitPile
 
 
@@ -33,6 +34,8 @@ class Exit(IntEnum):
     NOT_FINISHED = 3  # --wait ran out while the job was still queued or running
 
 
+POOL_HELP = "the pool to run in (default: the task's, else `default`)"
+POOL_COLUMNS = ("name", "size", "running", "free", "queued", "submitted", "succeeded", "failed")
 BATCH_BYTES = 256 * 1024  # a pile larger than this is sent as an open pile in several requests
 WATCH_FIELDS = ("size", "running", "free", "waiting", "queued")
 
@@ -54,6 +57,7 @@ def add_client_parsers(parser: argparse.ArgumentParser, sub: Any) -> None:
     p.add_argument("--args", default="{}", help="the task's arguments as a JSON object")
     p.add_argument("--timeout", type=float, help="seconds the job may run")
     p.add_argument("--wait", type=float, help="wait up to S seconds for the job to end")
+    p.add_argument("--pool", help=POOL_HELP)
     _add_option_flags(p)
     p.set_defaults(func=_run(cmd_submit))
 
@@ -72,6 +76,7 @@ def add_client_parsers(parser: argparse.ArgumentParser, sub: Any) -> None:
         p.add_argument("task")
         p.add_argument("file", nargs="?", default="-", help="JSON lines of arguments (default: stdin)")
         p.add_argument("--timeout", type=float, help="seconds each job may run")
+        p.add_argument("--pool", help=POOL_HELP)
         _add_option_flags(p)
         p.add_argument("--progress", action="store_true", help="progress bar on stderr (default: if a TTY)")
         default_order = "completion" if name == "pile" else "submitted"
@@ -79,14 +84,20 @@ def add_client_parsers(parser: argparse.ArgumentParser, sub: Any) -> None:
                        help=f"result order (default {default_order})")  # fmt: skip
         p.set_defaults(func=_run(cmd_pile if name == "pile" else cmd_map))
 
-    p = sub.add_parser("stats", parents=[common], help="print the pool's stats")
+    p = sub.add_parser("stats", parents=[common], help="print a pool's stats (default: the `default` pool)")
+    p.add_argument("--pool", help="the pool (default: `default`)")
     p.add_argument("--watch", nargs="?", type=float, const=1.0, metavar="SECONDS",
                    help="refresh a live view every SECONDS (default 1) until Ctrl-C")  # fmt: skip
     p.add_argument("--count", type=int, help="with --watch: stop after N refreshes")
     p.set_defaults(func=_run(cmd_stats))
 
-    p = sub.add_parser("resize", parents=[common], help="set the pool size")
+    p = sub.add_parser("pools", parents=[common], help="list every pool as a table")
+    p.add_argument("--json", action="store_true", help="one JSON line per pool, with all its counters")
+    p.set_defaults(func=_run(cmd_pools))
+
+    p = sub.add_parser("resize", parents=[common], help="set a pool's size (creating a named pool if absent)")
     p.add_argument("size", type=int)
+    p.add_argument("--pool", help="the pool to resize or create (default: `default`)")
     p.set_defaults(func=_run(cmd_resize))
 
     p = sub.add_parser("tasks", parents=[common], help="list the registered tasks as a table")
@@ -162,7 +173,7 @@ def cmd_submit(client: Client, args: argparse.Namespace) -> int:
         raise InputError(f"--args is not valid JSON: {exc}") from None
     if not isinstance(task_args, dict):
         raise InputError("--args must be a JSON object")
-    job = client.submit(args.task, task_args, timeout=args.timeout, wait=args.wait, **_options(args))
+    job = client.submit(args.task, task_args, timeout=args.timeout, wait=args.wait, pool=args.pool, **_options(args))
     _print(job)
     return _job_exit(job, args.wait)
 
@@ -190,7 +201,7 @@ def cmd_cancel(client: Client, args: argparse.Namespace) -> int:
 def cmd_pile(client: Client, args: argparse.Namespace) -> int:
     """Create a pile from JSON lines; print each record as it arrives, with an optional progress bar."""
     items = read_items(args.file)
-    pile = create_pile(client, args.task, items, args.timeout, args.order, _options(args))
+    pile = create_pile(client, args.task, items, args)
     progress = Progress(len(items), sys.stderr, enabled=args.progress or sys.stderr.isatty())
     for record in pile:
         _print(record)
@@ -204,10 +215,10 @@ def cmd_map(client: Client, args: argparse.Namespace) -> int:
     items = read_items(args.file)
     progress = Progress(len(items), sys.stderr, enabled=args.progress or sys.stderr.isatty())
     if len(json.dumps(items)) <= BATCH_BYTES:
-        records: Iterator[dict[str, Any]] = client.map_records(args.task, items, args.order, args.timeout,
+        records: Iterator[dict[str, Any]] = client.map_records(args.task, items, args.order, args.timeout, args.pool,
                                                                **_options(args))  # fmt: skip
     else:  # too big for one request: the same stream, through an open pile filled in batches
-        records = iter(create_pile(client, args.task, items, args.timeout, args.order, _options(args)))
+        records = iter(create_pile(client, args.task, items, args))
     for record in records:
         ok = record["status"] == "succeeded"
         _print(record["result"] if ok else None)
@@ -223,14 +234,14 @@ def cmd_map(client: Client, args: argparse.Namespace) -> int:
 def cmd_stats(client: Client, args: argparse.Namespace) -> int:
     """Print the pool stats once, or (--watch) a compact live line every SECONDS until Ctrl-C or --count."""
     if args.watch is None:
-        _print(client.stats())
+        _print(client.stats(args.pool))
         return Exit.OK
     tty = sys.stdout.isatty()
     shown = 0
     while args.count is None or shown < args.count:
         if shown:
             time.sleep(max(0.0, args.watch))
-        stats = client.stats()
+        stats = client.stats(args.pool)
         line = " ".join(f"{k}={stats.get(k)}" for k in WATCH_FIELDS)
         line += f" done={sum(stats.get(k, 0) for k in TERMINAL)} up={stats.get('uptime_s', 0):.0f}s"
         if tty:
@@ -245,9 +256,27 @@ def cmd_stats(client: Client, args: argparse.Namespace) -> int:
 
 
 def cmd_resize(client: Client, args: argparse.Namespace) -> int:
-    """Resize the pool; print the new stats."""
-    _print(client.resize(args.size))
+    """Resize a pool (creating a named one if absent); print its new stats."""
+    _print(client.resize(args.size, args.pool))
     return Exit.OK
+
+
+def cmd_pools(client: Client, args: argparse.Namespace) -> int:
+    """Print every pool as a table (name, size, running, free, queued, job counters), or JSON lines."""
+    pools = client.pools()
+    if args.json:
+        for pool in pools:
+            _print(pool)
+        return Exit.OK
+    _table([tuple(c.upper() for c in POOL_COLUMNS)] + [tuple(str(p[c]) for c in POOL_COLUMNS) for p in pools])
+    return Exit.OK
+
+
+def _table(rows: list[tuple[str, ...]]) -> None:
+    """Print `rows` in columns padded to their widest cell (the last column unpadded)."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False)) + "  " + row[-1])
 
 
 def cmd_tasks(client: Client, args: argparse.Namespace) -> int:
@@ -260,9 +289,7 @@ def cmd_tasks(client: Client, args: argparse.Namespace) -> int:
     rows = [("NAME", "RUNS ON", "ARGS", "DESCRIPTION")]
     rows += [(t["name"], "thread" if t["blocking"] else "hub", _arg_summary(t["args_schema"]),
               t["description"].split("\n")[0]) for t in tasks]  # fmt: skip
-    widths = [max(len(row[i]) for row in rows) for i in range(3)]
-    for row in rows:
-        print("  ".join(cell.ljust(width) for cell, width in zip(row[:3], widths, strict=True)) + "  " + row[3])
+    _table(rows)
     return Exit.OK
 
 
@@ -315,24 +342,24 @@ def _parse_lines(stream: IO[str], name: str) -> list[dict[str, Any]]:
     return items
 
 
-def create_pile(client: Client, task: str, items: list[dict[str, Any]], timeout: float | None, order: str,
-                options: dict[str, Any] | None = None) -> Any:  # fmt: skip
-    """A closed pile of `items` (each with the job `options`): one request if small (the client splits it
-    over the server's caps), else open piles filled in batches, a new one whenever the server's pile cap is
-    reached, then closed."""
-    batches, options = deque(_batches(items)), options or {}
+def create_pile(client: Client, task: str, items: list[dict[str, Any]], args: argparse.Namespace) -> Any:
+    """A closed pile of `items` (with the options `args.timeout`, `args.pool`, `args.order` and the job
+    options): one request if small (the client splits it over the server's caps), else open piles filled in
+    batches, a new one whenever the server's pile cap is reached, then closed."""
+    batches = deque(_batches(items))
+    timeout, pool, order, options = args.timeout, args.pool, args.order, _options(args)
     if len(batches) <= 1:
-        return client.pile(task, items=items, timeout=timeout, order=order, **options)
+        return client.pile(task, items=items, timeout=timeout, order=order, pool=pool, **options)
     parts: list[tuple[int, Any]] = []  # (offset of the part's first item, its pile)
     held = sent = 0  # items in the newest part; items sent
     while batches:
         batch = batches.popleft()
         try:
             if held:
-                parts[-1][1].add(task, items=batch, timeout=timeout, **options)
+                parts[-1][1].add(task, items=batch, timeout=timeout, pool=pool, **options)
             else:
-                pile = client.pile(task, items=batch, timeout=timeout, order=order, open=True, **options)
-                parts.append((sent, pile))
+                parts.append((sent, client.pile(task, items=batch, timeout=timeout, order=order, open=True,
+                                                pool=pool, **options)))  # fmt: skip
         except PayloadTooLarge as exc:
             limit = exc.jobs_limit
             if limit is None or (not held and len(batch) <= limit):
@@ -361,48 +388,3 @@ def _batches(items: list[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
         batch.append(item)
         size += n
     yield batch
-
-
-class Progress:
-    """`\\r[#####.....] 512/1000 ok=510 failed=2` on a stream, redrawn at most every 0.1 s."""
-
-    WIDTH = 20
-
-    def __init__(self, total: int, stream: IO[str], enabled: bool) -> None:
-        self.total, self.stream, self.enabled = total, stream, enabled
-        self.ok = self.failed = 0
-        self._drawn = 0.0
-        self._shown = -1  # records counted when last drawn
-
-    def update(self, ok: bool) -> None:
-        """Count one record; redraw if due."""
-        if ok:
-            self.ok += 1
-        else:
-            self.failed += 1
-        if self.enabled and time.monotonic() - self._drawn >= 0.1:
-            self._draw()
-
-    def _draw(self) -> None:
-        done = self.ok + self.failed
-        filled = self.WIDTH * done // self.total if self.total else self.WIDTH
-        bar = "#" * filled + "." * (self.WIDTH - filled)
-        self.stream.write(f"\r[{bar}] {done}/{self.total} ok={self.ok} failed={self.failed}")
-        self.stream.flush()
-        self._drawn = time.monotonic()
-        self._shown = done
-
-    def clear(self) -> None:
-        """End the bar's line so another message can be printed."""
-        if self.enabled and self._drawn:
-            self.stream.write("\n")
-            self._drawn = 0.0
-            self._shown = -1
-
-    def finish(self) -> None:
-        """Draw the final state and end the line."""
-        if self.enabled:
-            if self._shown != self.ok + self.failed or not self._drawn:
-                self._draw()
-            self.stream.write("\n")
-            self.stream.flush()

@@ -17,6 +17,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Iterator
 from typing import Any
+from urllib.parse import quote
 
 import requests
 
@@ -102,18 +103,18 @@ class Client:
         wait: float | None = None,
         *,
         idempotency_key: str | None = None,
+        pool: str | None = None,
         retries: int | None = None,
         retry_backoff: float | None = None,
         delay: float | None = None,
     ) -> dict[str, Any]:
-        """Submit a job; with `wait`, return once it ended or `wait` seconds passed (long-polling past 60 s).
+        """Submit a job (to `pool`: None for its task's, else `default`); with `wait`, return once it ended or
+        `wait` seconds passed (long-polling past 60 s).
 
         With `idempotency_key`, a retry (same key, same job) returns the job the first request created.
         `retries`, `retry_backoff` and `delay` are the job's options (design §3; None: the server's default).
         """
-        body: dict[str, Any] = {"task": task, "args": args or {}, **job_options(retries, retry_backoff, delay)}
-        if timeout is not None:
-            body["timeout"] = timeout
+        body = job_options({"task": task, "args": args or {}}, timeout, pool, retries, retry_backoff, delay)
         started = time.monotonic()
         params = None if wait is None else {"wait": min(wait, MAX_WAIT)}
         headers = _idempotency(idempotency_key)
@@ -165,18 +166,17 @@ class Client:
         timeout: float | None = None,
         *,
         idempotency_key: str | None = None,
-        retries: int | None = None,
-        retry_backoff: float | None = None,
-        delay: float | None = None,
+        pool: str | None = None,
+        **options: Any,
     ) -> Pile | SplitPile:
-        """Create a pile (`task` + `items`, or `jobs` of `{task, args, timeout?, retries?…}`); iterate it for its
-        records. `retries`, `retry_backoff` and `delay` apply to every item (with `task` and `items`).
+        """Create a pile (`task` + `items` in `pool`, or `jobs` of `{task, args, timeout?, pool?, retries?…}`);
+        iterate it for its records. `options` (`retries`, `retry_backoff`, `delay`) apply to every item.
 
         With `idempotency_key`, a retry (same key, same body) returns the pile the first request created.
         A closed pile with more jobs than the server takes in one request becomes several (a `SplitPile`;
         with a key, part n uses `<key>.<n>`).
         """
-        body = pile_body(task, items, jobs, timeout, job_options(retries, retry_backoff, delay))
+        body = pile_body(task, items, jobs, timeout, pool, **options)
         if open:
             body["open"] = True
         try:
@@ -207,15 +207,13 @@ class Client:
 
     def map_records(
         self, task: str, items: Iterable[dict[str, Any]], order: str = "submitted", timeout: float | None = None,
-        **options: Any,
+        pool: str | None = None, **options: Any,
     ) -> Iterator[dict[str, Any]]:  # fmt: skip
         """`POST /v1/map`: each item's result record (`{index, job_id, status, result, error}`), resumable;
-        `options`: `retries`, `retry_backoff`, `delay` for every item. More items than the server maps in one
-        request are sent as several maps in turn (their records in the whole request's order, `index`
-        counting from its first item)."""
-        body: dict[str, Any] = {"task": task, "items": list(items), "order": order, **job_options(**options)}
-        if timeout is not None:
-            body["timeout"] = timeout
+        `options`: `retries`, `retry_backoff`, `delay` for every item.
+        More items than the server maps in one request are sent as several maps in turn (their records in
+        the whole request's order, `index` counting from its first item)."""
+        body = job_options({"task": task, "items": list(items), "order": order}, timeout, pool, **options)
         try:
             resp = self._open_map(body)
         except PayloadTooLarge as exc:
@@ -254,23 +252,34 @@ class Client:
 
     def map(
         self, task: str, items: Iterable[dict[str, Any]], order: str = "submitted", timeout: float | None = None,
-        **options: Any,
+        pool: str | None = None, **options: Any,
     ) -> Iterator[Any]:  # fmt: skip
         """Like `builtins.map`: each item's result (in input order by default); JobFailed for a failed item;
         `options`: `retries`, `retry_backoff`, `delay` for every item."""
-        for record in self.map_records(task, items, order, timeout, **options):
+        for record in self.map_records(task, items, order, timeout, pool, **options):
             if record["status"] != "succeeded":
                 raise JobFailed(record)
             yield record["result"]
 
-    # -- pool, tasks, health --------------------------------------------------------------------------
-    def stats(self) -> dict[str, Any]:
-        """`GET /v1/pool`: size, running, free, waiting, queued and the job counters."""
-        return self._json("GET", "/v1/pool")
+    # -- pools, tasks, health -------------------------------------------------------------------------
+    def stats(self, pool: str | None = None) -> dict[str, Any]:
+        """`GET /v1/pool` (or `/v1/pools/{pool}`): size, running, free, waiting, queued and the job counters."""
+        return self._json("GET", "/v1/pool" if pool is None else f"/v1/pools/{quote(pool, safe='')}")
 
-    def resize(self, size: int) -> dict[str, Any]:
-        """`PATCH /v1/pool {size}`: change how many jobs run at once; returns the new stats."""
-        return self._json("PATCH", "/v1/pool", json={"size": size})
+    def pools(self) -> list[dict[str, Any]]:
+        """`GET /v1/pools`: every named pool's stats with its `name`, `default` first."""
+        return self._json("GET", "/v1/pools")["pools"]
+
+    def resize(self, size: int, pool: str | None = None) -> dict[str, Any]:
+        """Change how many jobs of `pool` (None: `default`) run at once, creating the pool if it does not exist
+        (`PUT /v1/pools/{pool}`; `PATCH /v1/pool` for None); returns its new stats."""
+        if pool is None:
+            return self._json("PATCH", "/v1/pool", json={"size": size})
+        return self._json("PUT", f"/v1/pools/{quote(pool, safe='')}", json={"size": size})
+
+    def delete_pool(self, pool: str) -> None:
+        """`DELETE /v1/pools/{pool}`: remove an idle pool (Conflict if busy, or for `default`)."""
+        self.request("DELETE", f"/v1/pools/{quote(pool, safe='')}")
 
     def tasks(self) -> list[dict[str, Any]]:
         """The registered tasks and their argument schemas."""

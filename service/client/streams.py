@@ -14,7 +14,7 @@ import requests
 
 from .errors import GreenpoolError, error_for
 
-__all__ = ["STREAM_ERRORS", "Pile", "ResultStream", "pile_body"]
+__all__ = ["STREAM_ERRORS", "Pile", "ResultStream", "job_options", "pile_body"]
 
 # What a dropped connection looks like; a body cut inside the headers reads as empty, so also bad JSON.
 STREAM_ERRORS = (
@@ -61,11 +61,12 @@ class Pile:
         items: Iterable[dict[str, Any]] | None = None,
         jobs: Iterable[dict[str, Any]] | None = None,
         timeout: float | None = None,
+        pool: str | None = None,
         **options: Any,
     ) -> dict[str, Any]:
         """Add jobs to an open pile (Conflict if closed); the summary with `added: [{index, job_id}]`.
         `options`: `retries`, `retry_backoff`, `delay` for every item (with `task` and `items`)."""
-        body = pile_body(task, items, jobs, timeout, job_options(**options))
+        body = pile_body(task, items, jobs, timeout, pool, **options)
         summary = self.client._json("POST", f"/v1/piles/{self.id}/jobs", json=body)
         self.last_summary = summary
         return summary
@@ -163,27 +164,27 @@ class ResultStream:
             yield record
 
 
-def job_options(retries: int | None = None, retry_backoff: float | None = None,
-                delay: float | None = None) -> dict[str, Any]:  # fmt: skip
-    """The job options given (design §3), as request fields; those left None are the server's defaults."""
-    given = {"retries": retries, "retry_backoff": retry_backoff, "delay": delay}
-    return {name: value for name, value in given.items() if value is not None}
-
-
 def pile_body(
     task: str | None, items: Iterable[dict[str, Any]] | None, jobs: Iterable[dict[str, Any]] | None,
-    timeout: float | None, options: dict[str, Any] | None = None,
+    timeout: float | None, pool: str | None = None, **options: Any,
 ) -> dict[str, Any]:  # fmt: skip
-    """`{task, items, timeout?, options…}` or `{jobs}` from the keyword arguments (exactly one shape)."""
+    """`{task, items, timeout?, pool?, retries?, retry_backoff?, delay?}` or `{jobs}` from the keyword
+    arguments (exactly one shape)."""
     if (jobs is None) == (items is None):
         raise TypeError("give either task and items, or jobs")
     if jobs is not None:
-        if task is not None or timeout is not None or options:
-            raise TypeError("with jobs, give each job its own task, timeout and options")
+        if task is not None or timeout is not None or pool is not None or any(v is not None for v in options.values()):
+            raise TypeError("with jobs, give each job its own task, timeout, pool and options")
         return {"jobs": list(jobs)}
     if task is None:
         raise TypeError("items need a task")
-    body: dict[str, Any] = {"task": task, "items": list(items or []), **(options or {})}
-    if timeout is not None:
-        body["timeout"] = timeout
+    return job_options({"task": task, "items": list(items or [])}, timeout, pool, **options)
+
+
+def job_options(body: dict[str, Any], timeout: float | None, pool: str | None, retries: int | None = None,
+                retry_backoff: float | None = None, delay: float | None = None) -> dict[str, Any]:  # fmt: skip
+    """`body` with `timeout`, `pool` and the job options (design §3: `retries`, `retry_backoff`, `delay`)
+    set where given (None: the server's default)."""
+    given = {"timeout": timeout, "pool": pool, "retries": retries, "retry_backoff": retry_backoff, "delay": delay}
+    body.update((name, value) for name, value in given.items() if value is not None)
     return body

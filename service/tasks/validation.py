@@ -10,6 +10,8 @@ Rules (the contract of `Task.validate`):
     with a fraction (`5.0`) is a valid `int` (JSON Schema's `integer` is a value, not a spelling). Types
     that have a JSON string form (datetime, UUID, Path, Enum values...) accept that string.
   * Positional-only parameters cannot be given by name, so a function with one is not a valid task.
+  * A `check` (rules across arguments) may carry a `json_schema` attribute: members added to the schema,
+    so that it states the rule too (`not: {required: [a, b]}` for two arguments that exclude each other).
 The normalised arguments `validate` returns hold only the arguments given (defaults are left to the
 function) as plain JSON values — the engine stores them in the job record; `to_kwargs` turns them into the
 Python values the annotations describe (datetime, pydantic models, typed dicts) just before the call.
@@ -72,7 +74,7 @@ class ArgsValidator:
             schema = self._model.model_json_schema(by_alias=True)
         except (pydantic.PydanticUserError, pydantic.PydanticSchemaGenerationError, TypeError) as exc:
             raise TaskDefinitionError(f"task {title!r}: unsupported argument annotation: {exc}") from exc
-        self.schema: dict[str, Any] = {"$schema": JSON_SCHEMA_DIALECT, **schema}
+        self.schema: dict[str, Any] = {"$schema": JSON_SCHEMA_DIALECT, **schema, **getattr(check, "json_schema", {})}
         self._check = check
         # only **kwargs (like `echo`): any JSON object is valid as it is, so the model would be the identity
         self._any_object = any_extra and not self._names and check is None

@@ -156,12 +156,13 @@ def test_cli_serve_runs_the_service(server_factory: ServerFactory) -> None:
     """`greenpool serve` (python -m service.cli serve): flags over GREENPOOL_* variables, plugins, JSON logs."""
     server = server_factory.start(
         env={"GREENPOOL_POOL_SIZE": "7", "GREENPOOL_MAX_QUEUED": "50", "GREENPOOL_LOG_LEVEL": "debug"},
-        args=["--pool-size", "3", "--plugins", "tests.plugins.tasks"],
+        args=["--pool-size", "3", "--plugins", "tests.plugins.tasks", "--pools", "db:2"],
         cli=True,
         graceful_timeout=5,
     )
     stats = server.pool()
     assert stats["size"] == 3, stats  # the flag wins over GREENPOOL_POOL_SIZE
+    assert [(p["name"], p["size"]) for p in server.get("/v1/pools").json()["pools"]] == [("default", 3), ("db", 2)]
     names = {t["name"] for t in server.get("/v1/tasks").json()["tasks"]}
     assert {"fail", "api_block", "sleep", "echo", "http"} <= names
     job = server.submit("echo", {"via": "cli"}, wait=5)
@@ -188,6 +189,7 @@ def test_cli_serve_runs_the_service(server_factory: ServerFactory) -> None:
     [
         (["--bind", "0.0.0.0:{port}"], "refusing to bind"),
         (["--bind", "127.0.0.1:{port}", "--pool-size", "-1"], "GREENPOOL_POOL_SIZE"),
+        (["--bind", "127.0.0.1:{port}", "--pools", "db:2,Not A Name:1"], "GREENPOOL_POOLS entry 'Not A Name:1'"),
     ],
 )
 def test_cli_serve_refuses_bad_config(argv: list[str], message: str) -> None:

@@ -111,6 +111,20 @@ def test_resizing_one_pool_changes_nothing_in_the_other(pools: Server) -> None:
     pools.delete(f"/v1/jobs/{held['id']}")
 
 
+def test_shrinking_a_pool_lets_its_running_jobs_finish_then_runs_at_the_new_size(pools: Server) -> None:
+    first = [pools.submit("pool_probe", {"key": "shrink", "seconds": 0.5}, pool="big") for _ in range(5)]
+    pool_until(pools, "big", lambda p: p["running"] == 5)
+    later = [pools.submit("pool_probe", {"key": "shrink", "seconds": 0.1}, pool="big") for _ in range(3)]
+    try:
+        assert put(pools, "big", {"size": 1}).json()["free"] == -4  # the running five go on
+        ended = [pools.job(job["id"], wait=10) for job in first + later]
+    finally:
+        assert put(pools, "big", {"size": 5}).status_code == 200
+    assert [job["status"] for job in ended] == ["succeeded"] * 8
+    assert [job["result"]["running"] for job in ended[5:]] == [1, 1, 1]  # one at a time after the shrink
+    assert min(_at(j["started_at"]) for j in ended[5:]) >= max(_at(j["finished_at"]) for j in ended[:5])
+
+
 def test_a_tasks_declared_pool_is_used_unless_the_job_names_another(pools: Server) -> None:
     assert pools.submit("pool_declared", {"key": "d1"}, wait=10)["pool"] == "probed"
     assert pools.submit("pool_declared", {"key": "d2"}, wait=10, pool="small")["pool"] == "small"

@@ -50,6 +50,9 @@ def test_dashboard_asks_for_a_token_and_shows_resize_to_admins(start: Callable[.
     assert not visible(browser, "token-form")
     assert browser.find_element(By.ID, "resize-submit").get_attribute("disabled") is not None
     assert "admin" in browser.find_element(By.ID, "resize-status").text
+    pool_button = '#pools .pool[data-pool="default"] .pool-resize'  # each pool panel's form: admins only too
+    until(lambda: browser.find_elements(By.CSS_SELECTOR, pool_button), what="the default pool's panel")
+    assert browser.find_element(By.CSS_SELECTOR, pool_button).get_attribute("disabled") is not None
     assert browser.execute_script("return sessionStorage.getItem('greenpool-token')") == TOKENS["alice"][2]
 
     browser.find_element(By.ID, "token-forget").click()  # back to no token: asked again
@@ -60,6 +63,8 @@ def test_dashboard_asks_for_a_token_and_shows_resize_to_admins(start: Callable[.
     browser.find_element(By.ID, "resize-size").send_keys("5")
     browser.find_element(By.ID, "resize-submit").click()
     until(lambda: "size is now 5" in browser.find_element(By.ID, "resize-status").text, what="resized")
+    until(lambda: browser.find_element(By.CSS_SELECTOR, pool_button).get_attribute("disabled") is None,
+          what="the pool panel's resize on for root")  # fmt: skip
 
     browser.refresh()  # the token survives a reload of the tab
     until(lambda: browser.find_element(By.ID, "who").text == "root (admin)", what="root after reload")

@@ -131,6 +131,75 @@ def test_dashboard_stays_live_when_saturated_and_resizes(ops_server: Callable[..
     assert len(jobs) == 300
 
 
+POOL_KEYS = ("size", "running", "free", "queued", "submitted", "succeeded", "failed")
+
+
+def pool_panels(driver: Any) -> dict[str, dict[str, str]]:
+    """Pool name → the numbers its panel shows, in the page's order."""
+    pairs = driver.execute_script(  # in one go: a panel may be removed between two element reads
+        "return [...document.querySelectorAll('#pools .pool')].map(p => [p.dataset.pool,"
+        " Object.fromEntries([...p.querySelectorAll('.value[data-key]')].map(v => [v.dataset.key, v.textContent]))])"
+    )
+    return dict(pairs)
+
+
+def pools_match_api(driver: Any, server: OpsServer, timeout: float = 8) -> dict[str, dict[str, str]]:
+    """Wait until the pool panels show exactly what `/v1/pools` reports (read before and after agreeing)."""
+
+    def api() -> dict[str, dict[str, str]]:
+        return {p["name"]: {k: str(p[k]) for k in POOL_KEYS} for p in server.get("/v1/pools").json()["pools"]}
+
+    def check() -> dict[str, dict[str, str]] | None:
+        before, page, after = api(), pool_panels(driver), api()
+        return page if before == after == page and list(page) == list(before) else None
+
+    return wait_until(check, timeout, 0.2, "the pool panels to show what /v1/pools reports")
+
+
+def resize_panel(driver: Any, name: str, size: int) -> None:
+    """Resize pool `name` from its own panel's form and wait for the panel to confirm."""
+    panel = driver.find_element(By.CSS_SELECTOR, f'#pools .pool[data-pool="{name}"]')
+    panel.find_element(By.CSS_SELECTOR, ".pool-size").send_keys(str(size))
+    panel.find_element(By.CSS_SELECTOR, ".pool-resize").click()
+    status = panel.find_element(By.CSS_SELECTOR, ".pool-status")
+    wait_until(lambda: f"size is now {size}" in status.text, 8, 0.1, f"{name} resized")
+
+
+@pytest.mark.timeout(120)
+def test_dashboard_has_a_panel_per_pool_each_resizable(ops_server: Callable[..., OpsServer], browser: Any) -> None:
+    """One panel per named pool with what `/v1/pools` reports; jobs in one pool move only its panel; each
+    panel's form resizes its own pool alone; a pool created or deleted at runtime gains or loses its panel."""
+    server = ops_server(env={"GREENPOOL_POOLS": "db:1,io:3"})
+    wait_until(lambda: len(server.get("/v1/pools/db/history").json()["samples"]) >= 3, 10, 0.2, "db's history")
+    browser.get(server.url + "/")
+    idle = pools_match_api(browser, server)
+    script = "return document.querySelector('.pool[data-pool=\"db\"]').dataset.history"
+    history = wait_until(lambda: browser.execute_script(script), 5, 0.1, "db's panel to load its history")
+    assert int(history) >= 3, (history, console_errors(browser))  # db's chart is full at once
+    assert list(idle) == ["default", "db", "io"] and idle["db"]["size"] == "1" and idle["io"]["size"] == "3"
+
+    for _ in range(4):
+        resp = server.post("/v1/jobs", json={"task": "sleep", "args": {"seconds": 30}, "pool": "db"})
+        assert resp.status_code == 202, resp.text
+    busy = pools_match_api(browser, server)
+    assert (busy["db"]["running"], busy["db"]["queued"], busy["db"]["free"]) == ("1", "3", "0"), busy
+    assert busy["io"] == idle["io"] and busy["default"]["submitted"] == "0"
+
+    resize_panel(browser, "db", 3)
+    grown = pools_match_api(browser, server)
+    assert (grown["db"]["size"], grown["db"]["running"], grown["db"]["queued"]) == ("3", "3", "1"), grown
+    assert grown["io"]["size"] == "3" and grown["default"]["size"] == idle["default"]["size"]
+    wait_until(lambda: int(browser.find_element(By.CSS_SELECTOR, '.pool[data-pool="db"] canvas')
+                           .get_attribute("data-samples")) >= 3, 8, 0.2, "samples in db's chart")  # fmt: skip
+    screenshot(browser, "dashboard-pools")
+
+    assert server.request("PUT", "/v1/pools/extra", json={"size": 2}).status_code == 201
+    assert list(pools_match_api(browser, server)) == ["default", "db", "extra", "io"]
+    assert server.delete("/v1/pools/extra").status_code == 204
+    assert list(pools_match_api(browser, server)) == ["default", "db", "io"]
+    assert not console_errors(browser)
+
+
 @pytest.mark.timeout(90)
 def test_dashboard_shows_a_job_whole_cancels_it_and_follows_piles(ops_server: Callable[..., OpsServer],
                                                                  browser: Any) -> None:  # fmt: skip
@@ -208,7 +277,8 @@ def test_static_files_are_only_the_known_ones(ops_server: Callable[..., OpsServe
     assert page.status_code == 200 and page.headers["Content-Type"] == "text/html; charset=utf-8"
     assert "script-src 'self'" in page.headers["Content-Security-Policy"]
     assert "http://" not in page.text and "https://" not in page.text  # no CDN, nothing external
-    types = {"dashboard.js": "text/javascript; charset=utf-8", "dashboard.css": "text/css; charset=utf-8"}
+    types = {"dashboard.js": "text/javascript; charset=utf-8", "pools.js": "text/javascript; charset=utf-8",
+             "dashboard.css": "text/css; charset=utf-8"}
     for name, media in types.items():
         resp = server.get("/static/" + name)
         assert resp.status_code == 200 and resp.headers["Content-Type"] == media, (name, resp.headers)

@@ -1,11 +1,15 @@
 """The README's example plugin (examples/tasks/wordcount.py), loaded the way the README says: a real server
-with GREENPOOL_PLUGINS=wordcount and examples/tasks on PYTHONPATH; its tasks run and bad arguments get 422."""
+with GREENPOOL_PLUGINS=wordcount and examples/tasks on PYTHONPATH; its tasks run, bad arguments get 422, and
+the served /openapi.yaml states them."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
+import jsonschema
 import pytest
+import yaml
 from serverkit import REPO, Server, Servers
 
 EXAMPLES = REPO / "examples" / "tasks"
@@ -58,3 +62,32 @@ def test_bad_arguments_are_refused_with_422_naming_the_field(server: Server, arg
     assert resp.status_code == 422, resp.text
     assert resp.headers["Content-Type"].startswith("application/problem+json"), resp.headers
     assert [e["field"] for e in resp.json()["errors"]] == [field], resp.json()
+
+
+def test_the_served_document_states_the_plugin_tasks(server: Server) -> None:
+    """/openapi.yaml keys bodies by this server's tasks, plugins included, with the schemas /v1/tasks lists;
+    the rest of the document is openapi.yaml's."""
+    served = yaml.safe_load(server.get("/openapi.yaml").text)
+    tasks = {t["name"]: t["args_schema"] for t in server.get("/v1/tasks").json()["tasks"]}
+    schemas = served["components"]["schemas"]
+    assert schemas["TaskArgs"]["$defs"] == {name: {k: v for k, v in schema.items() if k != "$schema"}
+                                            for name, schema in tasks.items()}  # fmt: skip
+    assert [b["properties"]["task"]["const"] for b in schemas["TaskJob"]["oneOf"]] == sorted(tasks)
+    assert [b["properties"]["task"]["const"] for b in schemas["TaskItems"]["oneOf"]] == sorted(tasks)
+    wordcount = next(b for b in schemas["TaskJob"]["oneOf"] if b["title"] == "wordcount")
+    assert wordcount["required"] == ["args"]  # `text` is required
+    job = {"task": "wordcount", "args": {"text": "a b"}}
+    validator = jsonschema.Draft202012Validator({"$ref": "#/components/schemas/JobSubmission", **served})
+    assert validator.is_valid(job) and not validator.is_valid({"task": "wordcount"})
+    document = yaml.safe_load((REPO / "openapi.yaml").read_text())
+    for name in ("TaskArgs", "TaskJob", "TaskItems"):
+        del schemas[name], document["components"]["schemas"][name]
+    assert served == document
+
+
+def test_without_plugins_the_document_is_served_as_it_is(tmp_path: Path) -> None:
+    servers = Servers(tmp_path)
+    try:
+        assert servers.start().get("/openapi.yaml").content == (REPO / "openapi.yaml").read_bytes()
+    finally:
+        servers.close()

@@ -1,10 +1,12 @@
 """A store that cannot take more (design §7), with a real server on a real SQLite file: beyond
 GREENPOOL_MAX_STORE_BYTES, or while another process holds the file's write lock, submissions answer 503
 `store-unavailable` (problem+json, Retry-After), never 500; nothing already accepted is lost; and the server
-accepts again by itself once retention frees room, or the lock is released."""
+accepts again by itself once retention frees room, or the lock is released; /metrics says so meanwhile
+(`greenpool_store_unavailable`)."""
 
 from __future__ import annotations
 
+import re
 import sqlite3
 import time
 from pathlib import Path
@@ -31,6 +33,13 @@ def _is_store_unavailable(resp: requests.Response) -> bool:
     body = resp.json()
     assert body["type"].endswith("/store-unavailable") and body["status"] == 503, body
     return True
+
+
+def _refusing(server: Server) -> float:
+    """The `greenpool_store_unavailable` gauge of /metrics."""
+    found = re.search(r"^greenpool_store_unavailable (\S+)$", server.get("/metrics").text, re.MULTILINE)
+    assert found, "no greenpool_store_unavailable in /metrics"
+    return float(found.group(1))
 
 
 def _accepted_again(server: Server, within: float) -> requests.Response:
@@ -61,8 +70,10 @@ def test_a_full_store_refuses_with_503_keeps_what_it_accepted_and_accepts_after_
         for job_id in accepted:  # nothing accepted is lost (all still within their retention)
             assert server.get(f"/v1/jobs/{job_id}").status_code == 200, job_id
         assert server.get("/readyz").status_code == 200, "a full store still serves reads"
+        assert _refusing(server) == 1.0
         again = _accepted_again(server, within=30)  # the records expire (3 s) and their pages are freed
         assert again.status_code == 202, again.text
+        assert _refusing(server) == 0.0
     finally:
         server.stop()
     with sqlite3.connect(db) as conn:
@@ -71,16 +82,20 @@ def test_a_full_store_refuses_with_503_keeps_what_it_accepted_and_accepts_after_
     assert (pages - free) * size < 2 * CAP, (pages, free, size)
 
 
+def _map(server: Server) -> requests.Response:
+    return server.post("/v1/map", json={"task": "echo", "items": [{"n": 1}, {"n": 2}]})
+
+
 def test_a_locked_store_answers_503_and_recovers_when_the_lock_goes(tmp_path: Path) -> None:
     db = tmp_path / "gp.db"
-    server = start_server(tmp_path, {"GREENPOOL_STORE": f"sqlite:{db}"})
+    server = start_server(tmp_path, {"GREENPOOL_STORE": f"sqlite:{db}", "GREENPOOL_MAX_STREAMS_PER_CLIENT": "1"})
     try:
         before = _echo(server)
         assert before.status_code == 202, before.text
         other = sqlite3.connect(db, isolation_level=None, timeout=5)
         try:
             other.execute("BEGIN IMMEDIATE")  # another process holds the write lock
-            during = _echo(server)  # its commit waits out the busy timeout, then fails
+            during = _map(server)  # its commit waits out the busy timeout, then fails: its stream never starts
             assert _is_store_unavailable(during), during.text
             assert "locked" in during.json()["detail"], during.json()
             assert _is_store_unavailable(_echo(server)), "refused up front while commits fail"
@@ -90,6 +105,8 @@ def test_a_locked_store_answers_503_and_recovers_when_the_lock_goes(tmp_path: Pa
             other.close()
         after = _accepted_again(server, within=20)
         assert after.status_code == 202, after.text
+        streamed = _map(server)  # the refused map's stream slot (one per client here) was given back
+        assert streamed.status_code == 200 and len(streamed.text.splitlines()) == 2, streamed.text
         # (the job whose commit failed stays in memory and is committed once the lock goes: a client that
         # retries such a 503 with the same Idempotency-Key gets that job back rather than a second one)
         assert server.get(f"/v1/jobs/{after.json()['id']}", params={"wait": 5}).json()["status"] == "succeeded"

@@ -11,6 +11,7 @@ from ..errors import NotFound
 #: The only files served under /static/, with their content types (anything else is a 404 problem).
 STATIC_FILES = {
     "dashboard.js": "text/javascript; charset=utf-8",
+    "pools.js": "text/javascript; charset=utf-8",
     "dashboard.css": "text/css; charset=utf-8",
 }
 INDEX = "index.html"

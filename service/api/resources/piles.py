@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 import falcon
 
 from ...engine import COMPLETION, SUBMITTED, Engine, JobSpec, Pile
-from ...engine.errors import InvalidArguments
+from ...engine.errors import InvalidArguments, UnknownTask
 from ..auth import client_key, principal_of, visible_pile
 from ..errors import BadRequest, PayloadTooLarge, Problem, ValidationFailed, problem_for
 from ..idempotency import PILE, REPLAYED, IdempotencyStore
@@ -58,6 +58,8 @@ def parse_pile_body(
         if not errors:
             _check_count(len(items), limit)
             common = parse_job_spec({k: body[k] for k in shared if k in body}, engine)
+            if not items and common.task not in engine.registry:  # no job to check it later: it must still exist
+                raise problem_for(UnknownTask(common.task, engine.registry.names()))
             return [common._replace(args=args) for args in items], [f"items[{i}]" for i in range(len(items))]
     raise ValidationFailed("the pile is not valid: " + ", ".join(e["field"] for e in errors), errors)
 
@@ -188,13 +190,15 @@ def _order(req: falcon.Request, default: str) -> str:
 
 
 def _after(req: falcon.Request) -> int:
-    """The last stream position the client already has: `Last-Event-ID` header or `?after=`; -1 for none."""
+    """The last stream position the client already has: `Last-Event-ID` header or `?after=`; -1 for none.
+    `after` is checked even when the header wins (the document bounds it, whoever overrides it)."""
+    after = query_int(req, "after", -1, 2**62, -1)
     header = req.get_header("Last-Event-ID")
     if header is not None:
         if not _POSITION.fullmatch(header.strip()):
             raise BadRequest("Last-Event-ID must be an event id from this stream", parameter="Last-Event-ID")
         return int(header)
-    return query_int(req, "after", -1, 2**62, -1)
+    return after
 
 
 class PilesResource:

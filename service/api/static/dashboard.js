@@ -1,5 +1,6 @@
-// greenpool dashboard: polls /v1/pool every second and /v1/jobs (with the piles of those jobs) every two,
-// draws the last five minutes; a click on a job shows it whole, with a cancel button while it can end.
+// greenpool dashboard: polls /v1/pool (the default pool) every second and /v1/jobs (with the piles of those
+// jobs) every two, draws the last five minutes; a click on a job shows it whole, with a cancel button while it
+// can end; pools.js adds a panel per named pool.
 // Plain JS, no build step, nothing loaded from elsewhere. Every request has a timeout and a poll is only
 // scheduled once the previous one has ended, so a slow or saturated server can never pile requests up
 // or freeze the page; a failed poll shows the banner and the next success clears it.
@@ -186,8 +187,8 @@
     return 10 * magnitude;
   }
 
-  function draw() {
-    const canvas = $("chart");
+  // A cleared 2D context for `canvas` in CSS pixels (its backing store matched to the display's pixel ratio).
+  function blank(canvas) {
     const ratio = window.devicePixelRatio || 1;
     const width = canvas.clientWidth || canvas.width;
     const height = canvas.clientHeight || canvas.height;
@@ -198,6 +199,12 @@
     const ctx = canvas.getContext("2d");
     ctx.setTransform(ratio, 0, 0, ratio, 0, 0);
     ctx.clearRect(0, 0, width, height);
+    return { ctx, width, height };
+  }
+
+  function draw() {
+    const canvas = $("chart");
+    const { ctx, width, height } = blank(canvas);
 
     const pad = { left: 48, right: 10, top: 8, bottom: 22 };
     const plotW = width - pad.left - pad.right;
@@ -476,6 +483,9 @@
       button.disabled = role !== "admin";
     }
   }
+
+  // what pools.js (one panel per named pool) shares of this page: its requests, banner, role and drawing
+  window.greenpool = { api, report, isAdmin: () => role === "admin", niceStep, colour, blank };
 
   document.addEventListener("DOMContentLoaded", () => {
     $("resize-form").addEventListener("submit", resize);

@@ -13,6 +13,7 @@ grow) and gives a large free list back to the file system (incremental vacuum).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
@@ -122,17 +123,19 @@ class Journal:
             self._bell.close()
 
     def _listen(self) -> None:
-        """While green threads wait in `flush`: wake each once its changes are committed."""
+        """While green threads wait in `flush`: wake each once its changes are committed. It looks before it
+        waits: a commit that ended before the writer could see the bell rang nothing."""
         waiters, bell = self._waiters, self._bell
         assert bell is not None
         try:
             while waiters:
-                bell.wait()
                 committed, failed = self.committed, self.error is not None
                 while waiters and (failed or waiters[0][0] <= committed):
                     waiter = waiters.popleft()[1]
                     if waiter is not None:
                         bell.hub.wake(waiter)
+                if waiters:
+                    bell.wait()
         finally:
             self._listening = False
 
@@ -180,7 +183,8 @@ class Journal:
                 return
             except sqlite3.Error as exc:
                 if self._conn.in_transaction:
-                    self._conn.execute("ROLLBACK")
+                    with contextlib.suppress(sqlite3.Error):  # SQLite may have rolled back already
+                        self._conn.execute("ROLLBACK")
                 first, self.error = self.error is None, str(exc)
                 if first:
                     log.error("store commit failed; retrying", extra={"path": self.path, "error": self.error})

@@ -21,7 +21,7 @@ import time
 from typing import Annotated, Any
 from urllib.parse import urljoin, urlsplit
 
-from pydantic import AfterValidator, Field, StringConstraints
+from pydantic import AfterValidator, Field, StringConstraints, WithJsonSchema
 
 from pool_core import Timeout
 
@@ -94,12 +94,40 @@ def _check_body(kwargs: dict[str, Any]) -> None:
         reject("json", "give either body or json, not both")
 
 
+#: the same rule in the args schema (see ArgsValidator)
+_check_body.json_schema = {  # type: ignore[attr-defined]
+    "not": {"required": ["body", "json"], "properties": {"body": {"type": "string"}, "json": {"not": {"type": "null"}}}}
+}
+
+
+def _any_case(name: str) -> str:
+    return "".join(f"[{ch.upper()}{ch}]" if ch.isalpha() else ch for ch in name)
+
+
+_LATIN1_LINE = r"^[\x01-\x09\x0b\x0c\x0e-\xff]*$"  # a header value: Latin-1 without CR, LF or NUL
+#: what the header checks accept, stated exactly: token names other than those the task sets, Latin-1 values
+#: without CR, LF or NUL (the pydantic schema of the dict would let any other name through)
+_HEADERS_SCHEMA = {
+    "anyOf": [
+        {
+            "type": "object",
+            "propertyNames": {"pattern": _TOKEN, "maxLength": 256,
+                              "not": {"pattern": f"^({'|'.join(map(_any_case, sorted(_SET_BY_TASK)))})$"}},
+            "additionalProperties": {"type": "string", "maxLength": 8192, "pattern": _LATIN1_LINE},
+        },
+        {"type": "null"},
+    ],
+    "default": None,
+    "description": "request headers",
+}  # fmt: skip
+
+
 Url = Annotated[str, AfterValidator(_check_url), Field(description="http:// or https:// URL", max_length=8192)]
 Method = Annotated[str, StringConstraints(pattern=_TOKEN, max_length=32), Field(description="HTTP method")]
 HeaderName = Annotated[str, StringConstraints(pattern=_TOKEN, max_length=256)]
 HeaderValue = Annotated[str, StringConstraints(pattern=r"^[^\r\n\x00]*$", max_length=8192)]
 Headers = Annotated[
-    dict[HeaderName, HeaderValue] | None, AfterValidator(_check_headers), Field(description="request headers")
+    dict[HeaderName, HeaderValue] | None, AfterValidator(_check_headers), WithJsonSchema(_HEADERS_SCHEMA)
 ]
 Body = Annotated[str | None, Field(description="request body, sent as UTF-8 (not with json)")]
 JsonBody = Annotated[Any, Field(description="request body as JSON, with Content-Type application/json")]
