@@ -95,7 +95,8 @@ def test_a_delayed_pile_and_map_take_the_options_for_every_item(server_factory: 
 
 @pytest.mark.parametrize(("extra", "field"), [
     ({"retries": 26}, "retries"), ({"retries": -1}, "retries"), ({"retries": 1.5}, "retries"),
-    ({"retries": True}, "retries"), ({"retries": "3"}, "retries"), ({"retry_backoff": 301}, "retry_backoff"),
+    ({"retries": True}, "retries"), ({"retries": "3"}, "retries"),
+    ({"retries": 26.0}, "retries"), ({"retry_backoff": 301}, "retry_backoff"),
     ({"retry_backoff": -0.1}, "retry_backoff"), ({"retry_backoff": "1"}, "retry_backoff"),
     ({"delay": 604801}, "delay"), ({"delay": -1}, "delay"), ({"delay": [1]}, "delay"),
 ])  # fmt: skip

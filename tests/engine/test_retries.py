@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from pool_core import Event, Timeout
+from service.api.resources.jobs import parse_options
 from service.config import Config, ConfigError
 from service.engine import Engine, JobOptions, JobSpec, errors
 from service.storage import MemoryStore
@@ -215,3 +216,8 @@ def test_a_drain_with_a_durable_store_queues_a_job_with_retries_left_for_the_nex
     assert (kept.status, kept.attempt) == ("queued", 2)
     assert kept.attempts and kept.attempts[0]["error"]["type"] == "Interrupted"
     store.close()
+
+
+def test_an_integral_float_is_an_integer_number_of_retries() -> None:
+    errors: list[dict[str, str]] = []
+    assert parse_options({"retries": 2.0}, Config(), "", errors) == JobOptions(retries=2) and not errors

@@ -61,6 +61,8 @@ def parse_options(body: dict, config: Config, prefix: str, errors: list[dict[str
     the answer is None)."""
     retries, retry_backoff, delay = (body.get(name) for name in OPTION_FIELDS)
     wrong = len(errors)
+    if isinstance(retries, float) and retries.is_integer():  # `1.0` is an integer in JSON Schema's terms
+        retries = int(retries)
     if retries is not None and (
         isinstance(retries, bool) or not isinstance(retries, int) or not 0 <= retries <= config.max_retries
     ):
