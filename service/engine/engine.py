@@ -41,13 +41,13 @@ from .pools import DEFAULT_POOL, Pools
 from .retries import RETRIED, RETRYING, JobOptions, apply_options, requeue
 from .runner import Lane
 from .stores import open_store
+from .streams import follow
 
 __all__ = ["Engine"]
 
 log = logging.getLogger("greenpool.jobs")
 _SWEEP_INTERVAL = 1.0
 _IDS_PER_READ = 256  # job and pile ids drawn from one os.urandom call
-_RECORDS_PER_BATCH = 64  # result records read and handed to a stream at a time
 _STORE_RETRY_AFTER = 5  # seconds a client is told to wait while the store is full or cannot commit
 _DEBUG = logging.DEBUG
 _monotonic = time.monotonic
@@ -203,33 +203,8 @@ class Engine:
     def follow(
         self, pile: Pile, order: str = COMPLETION, after: int = -1, heartbeat: float | None = None
     ) -> Iterator[list[tuple[int, dict]]]:
-        """Yield batches of `(position, record)` from stream position `after + 1` on, parking for new
-        results in between; an empty batch after `heartbeat` idle seconds lets the caller keep the
-        connection alive. A batch holds at most `_RECORDS_PER_BATCH` of the records that are ready (so a
-        reader that stops reading pins a bounded amount, whatever the pile's size); the next batch follows at
-        once. The pile counts as read (`readers`) from the first batch asked for until the iterator is
-        closed or ends."""
-        notifier, results, limit = self._notifier, self._results, _RECORDS_PER_BATCH
-        notifier.reading(pile.id, 1)
-        try:
-            position = after + 1
-            while True:
-                changed = notifier.pile_event(pile.id)
-                jobs, end, over = results.read(pile, position - 1, order, limit)
-                if jobs:
-                    yield [(position + i, job.result_record()) for i, job in enumerate(jobs)]
-                if over:
-                    return
-                position = end
-                if len(jobs) == limit:  # more may be ready now
-                    continue
-                changed.wait(heartbeat)  # returns at once if results arrived while the batch was written
-                if self._piles.get(pile.id) is None:  # the pile expired: nothing more will come
-                    return
-                if not changed.ready():
-                    yield []
-        finally:
-            notifier.reading(pile.id, -1)
+        """Batches of `(position, record)` of the pile's result stream from `after + 1` on (see `follow`)."""
+        return follow(self._notifier, self._piles, self._results, pile, order, after, heartbeat)
 
     # -- the pools ------------------------------------------------------------------------------
     def resize(self, size: int, pool: str = DEFAULT_POOL) -> bool:
