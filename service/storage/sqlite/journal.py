@@ -247,15 +247,19 @@ _DELETE_KEYS = functools.partial(_among, "DELETE FROM keys WHERE k")
 
 
 def _chunked(conn: sqlite3.Connection, sql: Callable[[int], str], rows: list) -> None:
-    """Execute `sql(n)` on chunks of n rows (powers of two up to _CHUNK, so few distinct statements): one
-    statement per chunk rather than per row, so fewer trips through the sqlite3 module, each of which lets go
-    of the GIL and takes it back from the busy hub thread."""
-    start, total = 0, len(rows)
-    while start < total:
-        n = min(_CHUNK, 1 << ((total - start).bit_length() - 1))
-        chunk = rows[start : start + n]
+    """Execute `sql(n)` on chunks of at most _CHUNK rows: one statement per chunk rather than per row, so
+    fewer trips through the sqlite3 module, each of which lets go of the GIL and must take it back from the
+    busy hub. A short chunk is padded (by repeating its last row: every statement here is idempotent per
+    row, an upsert by primary key or a delete) up to a size with at most four per power of two, so one
+    statement nearly always carries it and few distinct statements are prepared and cached."""
+    for start in range(0, len(rows), _CHUNK):
+        chunk = rows[start : start + _CHUNK]
+        n = len(chunk)
+        if n > 4:
+            step = 1 << (n.bit_length() - 3)
+            chunk += [chunk[-1]] * (-n % step)
+            n = len(chunk)
         conn.execute(sql(n), [value for row in chunk for value in row] if isinstance(chunk[0], tuple) else chunk)
-        start += n
 
 
 def _job_row(row: tuple) -> tuple:
