@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import json
 import logging
 import sqlite3
 import threading
@@ -29,6 +28,7 @@ from greenlet import getcurrent  # the greenlet itself: the hub parks and wakes 
 from pool_core import spawn_n
 from pool_core.threads import Doorbell
 
+from ...encoding import dumps
 from ..ports import StoreError
 
 __all__ = ["JOB_COLUMNS", "Journal"]
@@ -41,7 +41,6 @@ _GATHER_S = 0.002  # a commit starts at most this often (s) unless _GATHER_CHANG
 _GATHER_CHANGES = 512
 _MEASURE_S = 0.05  # the pages in use are measured at most this often (after a commit)
 _VACUUM_PAGES = 256  # free pages beyond which (and beyond a quarter of the file) they go back to the OS
-_dumps = json.dumps
 
 #: A job row's columns, in the order of `store._row`'s tuple (and of `store._load`'s SELECT).
 JOB_COLUMNS = (
@@ -211,20 +210,27 @@ class Journal:
             log.warning("store size not measured", extra={"path": self.path, "error": str(exc)})
 
     def _apply(self, jobs: dict, piles: dict, keys: dict, sizes: dict, results: list) -> None:
+        """One transaction; a statement only for what the batch holds (each call into sqlite3 lets go of
+        the GIL and waits to take it back from the busy hub: most batches are jobs and results only)."""
         conn = self._conn
         conn.execute("BEGIN")
         _chunked(conn, _UPSERT_JOBS, [_job_row(row) for kind, row in jobs.values() if kind == JOB])
         _chunked(conn, _DELETE_JOBS, [s for s, (kind, _) in jobs.items() if kind == UNJOB])
-        conn.executemany(_UPSERT_PILE, [row for kind, row in piles.values() if kind == PILE])
         _chunked(conn, _UPSERT_RESULTS, results)
-        gone = [(pile_id,) for pile_id, (kind, _) in piles.items() if kind == UNPILE]
-        for table, column in (("results", "pile"), ("jobs", "pile"), ("piles", "id")):
-            conn.executemany(f"DELETE FROM {table} WHERE {column} = ?", gone)
-        _chunked(conn, _UPSERT_KEYS, [r for k, r in keys.values() if k == KEY])
-        _chunked(conn, _DELETE_KEYS, [k for k, (kind, _) in keys.items() if kind == UNKEY])
-        conn.executemany("INSERT OR REPLACE INTO sizes VALUES (?, ?)", [(k, r) for k, (kind, r) in sizes.items()
-                                                                        if kind == SIZE])  # fmt: skip
-        conn.executemany("DELETE FROM sizes WHERE pool = ?", [(k,) for k, (kind, _) in sizes.items() if kind == UNSIZE])
+        if piles:
+            conn.executemany(_UPSERT_PILE, [row for kind, row in piles.values() if kind == PILE])
+            gone = [(pile_id,) for pile_id, (kind, _) in piles.items() if kind == UNPILE]
+            if gone:
+                for table, column in (("results", "pile"), ("jobs", "pile"), ("piles", "id")):
+                    conn.executemany(f"DELETE FROM {table} WHERE {column} = ?", gone)
+        if keys:
+            _chunked(conn, _UPSERT_KEYS, [r for k, r in keys.values() if k == KEY])
+            _chunked(conn, _DELETE_KEYS, [k for k, (kind, _) in keys.items() if kind == UNKEY])
+        if sizes:
+            conn.executemany("INSERT OR REPLACE INTO sizes VALUES (?, ?)", [(k, r) for k, (kind, r) in sizes.items()
+                                                                            if kind == SIZE])  # fmt: skip
+            conn.executemany("DELETE FROM sizes WHERE pool = ?", [(k,) for k, (kind, _) in sizes.items()
+                                                                  if kind == UNSIZE])  # fmt: skip
         conn.execute("COMMIT")
 
 
@@ -249,21 +255,27 @@ _DELETE_KEYS = functools.partial(_among, "DELETE FROM keys WHERE k")
 
 
 def _chunked(conn: sqlite3.Connection, sql: Callable[[int], str], rows: list) -> None:
-    """Execute `sql(n)` on chunks of n rows (powers of two up to _CHUNK, so few distinct statements): one
-    statement per chunk rather than per row, so fewer trips through the sqlite3 module, each of which lets go
-    of the GIL and takes it back from the busy hub thread."""
-    start, total = 0, len(rows)
-    while start < total:
-        n = min(_CHUNK, 1 << ((total - start).bit_length() - 1))
-        chunk = rows[start : start + n]
+    """Execute `sql(n)` on chunks of at most _CHUNK rows: one statement per chunk rather than per row, so
+    fewer trips through the sqlite3 module, each of which lets go of the GIL and must take it back from the
+    busy hub. A short chunk is padded (by repeating its last row: every statement here is idempotent per
+    row, an upsert by primary key or a delete) up to a size with at most four per power of two, so one
+    statement nearly always carries it and few distinct statements are prepared and cached."""
+    for start in range(0, len(rows), _CHUNK):
+        chunk = rows[start : start + _CHUNK]
+        n = len(chunk)
+        if n > 4:
+            step = 1 << (n.bit_length() - 3)
+            chunk += [chunk[-1]] * (-n % step)
+            n = len(chunk)
         conn.execute(sql(n), [value for row in chunk for value in row] if isinstance(chunk[0], tuple) else chunk)
-        start += n
 
 
 def _job_row(row: tuple) -> tuple:
-    """A job's row with its args, result and error as JSON (encoded here, off the hub)."""
+    """A job's row with its args, result, error and attempts as JSON text (encoded here, off the hub, by the
+    API's own encoder: orjson, several times faster than `json.dumps`, and what the file holds reads back the
+    same as what a client was sent)."""
     seq, job_id, task, args, timeout, pool, pile, index, owner, status, result, error, *rest = row
     *rest, attempts, not_before = rest  # submitted_at, started_at, finished_at, listed, retries, backoff, attempt
-    return (seq, job_id, task, _dumps(args), timeout, pool, pile, index, owner, status, _dumps(result),
-            None if error is None else _dumps(error), *rest, None if attempts is None else _dumps(attempts),
-            not_before)  # fmt: skip
+    return (seq, job_id, task, dumps(args).decode(), timeout, pool, pile, index, owner, status,
+            dumps(result).decode(), None if error is None else dumps(error).decode(), *rest,
+            None if attempts is None else dumps(attempts).decode(), not_before)  # fmt: skip
