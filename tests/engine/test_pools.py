@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -26,22 +26,15 @@ def in_db() -> str:
 
 
 @pytest.fixture
-def make() -> Iterator:
-    """Build engines (warning logs) and stop their green threads after the test."""
-    made: list[Engine] = []
+def make(engine_factory: Callable[..., Engine]) -> Callable[..., Engine]:
+    """Build engines with the `in_db` task and room for 10 queued jobs (stopped after the test)."""
 
     def build(store: object = None, **config: object) -> Engine:
         registry = Registry.with_builtins(entry_points=False)
         registry.register(in_db)
-        settings = {"log_level": "warning", "max_queued": 10, "store": "memory", **config}
-        engine = Engine(Config(**settings), registry, store)  # type: ignore[arg-type]
-        made.append(engine)
-        return engine
+        return engine_factory(registry, store, **{"max_queued": 10, **config})
 
-    yield build
-    for engine in made:
-        for thread in engine.threads():
-            thread.kill()
+    return build
 
 
 def test_pools_are_seeded_from_the_configuration_and_a_stored_size_wins(make, caplog) -> None:

@@ -3,7 +3,7 @@ their mapping, and the count going down as jobs leave the queue (the real-server
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable
 
 import pytest
 
@@ -11,24 +11,12 @@ from pool_core import Event
 from service.api.errors import problem_for
 from service.config import Config, ConfigError
 from service.engine import Engine, errors
-from service.tasks import Registry
 
 
 @pytest.fixture
-def make() -> Iterator:
-    """Build engines (pool size 0: nothing leaves the queue by starting) and stop their green threads after."""
-    made: list[Engine] = []
-
-    def build(**config: int) -> Engine:
-        config = Config(pool_size=0, log_level="warning", store="memory", **config)
-        engine = Engine(config, Registry.with_builtins(entry_points=False))
-        made.append(engine)
-        return engine
-
-    yield build
-    for engine in made:
-        for thread in engine.threads():
-            thread.kill()
+def make(engine_factory: Callable[..., Engine]) -> Callable[..., Engine]:
+    """Build engines with pool size 0: nothing leaves the queue by starting (stopped after the test)."""
+    return lambda **config: engine_factory(pool_size=0, **config)
 
 
 @pytest.mark.parametrize(("max_queued", "per_client", "share"), [(20, 0, 15), (20, 5, 5), (1, 0, 1), (10_000, 0, 7500)])

@@ -4,7 +4,7 @@ memory store; the real-server tests are in tests/api/test_api_retries.py."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 
@@ -42,21 +42,14 @@ def flaky_registry(failures: int) -> Registry:
 
 
 @pytest.fixture
-def make() -> Iterator[Callable[..., Engine]]:
-    """Build engines (a flaky task failing `failures` times) and stop their green threads after."""
-    made: list[Engine] = []
+def make(engine_factory: Callable[..., Engine]) -> Callable[..., Engine]:
+    """Build engines (a flaky task failing `failures` times, pool size 4) stopped after the test."""
 
     def build(failures: int = 2, store: MemoryStore | None = None, **config: float) -> Engine:
-        settings = {"pool_size": 4, "log_level": "warning", **config}
         store = store if store is not None else MemoryStore(1000)
-        engine = Engine(Config(**settings), flaky_registry(failures), store)  # type: ignore[arg-type]
-        made.append(engine)
-        return engine
+        return engine_factory(flaky_registry(failures), store, **{"pool_size": 4, **config})
 
-    yield build
-    for engine in made:
-        for thread in engine.threads():
-            thread.kill()
+    return build
 
 
 def timeline(engine: Engine) -> dict[str, list[tuple[str, float]]]:
