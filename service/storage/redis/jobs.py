@@ -44,13 +44,20 @@ def _loads(value: bytes) -> Any:
         return json.loads(value)
 
 
-def _fields(job: Job) -> dict[str, Any]:
-    """A new job's hash."""
+def _fields(job: Job) -> tuple[Any, ...]:
+    """A new job's hash but its `seq`, as field, value, field, value…"""
     spec = (job.task, job.args, job.timeout, job.pool, job.owner, job.submitted_at, job.retries, job.backoff)
-    return {"id": job.id, "seq": job.seq, "spec": dumps(spec), "pile": job.pile or "", "idx": job.pile_index,
-            "pos": job.position, "status": job.status, "started": _num(job.started_at), "finished": "",
-            "result": dumps(job.result), "error": "", "attempt": job.attempt, "attempts": "",
-            "nb": _num(job.not_before), "listed": "1"}  # fmt: skip
+    return ("id", job.id, "spec", dumps(spec), "pile", job.pile or "", "idx", job.pile_index, "pos", job.position,
+            "status", job.status, "started", _num(job.started_at), "finished", "", "result", dumps(job.result),
+            "error", "", "attempt", job.attempt, "attempts", "", "nb", _num(job.not_before), "listed", "1")  # fmt: skip
+
+
+_RANK = {"queued": 0, "running": 1}  # then terminal: 2
+
+
+def _progress(attempt: int, status: str) -> tuple[int, int]:
+    """How far a record has gone: records only move forward (queued, running, ended; a retry is a new attempt)."""
+    return attempt, _RANK.get(status, 2)
 
 
 def _pairs(flat: list[Any]) -> dict[bytes, bytes]:
@@ -67,6 +74,8 @@ def decode_job(h: dict[bytes, bytes], live: weakref.WeakValueDictionary) -> Job 
         record.started_at, record.finished_at = _float(h.get(b"started")), _float(h.get(b"finished"))
         return record
     job = live.get(job_id)
+    if job is not None and _progress(job.attempt, job.status) > _progress(int(h[b"attempt"]), text(h[b"status"])):
+        return job  # a read answered before a change this process has since made: never move a record back
     if job is None:
         task, args, timeout, pool, owner, submitted_at, retries, backoff = orjson.loads(h[b"spec"])
         pile = text(h[b"pile"]) or None
@@ -93,13 +102,7 @@ class RedisJobRecords:
         self.live: weakref.WeakValueDictionary[str, Job] = weakref.WeakValueDictionary()
 
     def add(self, job: Job) -> None:
-        link, p = self._link, self._link.prefix
-        with link.guard():
-            job.seq = link.client.incr(f"{p}:seq")
-            pipe = link.client.pipeline(transaction=True)
-            pipe.hset(f"{p}:job:{job.id}", mapping=_fields(job))
-            pipe.zadd(f"{p}:jobs", {job.id: job.seq})
-            pipe.execute()
+        job.seq = int(self._link.run("add", job.id, *_fields(job)))
         self.live[job.id] = job
 
     def get(self, job_id: str) -> Job | None:
@@ -115,10 +118,10 @@ class RedisJobRecords:
         found = self._link.run("finish", job.id, status, dumps(result), err, _num(at), self.max_records)
         if not found:
             return None
-        was, started, attempt = (text(v) for v in found)
+        was, started, attempt = found
         job.status, job.result, job.error, job.finished_at = status, result, error, at
-        job.started_at, job.attempt = _float(started.encode()), int(attempt)
-        return was
+        job.started_at, job.attempt = _float(started), int(attempt)
+        return text(was)
 
     def retry(self, job: Job, status: str, error: dict[str, str] | None, at: float, not_before: float) -> bool:
         seen = (job.status, job.started_at, job.attempts, job.attempt, job.not_before)

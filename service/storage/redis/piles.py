@@ -40,6 +40,8 @@ def decode_pile(h: dict[bytes, bytes], live: weakref.WeakValueDictionary) -> Pil
     pile = live.get(pile_id)
     if pile is None:
         pile = live[pile_id] = Pile(pile_id, text(h[b"owner"]) or None)
+    elif int(h[b"done"]) < len(pile.log) or int(h[b"n"]) < len(pile.jobs) or (pile.closed and h[b"closed"] != b"1"):
+        return pile  # a read answered before a change this process has since made: never move a pile back
     pile.closed = h[b"closed"] == b"1"
     pile.finished_at, pile.active_at = _float(h[b"finished"]), float(h[b"active"])
     pile.jobs, pile.log = Span(int(h[b"n"])), Span(int(h[b"done"]))  # type: ignore[assignment]
@@ -77,7 +79,7 @@ class RedisPileRecords:
 
     def add_job(self, pile: Pile, job: Job) -> int:
         job.pile_index = index = int(self._link.run("add_job", pile.id, job.id, _num(job.submitted_at)))
-        pile.jobs = Span(index + 1)  # type: ignore[assignment]
+        pile.jobs = Span(max(len(pile.jobs), index + 1))  # type: ignore[assignment]
         pile.active_at = job.submitted_at
         return index
 

@@ -35,6 +35,15 @@ end
 """
 
 SCRIPTS = {
+    # ARGV: P, id, then the hash's fields and values but `seq` → the new record's seq
+    "add": """
+local P, id = ARGV[1], ARGV[2]
+local seq = redis.call('INCR', P .. ':seq')
+local k = P .. ':job:' .. id
+redis.call('HSET', k, 'seq', seq, unpack(ARGV, 3))
+redis.call('ZADD', P .. ':jobs', seq, id)
+return seq
+""",
     # ARGV: P, id, status, result, error, at, max_records → false if it had ended, else {was, started, attempt}
     "finish": _HELPERS + """
 local P, id = ARGV[1], ARGV[2]
