@@ -40,6 +40,7 @@ from .notifier import Notifier
 from .pools import DEFAULT_POOL, Pools
 from .retries import RETRIED, RETRYING, JobOptions, apply_options, requeue
 from .runner import Lane
+from .shield import shielded
 from .stores import open_store
 from .streams import follow
 
@@ -105,6 +106,7 @@ class Engine:
         return next(self._ids)
 
     # -- jobs -----------------------------------------------------------------------------------
+    @shielded
     def submit(self, task: str, args: dict, timeout: float | None = None, owner: str | None = None,
                job_id: str | None = None, client: str | None = None, pool: str | None = None,
                options: JobOptions | None = None) -> Job:  # fmt: skip
@@ -145,6 +147,7 @@ class Engine:
             return found[:limit], found[limit - 1].seq
         return found, None
 
+    @shielded
     def cancel(self, job_id: str) -> Job:
         """Cancel: a queued job never starts, a running one is killed. JobAlreadyEnded if it has ended."""
         job = self.get(job_id)
@@ -153,6 +156,7 @@ class Engine:
         return job
 
     # -- piles ----------------------------------------------------------------------------------
+    @shielded
     def create_pile(self, specs: list[JobSpec], open: bool = False, owner: str | None = None,
                     pile_id: str | None = None, client: str | None = None) -> Pile:  # fmt: skip
         """A new pile of jobs (all accepted or none) in `client`'s share of their pools' queues; closed unless
@@ -167,6 +171,7 @@ class Engine:
         log.info("pile created", extra={"pile": pile.id, "size": len(specs), "open": open})
         return pile
 
+    @shielded
     def add_to_pile(self, pile_id: str, specs: list[JobSpec], client: str | None = None) -> list[Job]:
         """Append jobs to an open pile (all or none, in `client`'s share of the queue); PileClosed if closed."""
         pile = self.get_pile(pile_id)

@@ -92,6 +92,7 @@ class RedisStore:
     down), so `JobQueue.queued`/`delayed` lag other replicas' changes by at most about that."""
 
     durable = True
+    parks = True  # its port calls park the caller: the engine shields what must not stop half-way (engine/shield.py)
 
     def __init__(self, url: str, max_records: int, prefix: str = "gp", password: str | None = None,
                  **connect_options: Any) -> None:  # fmt: skip
