@@ -7,6 +7,8 @@ Both servers run under gunicorn with ONE worker process, access log off, on a fr
   memory    with --beside-memory: ours again with GREENPOOL_STORE=memory (ratios sqlite ÷ memory, target ≥ 0.8×)
   gevent    gunicorn -k gevent -w 1 baseline_gevent_app:app               (benchmarks/baseline_gevent_app.py)
   before    with --before DIR: ours again, from another checkout (e.g. a `git worktree` of an older commit)
+`--ours-env KEY=VALUE` sets more environment for `ours` alone: with `--before` the same checkout, it measures
+a setting side by side (e.g. one extra idle pool: `--before . --ours-env GREENPOOL_POOLS=default:100,idle:10`).
 Each round starts a fresh server, checks the routes once, warms up, then runs
 `wrk -t2 -c{64,512} -d{duration}s --latency` on GET /v1/pool and on POST /v1/jobs (a real `echo` job on
 ours; benchmarks/wrk_post_job.lua). Rounds alternate servers (ours, gevent, ours, gevent, ...); the table
@@ -71,6 +73,8 @@ OURS_ENV = {
     "GREENPOOL_MAX_RECORDS": "10000",
     "GREENPOOL_RESULT_TTL": "60",
 }
+#: `--ours-env`: environment for `ours` alone, on top of OURS_ENV.
+OURS_ONLY_ENV: dict[str, str] = {}
 #: gunicorn settings both servers share (access log stays off: no --access-logfile, no logconfig).
 COMMON_GUNICORN = ["-w", "1", "--keep-alive", "5", "--worker-connections", "10000", "--graceful-timeout", "5",
                    "--timeout", "60", "--backlog", "2048", "--no-control-socket"]  # fmt: skip
@@ -230,7 +234,8 @@ def server_command(kind: str, port: int, log_level: str, ours_app: str = OURS_AP
         tree = before if kind == BEFORE else REPO
         assert tree is not None, "--before names the other checkout"
         env = {**OURS_ENV, "GREENPOOL_LOG_LEVEL": log_level, "GREENPOOL_BIND": f"127.0.0.1:{port}",
-               "PYTHONPATH": str(tree), **({"GREENPOOL_STORE": "memory"} if kind == MEMORY else {})}  # fmt: skip
+               "PYTHONPATH": str(tree), **({"GREENPOOL_STORE": "memory"} if kind == MEMORY else {}),
+               **(OURS_ONLY_ENV if kind == OURS else {})}  # fmt: skip
         return [*base, "-k", WORKER_CLASS, "--chdir", str(tree), ours_app], env, tree
     return [*base, "-k", "gevent", "--chdir", str(BENCH_DIR), "baseline_gevent_app:app"], {}, REPO
 
@@ -547,6 +552,7 @@ def report(cases: list[Case], args: argparse.Namespace, wrk: str, kinds: list[st
         f"- ours: `gunicorn -k {WORKER_CLASS} -w 1 service.app:app`, log level {args.log_level}, "
         + ", ".join(f"{k}={v}" for k, v in OURS_ENV.items())
         + ("" if "GREENPOOL_STORE" in OURS_ENV else ", the default store (sqlite, a fresh file per server)")
+        + "".join(f"; ours alone: {k}={v}" for k, v in OURS_ONLY_ENV.items())
         + "; gevent: `gunicorn -k gevent -w 1 baseline_gevent_app:app` (benchmarks/baseline_gevent_app.py, no "
         "real work). Both: " + " ".join(COMMON_GUNICORN) + ", no access log.",
         "",
@@ -623,6 +629,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--before", type=Path, metavar="DIR", help="also run ours from checkout DIR; ratios vs it")
     p.add_argument("--store", choices=("sqlite", "memory"), default="sqlite",
                    help="ours' store (default sqlite, the server's default: a fresh file per server)")
+    p.add_argument("--ours-env", action="append", default=[], metavar="KEY=VALUE",
+                   help="more environment for ours alone (not before/memory); repeatable")
     p.add_argument("--beside-memory", action="store_true",
                    help="also run ours with the memory store; ratios ours ÷ memory (target ≥ 0.8×)")
     p.add_argument(
@@ -640,6 +648,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.output = RESULTS_DIR / ("http-quick.md" if args.quick else "http.md")
     if args.rounds < 1 or args.duration < 1 or args.warmup < 0 or not args.connections:
         p.error("--rounds and --duration must be >= 1, --warmup >= 0, and some --connections given")
+    if any("=" not in item for item in args.ours_env):
+        p.error("--ours-env takes KEY=VALUE")
     if not args.routes <= {"get", "post"} or not args.routes:
         p.error("--routes takes get, post or get,post")
     return args
@@ -652,6 +662,7 @@ def main(argv: list[str] | None = None) -> int:
     OURS_ENV["GREENPOOL_POOL_SIZE"] = str(args.pool_size)
     if args.store == "memory":
         OURS_ENV["GREENPOOL_STORE"] = "memory"
+    OURS_ONLY_ENV.update(item.split("=", 1) for item in args.ours_env)
     kinds = [args.only] if args.only else [OURS, GEVENT]
     if args.beside_memory and args.only != GEVENT:
         kinds.insert(1, MEMORY)
