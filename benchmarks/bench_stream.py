@@ -58,7 +58,7 @@ def main() -> int:
     args = parser.parse_args()
     env = {
         "GREENPOOL_POOL_SIZE": "1000",
-        "GREENPOOL_MAX_QUEUED": str(max(args.jobs, 10_000)),
+        "GREENPOOL_MAX_QUEUED": str(max(args.jobs * 2, 10_000)),  # one client may fill 75% of it
         "GREENPOOL_MAX_RECORDS": str(max(args.jobs * 2, 100_000)),
         "GREENPOOL_MAX_BODY_BYTES": str(64 << 20),
         "GREENPOOL_MAX_PILE_SIZE": str(max(args.jobs, 10_000)),
