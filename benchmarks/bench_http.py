@@ -8,6 +8,8 @@ Both servers run under gunicorn with ONE worker process, access log off, on a fr
   sqlite    with --beside-sqlite (and --store memory or redis): ours again on the default sqlite store
   gevent    gunicorn -k gevent -w 1 baseline_gevent_app:app               (benchmarks/baseline_gevent_app.py)
   before    with --before DIR: ours again, from another checkout (e.g. a `git worktree` of an older commit)
+`--ours-env KEY=VALUE` sets more environment for `ours` alone: with `--before` the same checkout, it measures
+a setting side by side (e.g. one extra idle pool: `--before . --ours-env GREENPOOL_POOLS=default:100,idle:10`).
 Each round starts a fresh server, checks the routes once, warms up, then runs
 `wrk -t2 -c{64,512} -d{duration}s --latency` on GET /v1/pool and on POST /v1/jobs (a real `echo` job on
 ours; benchmarks/wrk_post_job.lua). Rounds alternate servers (ours, gevent, ours, gevent, ...); the table
@@ -74,6 +76,8 @@ OURS_ENV = {
     "GREENPOOL_MAX_RECORDS": "10000",
     "GREENPOOL_RESULT_TTL": "60",
 }
+#: `--ours-env`: environment for `ours` alone, on top of OURS_ENV.
+OURS_ONLY_ENV: dict[str, str] = {}
 #: gunicorn settings both servers share (access log stays off: no --access-logfile, no logconfig).
 COMMON_GUNICORN = ["-w", "1", "--keep-alive", "5", "--worker-connections", "10000", "--graceful-timeout", "5",
                    "--timeout", "60", "--backlog", "2048", "--no-control-socket"]  # fmt: skip
@@ -234,7 +238,8 @@ def server_command(kind: str, port: int, log_level: str, ours_app: str = OURS_AP
         assert tree is not None, "--before names the other checkout"
         env = {**OURS_ENV, "GREENPOOL_LOG_LEVEL": log_level, "GREENPOOL_BIND": f"127.0.0.1:{port}",
                "PYTHONPATH": str(tree), "GREENPOOL_REDIS_PREFIX": f"bench{port}",  # a fresh Redis keyspace
-               **({"GREENPOOL_STORE": STORE_OF[kind]} if kind in STORE_OF else {})}  # fmt: skip
+               **({"GREENPOOL_STORE": STORE_OF[kind]} if kind in STORE_OF else {}),
+               **(OURS_ONLY_ENV if kind == OURS else {})}  # fmt: skip
         return [*base, "-k", WORKER_CLASS, "--chdir", str(tree), ours_app], env, tree
     return [*base, "-k", "gevent", "--chdir", str(BENCH_DIR), "baseline_gevent_app:app"], {}, REPO
 
@@ -577,6 +582,7 @@ def report(cases: list[Case], args: argparse.Namespace, wrk: str, kinds: list[st
         f"- ours: `gunicorn -k {WORKER_CLASS} -w 1 service.app:app`, log level {args.log_level}, "
         + ", ".join(f"{k}={v}" for k, v in OURS_ENV.items())
         + ("" if "GREENPOOL_STORE" in OURS_ENV else ", the default store (sqlite, a fresh file per server)")
+        + "".join(f"; ours alone: {k}={v}" for k, v in OURS_ONLY_ENV.items())
         + "; gevent: `gunicorn -k gevent -w 1 baseline_gevent_app:app` (benchmarks/baseline_gevent_app.py, no "
         "real work). Both: " + " ".join(COMMON_GUNICORN) + ", no access log.",
         "",
@@ -654,6 +660,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--log-level", default="info", help="log level of the servers (default info, the server's own)")
     p.add_argument("--ours-app", default=OURS_APP, help="WSGI app our worker serves (default service.app:app)")
     p.add_argument("--before", type=Path, metavar="DIR", help="also run ours from checkout DIR; ratios vs it")
+    p.add_argument("--ours-env", action="append", default=[], metavar="KEY=VALUE",
+                   help="more environment for ours alone (not before/memory/sqlite); repeatable")
     p.add_argument("--store", choices=("sqlite", "memory", "redis"), default="sqlite",
                    help="ours' store (default sqlite, the server's default: a fresh file per server; redis: a"
                         " redis-server started for the run unless --redis-url, a fresh key prefix per server)")
@@ -677,6 +685,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.output = RESULTS_DIR / ("http-quick.md" if args.quick else "http.md")
     if args.rounds < 1 or args.duration < 1 or args.warmup < 0 or not args.connections:
         p.error("--rounds and --duration must be >= 1, --warmup >= 0, and some --connections given")
+    if any("=" not in item for item in args.ours_env):
+        p.error("--ours-env takes KEY=VALUE")
     if not args.routes <= {"get", "post"} or not args.routes:
         p.error("--routes takes get, post or get,post")
     return args
@@ -689,6 +699,7 @@ def main(argv: list[str] | None = None) -> int:
     OURS_ENV["GREENPOOL_POOL_SIZE"] = str(args.pool_size)
     if args.store == "memory":
         OURS_ENV["GREENPOOL_STORE"] = "memory"
+    OURS_ONLY_ENV.update(item.split("=", 1) for item in args.ours_env)
     kinds = [args.only] if args.only else [OURS, GEVENT]
     if args.beside_sqlite and args.store != "sqlite" and args.only != GEVENT:
         kinds.insert(1, SQLITE)
