@@ -34,6 +34,7 @@ from ..storage.records import (
 from ..tasks import Registry
 from .admission import Admission, JobSpec
 from .errors import Draining, JobAlreadyEnded, JobNotFound, PileClosed, PileNotFound, StoreUnavailable, TooLarge
+from .held import HeldOutcomes
 from .history import History
 from .lifecycle import Lifecycle
 from .notifier import Notifier
@@ -70,6 +71,7 @@ class Engine(Lifecycle):
         self._ids = ids if ids is not None else _random_ids()
         self._admission = Admission(config, registry)
         self._notifier = Notifier()
+        self._held = HeldOutcomes(self._end)  # what lanes ended while the store could not be written
         self.pools = Pools(config, registry, self.store, self._new_lane)
         self.runner = self.pools.runner
         self._lane = self.pools.default  # the default pool's lane
@@ -248,7 +250,7 @@ class Engine(Lifecycle):
         """A lane serving pool `name` from its queue in the store, on the runner's OS threads `threads`."""
         queue = self.store.queue(name)
         lane = Lane(name, size, queue, self.registry, self._clock, self.config.max_result_bytes, self._started,
-                    self._end, threads)  # fmt: skip
+                    self._held.end, threads)  # fmt: skip
         if hasattr(queue, "wake"):  # a shared store's queue: jobs pushed by other replicas wake this dispatcher
             queue.wake = lane.pushed
         return lane
@@ -373,6 +375,7 @@ class Engine(Lifecycle):
                 self._history.record(lane.name, now, lane.stats())
             horizon = now - self.config.result_ttl
             try:
+                self._held.write()
                 self._jobs.expire(horizon)
                 self._piles.expire(horizon)
                 for pile_id in [p for p in self._notifier.readers if self._piles.get(p) is None]:
