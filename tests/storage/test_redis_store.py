@@ -132,9 +132,9 @@ def test_a_store_whose_redis_is_down_raises_store_error_and_says_why_until_it_is
         assert store.unavailable() is None and store.jobs.get("nope") is None
         queue = store.queue("default")
         server.kill()
-        with pytest.raises(StoreError, match="cannot be reached"):
+        with pytest.raises(StoreError, match="cannot be used now"):
             store.jobs.get("nope")
-        assert "cannot be reached" in (store.unavailable() or "")
+        assert "cannot be used now" in (store.unavailable() or "")
         assert queue.take(1_700_000_000.0) is None and queue.queued == 0  # a slot parks rather than spin
         server.start()
         assert store.jobs.get("nope") is None and store.unavailable() is None
@@ -148,3 +148,16 @@ def test_an_unreachable_redis_at_open_is_a_store_error_naming_it() -> None:
     with pytest.raises(StoreError, match=f"redis://127.0.0.1:{port}/0") as raised:
         RedisStore(f"redis://:secret@127.0.0.1:{port}/0", 100, retries=0)
     assert "secret" not in str(raised.value)
+
+
+def test_a_redis_out_of_memory_is_a_store_error_until_it_has_room(replicas: tuple[RedisStore, RedisStore]) -> None:
+    a, _ = replicas
+    a.client.config_set("maxmemory", "1")  # every write is refused (noeviction, the default policy)
+    try:
+        with pytest.raises(StoreError, match="cannot be used now"):
+            a.jobs.add(Job("oom", "echo", {}, None, 1_700_000_000.0))
+        assert a.unavailable() is not None
+    finally:
+        a.client.config_set("maxmemory", "0")
+    a.jobs.add(Job("room", "echo", {}, None, 1_700_000_000.0))
+    assert a.unavailable() is None and a.jobs.get("room") is not None

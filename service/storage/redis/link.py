@@ -1,8 +1,8 @@
 """What the Redis store's ports share: the client, the key prefix, the scripts, and whether Redis answers.
 
-A command that fails because Redis cannot be reached (refused, reset, timed out, still loading) raises
-`StoreError` and marks the store down; `unavailable()` says so, probing with a PING at most every PROBE_S,
-and the next command that succeeds clears it. The client itself reconnects on the next command.
+A command that fails because Redis cannot be used now (refused, reset, timed out, loading, read-only, out of
+memory) raises `StoreError` and marks the store down; `unavailable()` says so, probing with a PING at most
+every PROBE_S, and the next command that succeeds clears it. The client itself reconnects on the next command.
 """
 
 from __future__ import annotations
@@ -20,7 +20,9 @@ from .scripts import SCRIPTS
 __all__ = ["PROBE_S", "Link"]
 
 PROBE_S = 0.5  # seconds between PINGs while Redis is down (asked by `unavailable`)
-_DOWN = (redis.ConnectionError, redis.TimeoutError)
+# Unreachable, timed out, loading, read-only (a failed-over replica), out of memory: 503s until it clears.
+_DOWN = (redis.ConnectionError, redis.TimeoutError, redis.exceptions.ReadOnlyError, redis.exceptions.OutOfMemoryError,
+         redis.exceptions.MasterDownError, redis.exceptions.TryAgainError)  # fmt: skip
 
 
 class Link:
@@ -34,11 +36,11 @@ class Link:
 
     @contextmanager
     def guard(self) -> Iterator[None]:
-        """Run commands: a Redis that cannot be reached becomes StoreError (and marks the store down)."""
+        """Run commands: a Redis that cannot be used now becomes StoreError (and marks the store down)."""
         try:
             yield
         except _DOWN as exc:
-            self.down = f"the Redis store at {self.where} cannot be reached now ({exc})"
+            self.down = f"the Redis store at {self.where} cannot be used now ({exc})"
             self._probed = time.monotonic()
             raise StoreError(self.down) from None
         self.down = None
