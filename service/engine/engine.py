@@ -11,6 +11,7 @@ lets go of a member whose record `max_records` evicted: piles never hold more th
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
@@ -72,6 +73,7 @@ class Engine(Lifecycle):
         self._admission = Admission(config, registry)
         self._notifier = Notifier()
         self._held = HeldOutcomes(self._end)  # what lanes ended while the store could not be written
+        self._batch = getattr(self.store, "batch", contextlib.nullcontext)  # a shared store: a pile's jobs at once
         self.pools = Pools(config, registry, self.store, self._new_lane)
         self.runner = self.pools.runner
         self._lane = self.pools.default  # the default pool's lane
@@ -166,8 +168,9 @@ class Engine(Lifecycle):
         lanes, checked = self._admit(specs, client)
         pile = Pile(pile_id or next(self._ids), owner, self._clock())
         self._piles.add(pile)
-        for lane, (task, args, timeout, _, options) in zip(lanes, checked, strict=True):
-            self._enqueue(lane, task, args, timeout, pile, owner, None, client, options)
+        with self._batch():
+            for lane, (task, args, timeout, _, options) in zip(lanes, checked, strict=True):
+                self._enqueue(lane, task, args, timeout, pile, owner, None, client, options)
         if not open:
             self._close(pile)
         log.info("pile created", extra={"pile": pile.id, "size": len(specs), "open": open})
@@ -189,8 +192,9 @@ class Engine(Lifecycle):
             )
         lanes, checked = self._admit(specs, client)
         owner = pile.owner
-        return [self._enqueue(lane, task, args, timeout, pile, owner, None, client, options)
-                for lane, (task, args, timeout, _, options) in zip(lanes, checked, strict=True)]  # fmt: skip
+        with self._batch():
+            return [self._enqueue(lane, task, args, timeout, pile, owner, None, client, options)
+                    for lane, (task, args, timeout, _, options) in zip(lanes, checked, strict=True)]  # fmt: skip
 
     def close_pile(self, pile_id: str) -> Pile:
         """Close a pile: its streams end once every job it has has ended (closing twice is harmless)."""

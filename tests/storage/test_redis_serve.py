@@ -120,7 +120,8 @@ def test_redis_down_under_submissions_is_503_with_retry_after_and_loses_nothing(
     try:
         thread.start()
         time.sleep(1.0)
-        running = server.post("/v1/jobs", json={"task": "sleep", "args": {"seconds": 1.0}}).json()["id"]
+        running = server.post("/v1/jobs", json={"task": "sleep", "args": {"seconds": 1.5}}).json()["id"]
+        assert _until(server, f"/v1/jobs/{running}", lambda j: j["status"] == "running")["status"] == "running"
         redis.kill()
         time.sleep(OUTAGE_S)
         down = len(statuses)

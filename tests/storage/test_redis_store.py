@@ -161,3 +161,23 @@ def test_a_redis_out_of_memory_is_a_store_error_until_it_has_room(replicas: tupl
         a.client.config_set("maxmemory", "0")
     a.jobs.add(Job("room", "echo", {}, None, 1_700_000_000.0))
     assert a.unavailable() is None and a.jobs.get("room") is not None
+
+
+def test_a_batch_sends_records_members_and_pushes_at_its_end(replicas: tuple[RedisStore, RedisStore]) -> None:
+    """What a pile's creation does inside `batch()`: nothing reaches Redis until the end, then all of it, in
+    order, with seq, pile indexes and the queue's counts set from the replies."""
+    a, b = replicas
+    pile = Pile("p1", created_at=1_700_000_000.0)
+    a.piles.add(pile)
+    queue = a.queue("default")
+    assert queue.reserve(3, 100)
+    jobs = [Job(f"b{n}", "echo", {"n": n}, None, 1_700_000_001.0 + n, pile="p1") for n in range(3)]
+    with a.batch():
+        for job in jobs:
+            a.jobs.add(job)
+            a.piles.add_job(pile, job)
+            queue.push(job)
+        assert b.jobs.get("b0") is None  # not sent yet
+    assert [job.pile_index for job in jobs] == [0, 1, 2] and jobs[0].seq < jobs[1].seq < jobs[2].seq
+    assert pile.size == 3 and queue.queued == 3 and b.piles.get("p1").size == 3  # type: ignore[union-attr]
+    assert [b.queue("default").take(1_700_000_010.0).id for _ in range(3)] == ["b0", "b1", "b2"]  # type: ignore[union-attr]

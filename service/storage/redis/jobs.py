@@ -102,7 +102,7 @@ class RedisJobRecords:
         self.live: weakref.WeakValueDictionary[str, Job] = weakref.WeakValueDictionary()
 
     def add(self, job: Job) -> None:
-        job.seq = int(self._link.run("add", job.id, *_fields(job)))
+        self._link.later("add", job.id, *_fields(job), then=lambda seq: setattr(job, "seq", int(seq)))
         self.live[job.id] = job
 
     def get(self, job_id: str) -> Job | None:
@@ -185,13 +185,20 @@ class RedisJobQueue:
         self._link = link
         self._records = records
         self._unpushed = 0  # places this replica reserved and has not pushed (nor released) yet
+        self._version = 0  # of the counts last applied: replies on several connections arrive in any order
 
     def _counts(self, reply: list[Any]) -> list[Any]:
-        self.queued, self.delayed = max(0, int(reply[0]) - self._unpushed), int(reply[1])
+        version = int(reply[3])
+        if version > self._version:  # else an older reply than one already applied
+            self._version = version
+            self.queued, self.delayed = max(0, int(reply[0]) - self._unpushed), int(reply[1])
         return reply
 
-    def refresh(self, queued: int, delayed: int) -> None:
+    def refresh(self, queued: int, delayed: int, version: int) -> None:
         """The counts as read from Redis (by the store's refresher); more queued than known wakes `wake`."""
+        if version < self._version:
+            return
+        self._version = version
         queued = max(0, queued - self._unpushed)
         grew = queued > self.queued
         self.queued, self.delayed = queued, delayed
@@ -202,7 +209,9 @@ class RedisJobQueue:
         reply = self._link.run("reserve", self.pool, count, limit)
         if reply[2]:
             self._unpushed += count
-        self.queued, self.delayed = int(reply[0]), int(reply[1])
+        if int(reply[3]) > self._version:  # right after a reserve: the count the bound saw, reserved places in
+            self._version = int(reply[3])
+            self.queued, self.delayed = int(reply[0]), int(reply[1])
         return bool(reply[2])
 
     def release(self, count: int) -> None:
@@ -210,7 +219,7 @@ class RedisJobQueue:
 
     def push(self, job: Job) -> None:
         self._unpushed = max(0, self._unpushed - 1)
-        self._counts(self._link.run("push", self.pool, job.id, _num(job.not_before)))
+        self._link.later("push", self.pool, job.id, _num(job.not_before), then=self._counts)
 
     def release_due(self, at: float) -> float | None:
         return _float(self._counts(self._link.run("release_due", self.pool, _num(at)))[2])
