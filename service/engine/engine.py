@@ -132,6 +132,8 @@ class Engine(Lifecycle):
         if job.status in TERMINAL or timeout <= 0:
             return job.status in TERMINAL
         self._notifier.job_event(job.id).wait(timeout)
+        if job.status not in TERMINAL:  # a shared store's replica may have ended it: a read refreshes it in place
+            self._jobs.get(job.id)
         return job.status in TERMINAL
 
     def list(
@@ -239,8 +241,12 @@ class Engine(Lifecycle):
     # -- internals ------------------------------------------------------------------------------
     def _new_lane(self, name: str, size: int, threads: Any) -> Lane:
         """A lane serving pool `name` from its queue in the store, on the runner's OS threads `threads`."""
-        return Lane(name, size, self.store.queue(name), self.registry, self._clock, self.config.max_result_bytes,
-                    self._started, self._end, threads)  # fmt: skip
+        queue = self.store.queue(name)
+        lane = Lane(name, size, queue, self.registry, self._clock, self.config.max_result_bytes, self._started,
+                    self._end, threads)  # fmt: skip
+        if hasattr(queue, "wake"):  # a shared store's queue: jobs pushed by other replicas wake this dispatcher
+            queue.wake = lane.pushed
+        return lane
 
     def _admit(self, specs: list[JobSpec], client: str | None) -> tuple[list[Lane], list[JobSpec]]:
         """Each job's lane and its checked spec, with room taken in every pool (admission's order of checks,
@@ -361,10 +367,13 @@ class Engine(Lifecycle):
             for lane in self.runner:
                 self._history.record(lane.name, now, lane.stats())
             horizon = now - self.config.result_ttl
-            self._jobs.expire(horizon)
-            self._piles.expire(horizon)
-            for pile_id in [p for p in self._notifier.readers if self._piles.get(p) is None]:
-                self._notifier.pile_changed(pile_id)  # its streams end
+            try:
+                self._jobs.expire(horizon)
+                self._piles.expire(horizon)
+                for pile_id in [p for p in self._notifier.readers if self._piles.get(p) is None]:
+                    self._notifier.pile_changed(pile_id)  # its streams end
+            except StoreError:  # the store is down for now (503s say so): expire at a later sweep
+                continue
 
 
 def _rounded(seconds: float | None) -> float | None:
