@@ -33,6 +33,10 @@ class LocalCluster:
     def start(self, engine: Any) -> None:
         """Nothing to run beside the engine."""
 
+    def lost(self, running: list[Job]) -> list[Job]:
+        """Of the jobs the store has running at start, those whose process died: all of them, here."""
+        return running
+
     def resized(self, pool: str, size: int) -> None:
         """A pool was created or resized here."""
 
@@ -134,6 +138,11 @@ class ClusterLane(Lane):
         if job_id not in self.running or (attempt is not None and self.attempts.get(job_id) != attempt):
             return False
         return Lane.kill(self, job_id)
+
+    def hold(self) -> None:
+        super().hold()
+        while self._grants:  # leases taken for slots that will take no job now
+            self._cluster.release(self.name, self._grants.pop())
 
     def tick(self) -> None:
         """Release the delayed jobs that are due (whoever pushed them: a replica that died cannot)."""

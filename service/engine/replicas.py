@@ -84,6 +84,22 @@ class RedisCluster:
     def threads(self) -> list[Any]:
         return list(self._threads)
 
+    def lost(self, running: list[Job]) -> list[Job]:
+        """Of the jobs the store has `running` at start, those no live replica runs: bound to no lease (their
+        replica died before it bound one), or to a lease of this replica's id (a restart of this replica: those
+        leases are released). The others are left to their replicas, or to the reaper once their leases lapse."""
+        if not running:
+            return []
+        bound = self.state.bound({job.pool for job in running})
+        lost = []
+        for job in running:
+            replica, pool, token = bound.get((job.id, job.attempt), (self.replica, "", ""))
+            if replica == self.replica:
+                lost.append(job)
+                if token:
+                    self.state.release(pool, token)
+        return lost
+
     # -- leases (ClusterLane's Slots) -----------------------------------------------------------
     def acquire(self, pool: str) -> str | None:
         token = next(self._tokens)

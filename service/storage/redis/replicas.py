@@ -104,6 +104,22 @@ class ClusterState:
                 found.append((pool, replica, job_id, int(attempt)))
         return found
 
+    def bound(self, pools: Iterable[str]) -> dict[tuple[str, int], tuple[str, str, str]]:
+        """`(job id, attempt)` → `(replica, pool, token)` of the lease it is bound to, of every attempt of `pools`
+        bound to a lease now."""
+        pools = list(pools)
+        pipe = self.client.pipeline(transaction=False)
+        for pool in pools:
+            pipe.hgetall(self._bound(pool))
+            pipe.hgetall(self.leases._keys(pool)[1])
+        replies = pipe.execute()
+        found = {}
+        for pool, bound, owners in zip(pools, replies[::2], replies[1::2], strict=True):
+            for token, what in bound.items():
+                job_id, attempt = _text(what).split()
+                found[(job_id, int(attempt))] = (_text(owners.get(token, b"")), pool, _text(token))
+        return found
+
     def held(self, pool: str) -> int:
         """Leases of `pool` held now across the cluster (lapsed ones included until a script moves them)."""
         return int(self.client.zcard(self.leases._keys(pool)[0]))
