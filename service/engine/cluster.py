@@ -106,6 +106,7 @@ class ClusterLane(Lane):
         self._tokens: dict[str, str] = {}  # job id → its lease token, from take to run
         self.attempts: dict[str, int] = {}  # job id → the attempt running here
         self._hinted = False  # another replica pushed onto the (shared) queue since the dispatcher looked
+        self._dry = False  # a take found nothing although `queued` said so (places reserved, not yet pushed)
         super().__init__(*args)
         if hasattr(self.queue, "wake"):  # a shared store's queue: a refresh that finds more jobs wakes us
             self.queue.wake = self.hinted
@@ -156,8 +157,9 @@ class ClusterLane(Lane):
         """As Lane's, and with a lease on one of the pool's cluster-wide slots for each slot it spawns."""
         pool, parked, queue, cluster = self.pool, self._dispatcher, self.queue, self._cluster
         while True:
-            if queue.queued <= self._starting and not self._hinted:
+            if (queue.queued <= self._starting or self._dry) and not self._hinted:
                 parked.park(RECHECK_S)  # woken by a submission here, or a hint from another replica
+                self._dry = False
                 continue
             full = pool.running() >= pool.size
             token = None if full else cluster.acquire(self.name)
@@ -184,6 +186,7 @@ class ClusterLane(Lane):
             cluster.release(self.name, token)
             raise
         if job is None:
+            self._dry = True  # no more slots for now: the next push (here or a hint) wakes the dispatcher
             cluster.release(self.name, token)
             return None
         cluster.bind(self.name, token, job)
