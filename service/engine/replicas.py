@@ -37,6 +37,7 @@ __all__ = ["RedisCluster", "default_replica_id", "open_cluster"]
 
 log = logging.getLogger("greenpool.cluster")
 _BEAT_S = 1.0  # seconds between heartbeats (and re-checks of every waiter)
+_QUIET_S = 30.0  # seconds between two log lines of one kind of failure to reach Redis
 _COUNTERS = ("submitted", "succeeded", "failed", "cancelled", "timed_out")
 _SUMMED = ("running", "held", "waiting", *_COUNTERS)
 
@@ -69,6 +70,7 @@ class RedisCluster:
         self._live: list[tuple[str, float, dict]] = []  # the replicas seen at the last heartbeat
         self._engine: Any = None
         self._threads: list[Any] = []
+        self._logged: dict[str, float] = {}  # kind of failure → when it was last logged
 
     def notifier(self) -> ClusterNotifier:
         self._notifier = ClusterNotifier(self.hint)
@@ -100,13 +102,20 @@ class RedisCluster:
                     self.state.release(pool, token)
         return lost
 
+    def _trouble(self, what: str, exc: Exception, **extra: Any) -> None:
+        """Log a failure to reach Redis, once per `_QUIET_S` per kind (it retries by itself meanwhile)."""
+        now = time.monotonic()
+        if now - self._logged.get(what, -_QUIET_S) >= _QUIET_S:
+            self._logged[what] = now
+            log.warning(what, extra={**extra, "error_message": str(exc) or repr(exc)})
+
     # -- leases (ClusterLane's Slots) -----------------------------------------------------------
     def acquire(self, pool: str) -> str | None:
         token = next(self._tokens)
         try:
             granted = self.state.acquire(pool, token)
         except Exception as exc:  # Redis down, or no size yet: no slot now; the lane asks again
-            log.warning("lease not acquired", extra={"pool": pool, "error_message": str(exc)})
+            self._trouble("lease not acquired", exc, pool=pool)
             return None
         if not granted:
             return None
@@ -118,7 +127,7 @@ class RedisCluster:
         try:
             self.state.bind(pool, token, job.id, job.attempt)
         except Exception as exc:  # its lease lapses unbound: the job is left to the store's recovery
-            log.warning("lease not bound", extra={"pool": pool, "job_id": job.id, "error_message": str(exc)})
+            self._trouble("lease not bound", exc, pool=pool, job_id=job.id)
 
     def release(self, pool: str, token: str) -> None:
         if self._held.pop(token, None) is None:
@@ -126,7 +135,7 @@ class RedisCluster:
         try:
             self.state.release(pool, token)
         except Exception as exc:  # it lapses after the lease period instead
-            log.warning("lease not released", extra={"pool": pool, "error_message": str(exc)})
+            self._trouble("lease not released", exc, pool=pool)
         self.hint("room", pool)
 
     # -- hints ----------------------------------------------------------------------------------
@@ -152,7 +161,7 @@ class RedisCluster:
             try:
                 self.state.publish({kind: list(values) for kind, values in hints.items()})
             except Exception as exc:  # lost hints: the waiters' re-checks and the ticker cover them
-                log.warning("hints not published", extra={"error_message": str(exc)})
+                self._trouble("hints not published", exc)
                 sleep(0.1)
 
     def _listen(self) -> None:
@@ -166,7 +175,7 @@ class RedisCluster:
                     if message is not None:
                         self._apply(orjson.loads(message["data"]))
             except Exception as exc:
-                log.warning("hints not received; resubscribing", extra={"error_message": str(exc)})
+                self._trouble("hints not received; resubscribing", exc)
                 sleep(0.5)
             finally:
                 pubsub.close()
@@ -214,7 +223,7 @@ class RedisCluster:
                     try:
                         step()
                     except Exception as exc:  # Redis down: the next tick tries again
-                        log.warning("cluster tick failed", extra={"step": step.__name__, "error_message": str(exc)})
+                        self._trouble("cluster tick failed", exc, step=step.__name__)
             if now - renewed >= self.lease_s / 3:
                 renewed = now
             if now - beat >= _BEAT_S:
