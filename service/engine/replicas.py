@@ -259,14 +259,32 @@ class RedisCluster:
 
     def _reap(self) -> None:
         """End `WorkerLost` (or retry) each attempt whose lease lapsed: reported to one replica only, and ended
-        through the store's compare-and-set, so exactly once cluster-wide."""
+        through the store's compare-and-set, so exactly once cluster-wide. A lapsed lease bound to no job means
+        its replica died between a grant and a bind: a job it may have taken is found among the running ones
+        bound to no lease (`_orphans`)."""
         engine = self._engine
+        unbound: set[str] = set()
         for pool, replica, job_id, attempt in self.state.reap(engine.runner.lanes):
-            job = engine.store.jobs.get(job_id)
-            if job is None or job.status != RUNNING or job.attempt != attempt or pool not in engine.runner.lanes:
-                continue
-            log.warning("lease lapsed", extra={"job_id": job_id, "pool": pool, "replica": replica})
-            engine._end(job, FAILED, "WorkerLost", f"replica {replica} stopped renewing the job's lease")
+            job = None if job_id is None else engine.store.jobs.get(job_id)
+            if job_id is None:
+                unbound.add(pool)
+            elif job is not None and job.status == RUNNING and job.attempt == attempt:
+                self._lost(job, replica)
+        for job in self._orphans(unbound) if unbound else ():
+            self._lost(job, "unknown")
+
+    def _orphans(self, pools: set[str]) -> list[Job]:
+        """Running jobs of `pools` bound to no lease, started over half a lease period ago (a live replica binds
+        a job one round trip after it took it): a scan of the running records, only after a replica died."""
+        horizon = self._engine._clock() - self.lease_s / 2
+        running = [job for job in self._engine.store.jobs.select(RUNNING) if job.pool in pools]
+        bound = self.state.bound(pools)
+        return [job for job in running if (job.id, job.attempt) not in bound and (job.started_at or 0) <= horizon]
+
+    def _lost(self, job: Job, replica: str) -> None:
+        if job.pool in self._engine.runner.lanes:
+            log.warning("lease lapsed", extra={"job_id": job.id, "pool": job.pool, "replica": replica})
+            self._engine._end(job, FAILED, "WorkerLost", f"replica {replica} stopped renewing the job's lease")
 
     def _release_due(self) -> None:
         for lane in self._engine.runner:

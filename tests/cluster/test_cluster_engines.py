@@ -133,3 +133,16 @@ def test_hints_wake_long_polls_streams_and_dispatchers_and_cancel_reaches_the_ru
     until(lambda: probe.now == 0, timeout=1.0)  # a killed its green thread
     assert time.monotonic() - start < 1.0
     until(lambda: a.cluster.state.held("default") == 0, timeout=1.0)
+
+
+def test_a_job_taken_by_a_replica_that_died_before_binding_its_lease_ends_worker_lost(replicas):
+    a, b = replicas(2, lease=0.6)
+    for lane in [*a.runner, *b.runner]:  # nobody takes jobs but the test
+        lane.hold()
+    for thread in a.cluster.threads():  # a dies...
+        thread.kill()
+    job = a.submit("sleep", {"seconds": 30})
+    token = a.cluster.acquire("default")  # ...after its slot got a lease and took the job, before binding them
+    assert token is not None and a.store.queue("default").take(time.time()) is job
+    until(lambda: job.status != RUNNING, timeout=5)
+    assert job.status == "failed" and job.error["type"] == "WorkerLost"

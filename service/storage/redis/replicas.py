@@ -81,9 +81,9 @@ class ClusterState:
             self.leases._renew(keys=self.leases._keys(pool), args=[token, ms], client=pipe)
         return [bool(done) for done in pipe.execute()]
 
-    def reap(self, pools: Iterable[str]) -> list[tuple[str, str, str, int]]:
+    def reap(self, pools: Iterable[str]) -> list[tuple[str, str, str | None, int]]:
         """`(pool, replica, job_id, attempt)` of each lease of `pools` that lapsed since any replica's last reap
-        (each reported once cluster-wide) and whose slot ran a job; their bindings are forgotten."""
+        (each reported once cluster-wide), job None if its slot had not bound a job to it; bindings forgotten."""
         pools = list(pools)
         pipe = self.client.pipeline(transaction=False)
         for pool in pools:
@@ -97,11 +97,10 @@ class ClusterState:
             pipe.hget(self._bound(pool), token)
             pipe.hdel(self._bound(pool), token)
         bound = pipe.execute()[::2]
-        found = []
+        found: list[tuple[str, str, str | None, int]] = []
         for (pool, _, replica), what in zip(lapsed, bound, strict=True):
-            if what is not None:
-                job_id, attempt = _text(what).split()
-                found.append((pool, replica, job_id, int(attempt)))
+            job_id, attempt = _text(what).split() if what is not None else (None, 0)
+            found.append((pool, replica, job_id, int(attempt)))
         return found
 
     def bound(self, pools: Iterable[str]) -> dict[tuple[str, int], tuple[str, str, str]]:
