@@ -87,19 +87,18 @@ class RedisCluster:
         return list(self._threads)
 
     def lost(self, running: list[Job]) -> list[Job]:
-        """Of the jobs the store has `running` at start, those no live replica runs: bound to no lease (their
-        replica died before it bound one), or to a lease of this replica's id (a restart of this replica: those
-        leases are released). The others are left to their replicas, or to the reaper once their leases lapse."""
+        """Of the jobs the store has `running` at start, those bound to a lease of this replica's id: a restart of
+        this replica (their leases are released). The others are left to the replicas running them, or to the
+        reaper once their leases lapse (also those bound to no lease: `_orphans`)."""
         if not running:
             return []
         bound = self.state.bound({job.pool for job in running})
         lost = []
         for job in running:
-            replica, pool, token = bound.get((job.id, job.attempt), (self.replica, "", ""))
+            replica, pool, token = bound.get((job.id, job.attempt), ("", "", ""))
             if replica == self.replica:
                 lost.append(job)
-                if token:
-                    self.state.release(pool, token)
+                self.state.release(pool, token)
         return lost
 
     def _trouble(self, what: str, exc: Exception, **extra: Any) -> None:
