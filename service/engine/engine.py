@@ -253,8 +253,11 @@ class Engine(Lifecycle):
     # -- internals ------------------------------------------------------------------------------
     def _new_lane(self, name: str, size: int, threads: Any) -> Lane:
         """A lane serving pool `name` from its queue in the store, on the runner's OS threads `threads`."""
-        return self.cluster.lane_type(name, size, self.store.queue(name), self.registry, self._clock,
+        lane = self.cluster.lane_type(name, size, self.store.queue(name), self.registry, self._clock,
                                       self.config.max_result_bytes, self._started, self._end, threads)  # fmt: skip
+        if getattr(lane.queue, "wake", False) is None:  # a shared store's queue: a refresh that finds jobs pushed
+            lane.queue.wake = lane.pushed  # by other replicas wakes this dispatcher (a ClusterLane has its own)
+        return lane
 
     def _admit(self, specs: list[JobSpec], client: str | None) -> tuple[list[Lane], list[JobSpec]]:
         """Each job's lane and its checked spec, with room taken in every pool (admission's order of checks,
@@ -375,10 +378,13 @@ class Engine(Lifecycle):
             for lane in self.runner:
                 self._history.record(lane.name, now, lane.stats())
             horizon = now - self.config.result_ttl
-            self._jobs.expire(horizon)
-            self._piles.expire(horizon)
-            for pile_id in [p for p in self._notifier.readers if self._piles.get(p) is None]:
-                self._notifier.pile_changed(pile_id)  # its streams end
+            try:
+                self._jobs.expire(horizon)
+                self._piles.expire(horizon)
+                for pile_id in [p for p in self._notifier.readers if self._piles.get(p) is None]:
+                    self._notifier.pile_changed(pile_id)  # its streams end
+            except StoreError:  # the store is down for now (503s say so): expire at a later sweep
+                continue
 
 
 def _rounded(seconds: float | None) -> float | None:
