@@ -92,6 +92,8 @@ def test_a_replica_that_stops_renewing_loses_its_leases_and_the_jobs_end_worker_
     doomed = [a.submit("probe", {"seconds": 30}) for _ in range(2)]
     retried = a.submit("probe", {"seconds": 30}, options=_retries(1))
     until(lambda: probe.now == 3)
+    for lane in a.runner:  # a takes no more jobs (else it would take the retried one again, and lose it again)
+        lane.hold()
     ended = []
     for engine in (b, c):
         engine.observers.append(lambda event, job, engine=engine: ended.append((engine.cluster.replica, event, job.id)))
