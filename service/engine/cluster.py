@@ -43,6 +43,10 @@ class LocalCluster:
     def deleted(self, pool: str) -> None:
         """A pool was deleted here."""
 
+    def running(self, pool: str) -> int:
+        """Jobs of `pool` running on other replicas too (none: there are none)."""
+        return 0
+
     def report(self, pool: str, stats: dict[str, Any]) -> dict[str, Any]:
         """A pool's figures for `/v1/pool(s)`: this process's."""
         return stats

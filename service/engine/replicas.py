@@ -148,6 +148,10 @@ class RedisCluster:
         self.state.set_size(pool, size)
         self.hint("size", (pool, size))
 
+    def running(self, pool: str) -> int:
+        """Jobs of `pool` running across the cluster (its leases held now)."""
+        return self.state.held(pool)
+
     def deleted(self, pool: str) -> None:
         self.state.set_size(pool, None)
         self.hint("deleted", pool)

@@ -148,3 +148,24 @@ def test_a_job_taken_by_a_replica_that_died_before_binding_its_lease_ends_worker
     assert token is not None and a.store.queue("default").take(time.time()) is job
     until(lambda: job.status != RUNNING, timeout=5)
     assert job.status == "failed" and job.error["type"] == "WorkerLost"
+
+
+def test_a_pool_created_on_one_replica_is_served_by_the_other_and_cannot_be_deleted_while_it_runs_there(replicas):
+    from service.engine import errors
+
+    probe = Probe()
+    a, b = replicas(2, probe.registry)
+    for lane in a.runner:
+        lane.hold()
+    assert a.resize(2, "io") is True
+    a.runner.lanes["io"].hold()
+    until(lambda: "io" in b.pool_names(), timeout=1.0)
+    job = a.submit("probe", {"seconds": 30}, pool="io")
+    until(lambda: job.status == RUNNING)  # on b
+    assert a.stats("io")["running"] == 0 and b.stats("io")["running"] == 1
+    with pytest.raises(errors.PoolInUse):
+        a.delete_pool("io")
+    b.cancel(job.id)
+    until(lambda: a.cluster.running("io") == 0, timeout=1.0)
+    a.delete_pool("io")
+    until(lambda: "io" not in b.pool_names(), timeout=1.5)
