@@ -37,6 +37,13 @@ class LocalCluster:
         """Of the jobs the store has running at start, those whose process died: all of them, here."""
         return running
 
+    def here(self, running: list[Job]) -> list[Job]:
+        """Of jobs the store has running, those this process runs: all of them, here."""
+        return running
+
+    def leave(self) -> None:
+        """The process has drained: nothing to tell anyone."""
+
     def resized(self, pool: str, size: int) -> None:
         """A pool was created or resized here."""
 

@@ -86,6 +86,20 @@ class RedisCluster:
     def threads(self) -> list[Any]:
         return list(self._threads)
 
+    def here(self, running: list[Job]) -> list[Job]:
+        """Of the jobs the shared store has running, those running on this replica (a drain ends only those)."""
+        lanes = self._engine.runner.lanes
+        return [job for job in running if job.pool in lanes and job.id in lanes[job.pool].running]
+
+    def leave(self) -> None:
+        """This replica has drained: it beats no more and leaves the replicas' list at once (its hints go on
+        until the process exits)."""
+        self._threads[2].kill()  # the ticker
+        try:
+            self.state.leave()
+        except Exception as exc:  # its heartbeat lapses after a lease period instead
+            self._trouble("replica not removed", exc)
+
     def lost(self, running: list[Job]) -> list[Job]:
         """Of the jobs the store has `running` at start, those bound to a lease of this replica's id: a restart of
         this replica (their leases are released). The others are left to the replicas running them, or to the

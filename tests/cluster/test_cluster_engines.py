@@ -169,3 +169,22 @@ def test_a_pool_created_on_one_replica_is_served_by_the_other_and_cannot_be_dele
     until(lambda: a.cluster.running("io") == 0, timeout=1.0)
     a.delete_pool("io")
     until(lambda: "io" not in b.pool_names(), timeout=1.5)
+
+
+def test_a_drain_ends_only_the_jobs_of_its_replica_and_the_replica_leaves_the_list(replicas):
+    probe = Probe()
+    engines = replicas(2, probe.registry, pool_size=1)
+    engines[0].store.durable = True  # as the Redis store: queued jobs stay for the next start
+    elsewhere = engines[0].submit("probe", {"seconds": 30})
+    until(lambda: elsewhere.status == RUNNING)
+    keeper, drained = sorted(engines, key=lambda e: -e.stats()["running"])  # keeper runs it
+    for lane in keeper.runner:
+        lane.hold()
+    keeper.resize(2)
+    mine = keeper.submit("probe", {"seconds": 30})
+    until(lambda: mine.status == RUNNING)  # on the other one
+    until(lambda: len(keeper.report()["replicas"]) == 2, timeout=2.0)
+    drained.drain(0.2)
+    assert mine.status == "cancelled" and elsewhere.status == RUNNING
+    assert [r["id"] for r in keeper.report()["replicas"]] == [keeper.cluster.replica]
+    keeper.cancel(elsewhere.id)

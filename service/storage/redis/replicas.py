@@ -132,6 +132,13 @@ class ClusterState:
         live = [(_text(flat[i]), int(flat[i + 1]) / 1000, orjson.loads(flat[i + 2])) for i in range(1, len(flat), 3)]
         return int(flat[0]) / 1000, live
 
+    def leave(self) -> None:
+        """Forget this replica's heartbeat (it stops)."""
+        pipe = self.client.pipeline(transaction=False)
+        pipe.hdel(self._replicas, self.replica)
+        pipe.zrem(self._seen, self.replica)
+        pipe.execute()
+
     def sizes(self) -> dict[str, int]:
         """Every pool's cluster-wide size (the limits hash)."""
         return {_text(pool): int(size) for pool, size in self.client.hgetall(self.leases.limits_key).items()}
