@@ -142,6 +142,20 @@ class RedisCluster:
         except Exception as exc:  # its lease lapses unbound: the job is left to the store's recovery
             self._trouble("lease not bound", exc, pool=pool, job_id=job.id)
 
+    def keep(self, pool: str, token: str) -> bool:
+        if token not in self._held:
+            return False
+        self._held[token] = (pool, None)
+        try:
+            kept = self.state.keep(pool, token)
+        except Exception as exc:  # it lapses after the lease period instead
+            self._trouble("lease not kept", exc, pool=pool)
+            kept = False
+        if not kept:
+            self._held.pop(token, None)
+            self.hint("room", pool)
+        return kept
+
     def release(self, pool: str, token: str) -> None:
         if self._held.pop(token, None) is None:
             return
