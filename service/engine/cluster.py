@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
+from pool_core import getcurrent
+
 from ..storage import Job
 from .notifier import Notifier
 from .runner import Lane
@@ -37,11 +39,22 @@ class LocalCluster:
         """Of the jobs the store has running at start, those whose process died: all of them, here."""
         return running
 
+    def here(self, running: list[Job]) -> list[Job]:
+        """Of jobs the store has running, those this process runs: all of them, here."""
+        return running
+
+    def leave(self) -> None:
+        """The process has drained: nothing to tell anyone."""
+
     def resized(self, pool: str, size: int) -> None:
         """A pool was created or resized here."""
 
     def deleted(self, pool: str) -> None:
         """A pool was deleted here."""
+
+    def running(self, pool: str) -> int:
+        """Jobs of `pool` running on other replicas too (none: there are none)."""
+        return 0
 
     def report(self, pool: str, stats: dict[str, Any]) -> dict[str, Any]:
         """A pool's figures for `/v1/pool(s)`: this process's."""
@@ -57,6 +70,8 @@ class Slots(Protocol):
     def acquire(self, pool: str) -> str | None: ...  # a lease token, or None: the pool is full cluster-wide
 
     def bind(self, pool: str, token: str, job: Job) -> None: ...  # the lease's slot runs this attempt
+
+    def keep(self, pool: str, token: str) -> bool: ...  # the lease for another attempt, if the size allows
 
     def release(self, pool: str, token: str) -> None: ...  # the attempt ended: free its slot (once)
 
@@ -104,6 +119,7 @@ class ClusterLane(Lane):
         self._cluster = cluster
         self._grants: list[str] = []  # leases the dispatcher took for slots on their way
         self._tokens: dict[str, str] = {}  # job id → its lease token, from take to run
+        self._carried: dict[Any, str] = {}  # slot → the lease of its last job, until its next take or its end
         self.attempts: dict[str, int] = {}  # job id → the attempt running here
         self._hinted = False  # another replica pushed onto the (shared) queue since the dispatcher looked
         self._dry = False  # a take found nothing although `queued` said so (places reserved, not yet pushed)
@@ -175,9 +191,23 @@ class ClusterLane(Lane):
             pool.spawn(self._slot)
             self._starting += 1
 
+    def _slot(self) -> None:
+        try:
+            super()._slot()
+        finally:  # the lease this slot carried from its last job, if any
+            token = self._carried.pop(getcurrent(), None)
+            if token is not None:
+                self._cluster.release(self.name, token)
+
     def _take(self) -> Job | None:
+        """The next job, with a lease: the one this slot carries from its last job while the pool's size allows
+        it (one round trip instead of a release and an acquire), else a new one."""
         cluster = self._cluster
-        token = self._grants.pop() if self._grants else cluster.acquire(self.name)
+        token = self._carried.pop(getcurrent(), None)
+        if token is not None and not cluster.keep(self.name, token):
+            token = None
+        if token is None:
+            token = self._grants.pop() if self._grants else cluster.acquire(self.name)
         if token is None:
             return None
         try:
@@ -201,4 +231,4 @@ class ClusterLane(Lane):
         finally:
             if self.attempts.get(job.id) == attempt:
                 del self.attempts[job.id]
-            self._cluster.release(self.name, token)
+            self._carried[thread] = token  # released when the slot leaves, or kept for its next job

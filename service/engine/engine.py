@@ -234,7 +234,7 @@ class Engine(Lifecycle):
 
     def delete_pool(self, pool: str) -> None:
         """Delete an idle pool; PoolNotFound, or PoolInUse for `default` or one with jobs queued or running."""
-        self.pools.delete(pool)
+        self.pools.delete(pool, self.cluster.running)
         self.cluster.deleted(pool)
         self._history.forget(pool)
 

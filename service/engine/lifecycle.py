@@ -74,8 +74,9 @@ class Lifecycle:
                 for lane in self.runner:
                     lane.pool.waitall()
         finally:  # also when the worker's grace period ends first and kills this green thread
-            for job in reversed(self._jobs.select(RUNNING)):
+            for job in reversed(self.cluster.here(self._jobs.select(RUNNING))):
                 self._interrupted(job)
+            self.cluster.leave()
             totals = {key: sum(lane.counts[key] for lane in self.runner) for key in self._lane.counts}
             log.info("drained", extra={**totals, "kept_queued": sum(lane.stats()["queued"] for lane in self.runner)})
 

@@ -73,10 +73,13 @@ class Pools:
         log.info("pool created", extra={"pool": name, "size": size})
         return True
 
-    def delete(self, name: str) -> None:
-        """Delete an idle pool: PoolNotFound, or PoolInUse for `default` or one with jobs queued or running."""
+    def delete(self, name: str, running_in_cluster: Callable[[str], int] = lambda name: 0) -> None:
+        """Delete an idle pool: PoolNotFound, or PoolInUse for `default` or one with jobs queued or running
+        (here, or on any replica: `running_in_cluster`)."""
         lane = self.lane(name)
         running, queued = lane.pool.running(), lane.queue.queued + lane.queue.delayed
+        if name != DEFAULT_POOL and not running and not queued:
+            running = running_in_cluster(name)
         if name == DEFAULT_POOL or running or queued:
             raise PoolInUse(name, running, queued)
         self.runner.remove(name)

@@ -86,6 +86,20 @@ class RedisCluster:
     def threads(self) -> list[Any]:
         return list(self._threads)
 
+    def here(self, running: list[Job]) -> list[Job]:
+        """Of the jobs the shared store has running, those running on this replica (a drain ends only those)."""
+        lanes = self._engine.runner.lanes
+        return [job for job in running if job.pool in lanes and job.id in lanes[job.pool].running]
+
+    def leave(self) -> None:
+        """This replica has drained: it beats no more and leaves the replicas' list at once (its hints go on
+        until the process exits)."""
+        self._threads[2].kill()  # the ticker
+        try:
+            self.state.leave()
+        except Exception as exc:  # its heartbeat lapses after a lease period instead
+            self._trouble("replica not removed", exc)
+
     def lost(self, running: list[Job]) -> list[Job]:
         """Of the jobs the store has `running` at start, those bound to a lease of this replica's id: a restart of
         this replica (their leases are released). The others are left to the replicas running them, or to the
@@ -128,6 +142,20 @@ class RedisCluster:
         except Exception as exc:  # its lease lapses unbound: the job is left to the store's recovery
             self._trouble("lease not bound", exc, pool=pool, job_id=job.id)
 
+    def keep(self, pool: str, token: str) -> bool:
+        if token not in self._held:
+            return False
+        self._held[token] = (pool, None)
+        try:
+            kept = self.state.keep(pool, token)
+        except Exception as exc:  # it lapses after the lease period instead
+            self._trouble("lease not kept", exc, pool=pool)
+            kept = False
+        if not kept:
+            self._held.pop(token, None)
+            self.hint("room", pool)
+        return kept
+
     def release(self, pool: str, token: str) -> None:
         if self._held.pop(token, None) is None:
             return
@@ -147,6 +175,10 @@ class RedisCluster:
     def resized(self, pool: str, size: int) -> None:
         self.state.set_size(pool, size)
         self.hint("size", (pool, size))
+
+    def running(self, pool: str) -> int:
+        """Jobs of `pool` running across the cluster (its leases held now)."""
+        return self.state.held(pool)
 
     def deleted(self, pool: str) -> None:
         self.state.set_size(pool, None)

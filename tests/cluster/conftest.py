@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "storage"))  # test_redis_support (RedisServer)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "contract"))  # openapi_contract (Contract)
 
 from test_redis_support import RedisServer  # noqa: E402
 

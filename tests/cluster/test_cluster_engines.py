@@ -92,6 +92,8 @@ def test_a_replica_that_stops_renewing_loses_its_leases_and_the_jobs_end_worker_
     doomed = [a.submit("probe", {"seconds": 30}) for _ in range(2)]
     retried = a.submit("probe", {"seconds": 30}, options=_retries(1))
     until(lambda: probe.now == 3)
+    for lane in a.runner:  # a takes no more jobs (else it would take the retried one again, and lose it again)
+        lane.hold()
     ended = []
     for engine in (b, c):
         engine.observers.append(lambda event, job, engine=engine: ended.append((engine.cluster.replica, event, job.id)))
@@ -146,3 +148,43 @@ def test_a_job_taken_by_a_replica_that_died_before_binding_its_lease_ends_worker
     assert token is not None and a.store.queue("default").take(time.time()) is job
     until(lambda: job.status != RUNNING, timeout=5)
     assert job.status == "failed" and job.error["type"] == "WorkerLost"
+
+
+def test_a_pool_created_on_one_replica_is_served_by_the_other_and_cannot_be_deleted_while_it_runs_there(replicas):
+    from service.engine import errors
+
+    probe = Probe()
+    a, b = replicas(2, probe.registry)
+    for lane in a.runner:
+        lane.hold()
+    assert a.resize(2, "io") is True
+    a.runner.lanes["io"].hold()
+    until(lambda: "io" in b.pool_names(), timeout=1.0)
+    job = a.submit("probe", {"seconds": 30}, pool="io")
+    until(lambda: job.status == RUNNING)  # on b
+    assert a.stats("io")["running"] == 0 and b.stats("io")["running"] == 1
+    with pytest.raises(errors.PoolInUse):
+        a.delete_pool("io")
+    b.cancel(job.id)
+    until(lambda: a.cluster.running("io") == 0, timeout=1.0)
+    a.delete_pool("io")
+    until(lambda: "io" not in b.pool_names(), timeout=1.5)
+
+
+def test_a_drain_ends_only_the_jobs_of_its_replica_and_the_replica_leaves_the_list(replicas):
+    probe = Probe()
+    engines = replicas(2, probe.registry, pool_size=1)
+    engines[0].store.durable = True  # as the Redis store: queued jobs stay for the next start
+    elsewhere = engines[0].submit("probe", {"seconds": 30})
+    until(lambda: elsewhere.status == RUNNING)
+    keeper, drained = sorted(engines, key=lambda e: -e.stats()["running"])  # keeper runs it
+    for lane in keeper.runner:
+        lane.hold()
+    keeper.resize(2)
+    mine = keeper.submit("probe", {"seconds": 30})
+    until(lambda: mine.status == RUNNING)  # on the other one
+    until(lambda: len(keeper.report()["replicas"]) == 2, timeout=2.0)
+    drained.drain(0.2)
+    assert mine.status == "cancelled" and elsewhere.status == RUNNING
+    assert [r["id"] for r in keeper.report()["replicas"]] == [keeper.cluster.replica]
+    keeper.cancel(elsewhere.id)

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from openapi_contract import Contract, load_spec
 from serverkit import Server, Servers
 from test_redis_support import RedisServer
 
@@ -117,6 +118,9 @@ def test_pool_of_ten_over_three_replicas_never_runs_more_than_ten_and_a_resize_r
         until(lambda server=server: server.get("/v1/pool").json()["size"] == 7, 1.0)
     assert time.monotonic() - started < 1.0
     assert [r["id"] for r in a.get("/v1/pool").json()["replicas"]] == ["A", "B", "C"]
+    contract = Contract(load_spec())  # the cluster-wide answers are the documented ones
+    for path, template in (("/v1/pool",) * 2, ("/v1/pools",) * 2, ("/v1/pools/default", "/v1/pools/{name}")):
+        contract.check(c.get(path), "GET", template)
     until(lambda: a.get("/v1/pool").json()["succeeded"] == 200, 2.0)  # the others' counters: their last heartbeat
     assert a.get("/v1/pool").json()["running"] == 0
     print(f"200 jobs of 0.2 s on 10 slots over 3 replicas: {elapsed:.2f} s, peak {peak}")

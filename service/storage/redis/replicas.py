@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 
-from .leases import LeaseSemaphore, _ms, _text
+from .leases import _REAP_EXPIRED, LeaseSemaphore, _ms, _text
 
 __all__ = ["ClusterState"]
 
@@ -42,6 +42,23 @@ return out
 """
 
 
+# KEYS: leases, owners, lapsed, limits. ARGV: pool, token, lease ms → 1 kept (renewed), 0 released or not held
+_KEEP = (
+    _REAP_EXPIRED
+    + """
+if not redis.call('ZSCORE', KEYS[1], ARGV[2]) then return 0 end
+local size = tonumber(redis.call('HGET', KEYS[4], ARGV[1]) or '0')
+if redis.call('ZCARD', KEYS[1]) > size then
+  redis.call('ZREM', KEYS[1], ARGV[2])
+  redis.call('HDEL', KEYS[2], ARGV[2])
+  return 0
+end
+redis.call('ZADD', KEYS[1], 'XX', now + tonumber(ARGV[3]), ARGV[2])
+return 1
+"""
+)
+
+
 class ClusterState:
     """One replica's view of the shared cluster state: leases (acquire, bind, renew, release, reap),
     heartbeats and the hints channel. Every call is one round trip (a script, or a pipeline of them)."""
@@ -52,6 +69,7 @@ class ClusterState:
         self.channel = f"{prefix}:hints"
         self._replicas, self._seen = f"{prefix}:replicas", f"{prefix}:replicas:seen"
         self._beat = client.register_script(_BEAT)
+        self._keep = client.register_script(_KEEP)
 
     def _bound(self, pool: str) -> str:
         return f"{self.prefix}:pool:{pool}:bound"
@@ -63,6 +81,15 @@ class ClusterState:
     def bind(self, pool: str, token: str, job_id: str, attempt: int) -> None:
         """Record that `token`'s slot runs attempt `attempt` of job `job_id` (what the reaper ends if it lapses)."""
         self.client.hset(self._bound(pool), token, f"{job_id} {attempt}")
+
+    def keep(self, pool: str, token: str) -> bool:
+        """Keep `token`'s lease for another attempt (renewed) if no more than the size are held, else release it;
+        either way it is bound to no job any more. True if kept."""
+        pipe = self.client.pipeline(transaction=False)
+        self._keep(keys=[*self.leases._keys(pool), self.leases.limits_key], args=[pool, token, _ms(self.lease_s)],
+                   client=pipe)  # fmt: skip
+        pipe.hdel(self._bound(pool), token)
+        return bool(pipe.execute()[0])
 
     def release(self, pool: str, token: str) -> bool:
         """Free `token`'s slot and forget what it ran; True only for the call that freed it."""
@@ -131,6 +158,13 @@ class ClusterState:
                           args=[me, orjson.dumps(heartbeat or {}), _ms(self.lease_s)])  # fmt: skip
         live = [(_text(flat[i]), int(flat[i + 1]) / 1000, orjson.loads(flat[i + 2])) for i in range(1, len(flat), 3)]
         return int(flat[0]) / 1000, live
+
+    def leave(self) -> None:
+        """Forget this replica's heartbeat (it stops)."""
+        pipe = self.client.pipeline(transaction=False)
+        pipe.hdel(self._replicas, self.replica)
+        pipe.zrem(self._seen, self.replica)
+        pipe.execute()
 
     def sizes(self) -> dict[str, int]:
         """Every pool's cluster-wide size (the limits hash)."""
