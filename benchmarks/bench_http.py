@@ -5,8 +5,11 @@ Both servers run under gunicorn with ONE worker process, access log off, on a fr
   ours      gunicorn -k service.worker.GreenWorker -w 1 service.app:app   (the server's defaults: log level info,
             the SQLite store, in a fresh data directory per server; `--store memory` for the memory store)
   memory    with --beside-memory: ours again with GREENPOOL_STORE=memory (ratios sqlite ÷ memory, target ≥ 0.8×)
+  sqlite    with --beside-sqlite (and --store memory or redis): ours again on the default sqlite store
   gevent    gunicorn -k gevent -w 1 baseline_gevent_app:app               (benchmarks/baseline_gevent_app.py)
   before    with --before DIR: ours again, from another checkout (e.g. a `git worktree` of an older commit)
+`--ours-env KEY=VALUE` sets more environment for `ours` alone: with `--before` the same checkout, it measures
+a setting side by side (e.g. one extra idle pool: `--before . --ours-env GREENPOOL_POOLS=default:100,idle:10`).
 Each round starts a fresh server, checks the routes once, warms up, then runs
 `wrk -t2 -c{64,512} -d{duration}s --latency` on GET /v1/pool and on POST /v1/jobs (a real `echo` job on
 ours; benchmarks/wrk_post_job.lua). Rounds alternate servers (ours, gevent, ours, gevent, ...); the table
@@ -18,6 +21,7 @@ invalid. wrk is installed with apt-get if it is missing (Debian package `wrk`).
     .venv/bin/python benchmarks/bench_http.py --log-level warning # fewer log lines than the default
     .venv/bin/python benchmarks/bench_http.py --before /tmp/old   # + ours at the checkout in /tmp/old
     .venv/bin/python benchmarks/bench_http.py --beside-memory    # + ours with the memory store
+    .venv/bin/python benchmarks/bench_http.py --store redis --beside-sqlite --beside-memory   # redis, sqlite, memory
     .venv/bin/python benchmarks/bench_http.py --only ours --profile /tmp/prof   # + py-spy stacks (pip install py-spy)
 
 Ours runs with GREENPOOL_MAX_QUEUED high enough never to answer 429, and bounded GREENPOOL_MAX_RECORDS and
@@ -48,7 +52,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -56,9 +60,10 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 BENCH_DIR = REPO / "benchmarks"
 RESULTS_DIR = BENCH_DIR / "results"
-OURS, GEVENT, BEFORE, MEMORY = "ours", "gevent", "before", "memory"
-KINDS = (OURS, MEMORY, BEFORE, GEVENT)
-OURS_KINDS = (OURS, MEMORY, BEFORE)  # greenpool itself, each of them
+OURS, GEVENT, BEFORE, MEMORY, SQLITE = "ours", "gevent", "before", "memory", "sqlite"
+KINDS = (OURS, MEMORY, SQLITE, BEFORE, GEVENT)
+OURS_KINDS = (OURS, MEMORY, SQLITE, BEFORE)  # greenpool itself, each of them
+STORE_OF = {MEMORY: "memory", SQLITE: ""}  # the store of ours' side-by-side kinds ("": the default, sqlite)
 WORKER_CLASS = "service.worker.GreenWorker"
 OURS_APP = "service.app:app"
 POST_BODY = {"task": "echo", "args": {"x": 1}}
@@ -71,6 +76,8 @@ OURS_ENV = {
     "GREENPOOL_MAX_RECORDS": "10000",
     "GREENPOOL_RESULT_TTL": "60",
 }
+#: `--ours-env`: environment for `ours` alone, on top of OURS_ENV.
+OURS_ONLY_ENV: dict[str, str] = {}
 #: gunicorn settings both servers share (access log stays off: no --access-logfile, no logconfig).
 COMMON_GUNICORN = ["-w", "1", "--keep-alive", "5", "--worker-connections", "10000", "--graceful-timeout", "5",
                    "--timeout", "60", "--backlog", "2048", "--no-control-socket"]  # fmt: skip
@@ -230,9 +237,37 @@ def server_command(kind: str, port: int, log_level: str, ours_app: str = OURS_AP
         tree = before if kind == BEFORE else REPO
         assert tree is not None, "--before names the other checkout"
         env = {**OURS_ENV, "GREENPOOL_LOG_LEVEL": log_level, "GREENPOOL_BIND": f"127.0.0.1:{port}",
-               "PYTHONPATH": str(tree), **({"GREENPOOL_STORE": "memory"} if kind == MEMORY else {})}  # fmt: skip
+               "PYTHONPATH": str(tree), "GREENPOOL_REDIS_PREFIX": f"bench{port}",  # a fresh Redis keyspace
+               **({"GREENPOOL_STORE": STORE_OF[kind]} if kind in STORE_OF else {}),
+               **(OURS_ONLY_ENV if kind == OURS else {})}  # fmt: skip
         return [*base, "-k", WORKER_CLASS, "--chdir", str(tree), ours_app], env, tree
     return [*base, "-k", "gevent", "--chdir", str(BENCH_DIR), "baseline_gevent_app:app"], {}, REPO
+
+
+@contextmanager
+def redis_server(directory: Path) -> Iterator[str]:
+    """A redis-server on a free 127.0.0.1 port for the run (AOF fsynced every second); yields its URL."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise RuntimeError("--store redis needs redis-server (Debian package redis-server) or --redis-url")
+    port = free_port()
+    proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(directory), "--save", "",
+                             "--appendonly", "yes", "--appendfsync", "everysec"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        deadline = time.monotonic() + BOOT_TIMEOUT
+        while True:  # bounded: until it accepts a connection or the deadline passes
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("redis-server did not start") from None
+                time.sleep(0.05)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        proc.terminate()
+        proc.wait(10)
 
 
 def http_request(port: int, method: str, path: str, body: dict | None = None) -> tuple[int, dict, Any]:
@@ -327,7 +362,7 @@ def check_routes(server: Server) -> None:
     status, headers, job = http_request(server.port, "POST", "/v1/jobs", POST_BODY)
     if status != 202 or "location" not in headers or not isinstance(job, dict):
         raise RuntimeError(f"{server.kind}: POST /v1/jobs answered {status} {headers} {job!r}")
-    if server.kind in (OURS, MEMORY):
+    if server.kind in (OURS, MEMORY, SQLITE):
         deadline = time.monotonic() + 5
         while job.get("status") != "succeeded" and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -547,6 +582,7 @@ def report(cases: list[Case], args: argparse.Namespace, wrk: str, kinds: list[st
         f"- ours: `gunicorn -k {WORKER_CLASS} -w 1 service.app:app`, log level {args.log_level}, "
         + ", ".join(f"{k}={v}" for k, v in OURS_ENV.items())
         + ("" if "GREENPOOL_STORE" in OURS_ENV else ", the default store (sqlite, a fresh file per server)")
+        + "".join(f"; ours alone: {k}={v}" for k, v in OURS_ONLY_ENV.items())
         + "; gevent: `gunicorn -k gevent -w 1 baseline_gevent_app:app` (benchmarks/baseline_gevent_app.py, no "
         "real work). Both: " + " ".join(COMMON_GUNICORN) + ", no access log.",
         "",
@@ -569,6 +605,9 @@ def report(cases: list[Case], args: argparse.Namespace, wrk: str, kinds: list[st
     if MEMORY in kinds:
         lines += ["", f"ours (GREENPOOL_STORE={OURS_ENV.get('GREENPOOL_STORE', 'sqlite, the default')}) vs ours with"
                   " the memory store (`--beside-memory`):", "", *versus(cases, MEMORY, MIN_SQLITE_VS_MEMORY)]
+    if SQLITE in kinds:
+        lines += ["", f"ours (GREENPOOL_STORE={OURS_ENV.get('GREENPOOL_STORE')}) vs ours with the default sqlite "
+                  "store (`--beside-sqlite`):", "", *versus(cases, SQLITE, MIN_SQLITE_VS_MEMORY)]
     if BEFORE in kinds:
         lines += ["", f"ours vs before (`--before {args.before}`, at {git_revision(args.before)}):", "",
                   *versus(cases, BEFORE, MIN_VS_BEFORE)]
@@ -621,8 +660,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--log-level", default="info", help="log level of the servers (default info, the server's own)")
     p.add_argument("--ours-app", default=OURS_APP, help="WSGI app our worker serves (default service.app:app)")
     p.add_argument("--before", type=Path, metavar="DIR", help="also run ours from checkout DIR; ratios vs it")
-    p.add_argument("--store", choices=("sqlite", "memory"), default="sqlite",
-                   help="ours' store (default sqlite, the server's default: a fresh file per server)")
+    p.add_argument("--ours-env", action="append", default=[], metavar="KEY=VALUE",
+                   help="more environment for ours alone (not before/memory/sqlite); repeatable")
+    p.add_argument("--store", choices=("sqlite", "memory", "redis"), default="sqlite",
+                   help="ours' store (default sqlite, the server's default: a fresh file per server; redis: a"
+                        " redis-server started for the run unless --redis-url, a fresh key prefix per server)")
+    p.add_argument("--redis-url", help="with --store redis: the Redis to use (default: start one, AOF everysec)")
+    p.add_argument("--beside-sqlite", action="store_true",
+                   help="also run ours with the default sqlite store (with --store memory or redis)")
     p.add_argument("--beside-memory", action="store_true",
                    help="also run ours with the memory store; ratios ours ÷ memory (target ≥ 0.8×)")
     p.add_argument(
@@ -640,6 +685,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.output = RESULTS_DIR / ("http-quick.md" if args.quick else "http.md")
     if args.rounds < 1 or args.duration < 1 or args.warmup < 0 or not args.connections:
         p.error("--rounds and --duration must be >= 1, --warmup >= 0, and some --connections given")
+    if any("=" not in item for item in args.ours_env):
+        p.error("--ours-env takes KEY=VALUE")
     if not args.routes <= {"get", "post"} or not args.routes:
         p.error("--routes takes get, post or get,post")
     return args
@@ -652,7 +699,10 @@ def main(argv: list[str] | None = None) -> int:
     OURS_ENV["GREENPOOL_POOL_SIZE"] = str(args.pool_size)
     if args.store == "memory":
         OURS_ENV["GREENPOOL_STORE"] = "memory"
+    OURS_ONLY_ENV.update(item.split("=", 1) for item in args.ours_env)
     kinds = [args.only] if args.only else [OURS, GEVENT]
+    if args.beside_sqlite and args.store != "sqlite" and args.only != GEVENT:
+        kinds.insert(1, SQLITE)
     if args.beside_memory and args.only != GEVENT:
         kinds.insert(1, MEMORY)
     if args.before is not None:
@@ -666,8 +716,10 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)  # fmt: skip
         kinds.remove(GEVENT)
     load_before = load_average()
-    with tempfile.TemporaryDirectory(prefix="bench_http-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="bench_http-") as tmp, ExitStack() as stack:
         try:
+            if args.store == "redis":
+                OURS_ENV["GREENPOOL_STORE"] = args.redis_url or stack.enter_context(redis_server(Path(tmp)))
             cases = run_benchmark(args, wrk, kinds, Path(tmp))
         except (RuntimeError, subprocess.TimeoutExpired) as exc:
             print(f"bench_http: {exc}", file=sys.stderr)

@@ -2,17 +2,19 @@
 """Soak: push 1,000,000 echo jobs through one greenpool worker's HTTP API and watch its memory stay flat.
 
 Starts a server (gunicorn + GreenWorker on a free 127.0.0.1 port) with short retention
-(GREENPOOL_RESULT_TTL=5 s, GREENPOOL_MAX_RECORDS=20,000, log level warning), then `--clients` threads, each
+(GREENPOOL_RESULT_TTL=5 s, GREENPOOL_MAX_RECORDS=20,000, log level warning) and the server's default store,
+SQLite, in a fresh temporary directory (`--store memory` for the memory store), then `--clients` threads, each
 on its own keep-alive session, loop until `--jobs` jobs were accepted: most create a closed pile of
 `--batch` echo jobs (`POST /v1/piles`) and read its NDJSON result stream to the end; one submits single
 jobs (`POST /v1/jobs`). A 429 is honoured (`Retry-After`) and counted. Every `--interval` seconds the
-worker's resident set size is read from /proc/<pid>/statm, with /v1/pool's counters, into
+worker's resident set size is read from /proc/<pid>/statm, with the store file's size (database + WAL) and
+/v1/pool's counters, into
 benchmarks/results/soak.csv, and a Markdown summary goes to benchmarks/results/soak.md (and stdout).
 
 Verdict (exit status): 0 when every job was accepted and streamed back within `--max-seconds` and memory
-is flat over the second half of the run: the median of its last three samples is at most `--max-growth`
-(20%) above the median of its first three (fewer samples: the first and last). 1 when memory grew more,
-2 when the run did not finish in time or a request failed.
+and the store file are flat over the second half of the run: the median of the last three samples is at
+most `--max-growth` (20%) above the median of the first three (fewer samples: the first and last). 1 when
+either grew more, 2 when the run did not finish in time or a request failed.
 
     .venv/bin/python benchmarks/soak.py                      # 1,000,000 jobs, up to 1,800 s, a sample every 10 s
     .venv/bin/python benchmarks/soak.py --quick              # smoke: 150,000 jobs, 1 s samples, 1 s retention
@@ -29,6 +31,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -45,7 +48,6 @@ SERVER_ENV = {
     "GREENPOOL_RESULT_TTL": "5",
     "GREENPOOL_MAX_RECORDS": "20000",
     "GREENPOOL_LOG_LEVEL": "warning",
-    "GREENPOOL_STORE": "memory",
 }
 BOOT_TIMEOUT = 30.0
 
@@ -61,6 +63,7 @@ class Sample:
     succeeded: int
     queued: int
     running: int
+    store_bytes: int = 0
 
 
 @dataclass
@@ -204,31 +207,40 @@ def job_client(url: str, run: Run) -> None:
             run.done(1)
 
 
-def sample(url: str, pid: int, started: float, run: Run) -> Sample:
-    """RSS and counters now."""
+def file_bytes(database: Path | None) -> int:
+    """The SQLite store's size on disk: the database and its write-ahead log (0 for the memory store)."""
+    if database is None:
+        return 0
+    return sum(path.stat().st_size for path in (database, Path(f"{database}-wal")) if path.exists())
+
+
+def sample(url: str, pid: int, started: float, run: Run, database: Path | None = None) -> Sample:
+    """RSS, the store file's size and the counters now."""
     try:
         pool = requests.get(url + "/v1/pool", timeout=10).json()
     except requests.RequestException:
         pool = {}
     return Sample(round(time.monotonic() - started, 1), rss_bytes(pid), run.accepted, run.streamed,
-                  pool.get("succeeded", -1), pool.get("queued", -1), pool.get("running", -1))  # fmt: skip
+                  pool.get("succeeded", -1), pool.get("queued", -1), pool.get("running", -1),
+                  file_bytes(database))  # fmt: skip
 
 
-def growth(samples: list[Sample]) -> tuple[float, float, float]:
-    """(start, end, relative growth) of RSS over the second half of the run (medians of three; see doc)."""
-    half = samples[len(samples) // 2 :]
-    if len(half) >= 6:
-        start = statistics.median(s.rss_bytes for s in half[:3])
-        end = statistics.median(s.rss_bytes for s in half[-3:])
+def growth(samples: list[Sample], what: str = "rss_bytes") -> tuple[float, float, float]:
+    """(start, end, relative growth) of RSS (or `what`) over the second half of the run (medians of three;
+    see doc); no growth for a size that stays 0 (the memory store's file)."""
+    values = [getattr(s, what) for s in samples[len(samples) // 2 :]]
+    if len(values) >= 6:
+        start, end = statistics.median(values[:3]), statistics.median(values[-3:])
     else:
-        start, end = half[0].rss_bytes, half[-1].rss_bytes
-    return start, end, end / start - 1
+        start, end = values[0], values[-1]
+    return start, end, end / start - 1 if start else 0.0
 
 
 def summary(args: argparse.Namespace, run: Run, samples: list[Sample], seconds: float, verdict: str) -> str:
     """The Markdown report."""
     mib = 1 << 20
     start, end, grew = growth(samples)
+    file_start, file_end, file_grew = growth(samples, "store_bytes")
     lines = [
         f"# Soak: {run.streamed:,} echo jobs through the HTTP API",
         "",
@@ -240,13 +252,18 @@ def summary(args: argparse.Namespace, run: Run, samples: list[Sample], seconds: 
         f"- RSS: first {samples[0].rss_bytes / mib:.1f} MiB, peak {max(s.rss_bytes for s in samples) / mib:.1f} "
         f"MiB, last {samples[-1].rss_bytes / mib:.1f} MiB; second half {start / mib:.1f} → {end / mib:.1f} MiB "
         f"({grew:+.1%}, limit {args.max_growth:+.0%})",
+        f"- store: {args.store}"
+        + (f"; file (database + WAL) peak {max(s.store_bytes for s in samples) / mib:.1f} MiB, second half "
+           f"{file_start / mib:.1f} → {file_end / mib:.1f} MiB ({file_grew:+.1%})" if args.store == "sqlite" else ""),
         f"- verdict: **{verdict}**",
         "",
-        "| t (s) | RSS (MiB) | jobs accepted | jobs streamed back | succeeded (server) | queued | running |",
-        "|---:|---:|---:|---:|---:|---:|---:|",
+        "| t (s) | RSS (MiB) | store file (MiB) | jobs accepted | jobs streamed back | succeeded (server) | queued "
+        "| running |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for s in samples:
-        lines.append(f"| {s.t:.0f} | {s.rss_bytes / mib:.1f} | {s.accepted:,} | {s.streamed:,} | {s.succeeded:,} "
+        lines.append(f"| {s.t:.0f} | {s.rss_bytes / mib:.1f} | {s.store_bytes / mib:.1f} | {s.accepted:,} "
+                     f"| {s.streamed:,} | {s.succeeded:,} "
                      f"| {s.queued} | {s.running} |")  # fmt: skip
     if run.errors:
         lines += ["", "Errors:", *[f"- {e}" for e in run.errors[:10]]]
@@ -264,6 +281,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-growth", type=float, default=0.20, help="allowed RSS growth over the second half")
     parser.add_argument("--result-ttl", type=float, default=5.0, help="the server's GREENPOOL_RESULT_TTL (5)")
     parser.add_argument("--max-records", type=int, default=20_000, help="the server's GREENPOOL_MAX_RECORDS (20,000)")
+    parser.add_argument("--store", choices=("sqlite", "memory"), default="sqlite",
+                        help="the server's store (default sqlite, the server's default, in a temporary directory)")
     parser.add_argument("--results", type=Path, default=RESULTS_DIR, help="where soak.csv and soak.md go")
     parser.add_argument(
         "--quick",
@@ -278,6 +297,14 @@ def main(argv: list[str] | None = None) -> int:
     name = "soak-quick" if args.quick else "soak"
     args.results.mkdir(parents=True, exist_ok=True)
 
+    with tempfile.TemporaryDirectory(prefix="greenpool-soak-") as data_dir:
+        database = Path(data_dir) / "greenpool.db" if args.store == "sqlite" else None
+        SERVER_ENV["GREENPOOL_STORE"] = f"sqlite:{database}" if database else "memory"
+        return soak(args, name, database)
+
+
+def soak(args: argparse.Namespace, name: str, database: Path | None) -> int:
+    """One run against a fresh server: its samples, report and exit status."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     proc = start_server(port, SERVER_ENV, args.results / f"{name}-server.log")
@@ -288,7 +315,7 @@ def main(argv: list[str] | None = None) -> int:
         threads = [threading.Thread(target=job_client, args=(url, run), daemon=True)]
         threads += [threading.Thread(target=pile_client, args=(url, run), daemon=True)
                     for _ in range(max(1, args.clients - 1))]  # fmt: skip
-        samples = [sample(url, pid, started, run)]
+        samples = [sample(url, pid, started, run, database)]
         for thread in threads:
             thread.start()
         next_at = started + args.interval
@@ -298,12 +325,12 @@ def main(argv: list[str] | None = None) -> int:
                 break
             time.sleep(max(0.0, min(0.2, next_at - time.monotonic())))
             if time.monotonic() >= next_at:
-                samples.append(sample(url, pid, started, run))
+                samples.append(sample(url, pid, started, run, database))
                 next_at += args.interval
                 print(f"t={samples[-1].t:6.0f}s rss={samples[-1].rss_bytes / 2**20:7.1f} MiB "
                       f"streamed={run.streamed:,}", file=sys.stderr, flush=True)  # fmt: skip
         seconds = time.monotonic() - started
-        samples.append(sample(url, pid, started, run))
+        samples.append(sample(url, pid, started, run, database))
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -313,16 +340,20 @@ def main(argv: list[str] | None = None) -> int:
 
     with open(args.results / f"{name}.csv", "w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["t_s", "rss_bytes", "jobs_accepted", "jobs_streamed", "succeeded", "queued", "running"])
+        writer.writerow(["t_s", "rss_bytes", "store_bytes", "jobs_accepted", "jobs_streamed", "succeeded", "queued",
+                         "running"])  # fmt: skip
         for s in samples:
-            writer.writerow([s.t, s.rss_bytes, s.accepted, s.streamed, s.succeeded, s.queued, s.running])
-    grew = growth(samples)[2]
+            writer.writerow([s.t, s.rss_bytes, s.store_bytes, s.accepted, s.streamed, s.succeeded, s.queued,
+                             s.running])  # fmt: skip
+    grew, file_grew = growth(samples)[2], growth(samples, "store_bytes")[2]
     if run.errors or run.streamed < args.jobs:
         verdict, status = f"FAILED: {run.errors[0] if run.errors else 'incomplete'}", 2
     elif grew > args.max_growth:
         verdict, status = f"FAILED: RSS grew {grew:.1%} over the second half (limit {args.max_growth:.0%})", 1
+    elif file_grew > args.max_growth:
+        verdict, status = f"FAILED: the store file grew {file_grew:.1%} over the second half", 1
     else:
-        verdict, status = "ok: memory flat", 0
+        verdict, status = "ok: memory" + (" and store file" if database else "") + " flat", 0
     report = summary(args, run, samples, seconds, verdict)
     (args.results / f"{name}.md").write_text(report)
     print(report)

@@ -50,6 +50,8 @@ STORE_FILE = "greenpool.db"
 DEFAULT_SQLITE_SYNC = "normal"
 SQLITE_SYNCS = ("normal", "full")
 SQLITE_PREFIX = "sqlite:"
+REDIS_SCHEMES = ("redis://", "rediss://")  # a shared Redis store (design §8); its password may be in the URL
+DEFAULT_REDIS_PREFIX = "gp"
 
 ENV_PREFIX = "GREENPOOL_"
 DEFAULT_POOL = "default"  # the pool that always exists (`/v1/pool`), sized by GREENPOOL_POOL_SIZE
@@ -134,6 +136,7 @@ class StorageSettings:
     data_dir: str = DEFAULT_DATA_DIR  # where the default store's file lives (created if missing)
     max_store_bytes: int = 0  # the store file's size cap: beyond it submissions get 503; 0: no cap
     sqlite_sync: str = DEFAULT_SQLITE_SYNC  # `normal` (survives a process crash) or `full` (also an OS crash)
+    redis_prefix: str = DEFAULT_REDIS_PREFIX  # what every key of a Redis store starts with (`PREFIX:`)
 
     @property
     def sqlite_path(self) -> str:
@@ -141,6 +144,11 @@ class StorageSettings:
         if not self.store:
             return os.path.join(self.data_dir, STORE_FILE)
         return self.store[len(SQLITE_PREFIX) :] if self.store.startswith(SQLITE_PREFIX) else ""
+
+    @property
+    def redis_url(self) -> str:
+        """The Redis store's `redis://` or `rediss://` URL, or "" when the store is not Redis."""
+        return self.store if self.store.startswith(REDIS_SCHEMES) else ""
 
 
 @dataclass(frozen=True)
@@ -193,8 +201,11 @@ class Config(ServerSettings, ApiLimits, EngineSettings, StorageSettings, AuthSet
                 raise ConfigError(f"{ENV_PREFIX}{name.upper()} must be >= 0")
         if self.pool_size > self.max_pool_size:
             raise ConfigError(f"{ENV_PREFIX}POOL_SIZE must be <= {ENV_PREFIX}MAX_POOL_SIZE")
-        if self.store not in ("", "memory") and not (self.store.startswith(SQLITE_PREFIX) and self.sqlite_path):
-            raise ConfigError(f"{ENV_PREFIX}STORE={self.store!r} must be `memory` or `sqlite:PATH`")
+        sqlite = self.store.startswith(SQLITE_PREFIX) and self.sqlite_path
+        if self.store not in ("", "memory") and not (sqlite or self.redis_url):
+            raise ConfigError(f"{ENV_PREFIX}STORE={self.store!r} must be `memory`, `sqlite:PATH` or `redis://…`")
+        if not self.redis_prefix:
+            raise ConfigError(f"{ENV_PREFIX}REDIS_PREFIX must not be empty")
         if not self.store and not self.data_dir:
             raise ConfigError(f"{ENV_PREFIX}DATA_DIR must name a directory (the default store's file is there)")
         if self.sqlite_sync not in SQLITE_SYNCS:

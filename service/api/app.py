@@ -19,8 +19,8 @@ import falcon
 from .. import lifecycle, logs
 from ..config import Config
 from ..encoding import dumps
-from ..engine import Engine, Store
-from ..engine.errors import EngineError
+from ..engine import Engine, Store, StoreError
+from ..engine.errors import EngineError, StoreUnavailable
 from ..tasks import Registry, default_registry
 from .auth import AuthMiddleware
 from .errors import PROBLEM_JSON, Problem, problem_for
@@ -91,6 +91,7 @@ def create_app(config: Config | None = None, services: Services | None = None) -
     app.resp_options.media_handlers[falcon.MEDIA_JSON] = json_handler
     app.add_error_handler(Problem, _render_problem)
     app.add_error_handler(EngineError, _render_engine_error)
+    app.add_error_handler(StoreError, _render_store_error)
     app.set_error_serializer(_serialize_http_error)
     _route(app, "/v1/tasks", TasksResource(registry))
     _route(app, "/v1/jobs", JobsResource(engine, keys))
@@ -170,6 +171,11 @@ def _render_problem(req: falcon.Request, resp: falcon.Response, ex: Problem, par
 
 def _render_engine_error(req: falcon.Request, resp: falcon.Response, ex: EngineError, params: dict[str, Any]) -> None:
     _render_problem(req, resp, problem_for(ex), params)
+
+
+def _render_store_error(req: falcon.Request, resp: falcon.Response, ex: StoreError, params: dict[str, Any]) -> None:
+    """A store call that failed mid-request (Redis cannot be reached): 503 `store-unavailable`, never a 500."""
+    _render_engine_error(req, resp, StoreUnavailable(str(ex)), params)
 
 
 def _serialize_http_error(req: falcon.Request, resp: falcon.Response, ex: falcon.HTTPError) -> None:

@@ -263,12 +263,18 @@ def cmd_resize(client: Client, args: argparse.Namespace) -> int:
 
 def cmd_pools(client: Client, args: argparse.Namespace) -> int:
     """Print every pool as a table (name, size, running, free, queued, job counters), or JSON lines."""
-    pools = client.pools()
-    if args.json:
-        for pool in pools:
-            _print(pool)
-        return Exit.OK
-    _table([tuple(c.upper() for c in POOL_COLUMNS)] + [tuple(str(p[c]) for c in POOL_COLUMNS) for p in pools])
+    header = tuple(c.upper() for c in POOL_COLUMNS)
+    return _listing(client.pools(), args.json, header, lambda p: tuple(str(p[c]) for c in POOL_COLUMNS))
+
+
+def _listing(items: list[dict[str, Any]], as_json: bool, header: tuple[str, ...],
+             row: Callable[[dict[str, Any]], tuple[str, ...]]) -> int:  # fmt: skip
+    """Print `items` as JSON lines, or as a table of `header` and one `row(item)` each."""
+    if as_json:
+        for item in items:
+            _print(item)
+    else:
+        _table([header, *map(row, items)])
     return Exit.OK
 
 
@@ -281,16 +287,9 @@ def _table(rows: list[tuple[str, ...]]) -> None:
 
 def cmd_tasks(client: Client, args: argparse.Namespace) -> int:
     """Print the registered tasks as a table (name, where it runs, its arguments, what it does), or JSON lines."""
-    tasks = client.tasks()
-    if args.json:
-        for task in tasks:
-            _print(task)
-        return Exit.OK
-    rows = [("NAME", "RUNS ON", "ARGS", "DESCRIPTION")]
-    rows += [(t["name"], "thread" if t["blocking"] else "hub", _arg_summary(t["args_schema"]),
-              t["description"].split("\n")[0]) for t in tasks]  # fmt: skip
-    _table(rows)
-    return Exit.OK
+    return _listing(client.tasks(), args.json, ("NAME", "RUNS ON", "ARGS", "DESCRIPTION"),
+                    lambda t: (t["name"], "thread" if t["blocking"] else "hub", _arg_summary(t["args_schema"]),
+                               t["description"].split("\n")[0]))  # fmt: skip
 
 
 def _arg_summary(schema: dict[str, Any]) -> str:

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from pool_core import Timeout, sleep, spawn
+from pool_core import sleep, spawn
 
 from .. import logs
 from ..config import Config
@@ -25,7 +25,6 @@ from ..storage import Job, Pile, Store, StoreError
 from ..storage.records import (
     CANCELLED,
     COMPLETION,
-    FAILED,
     QUEUED,
     RUNNING,
     TERMINAL,
@@ -36,6 +35,7 @@ from ..tasks import Registry
 from .admission import Admission, JobSpec
 from .errors import Draining, JobAlreadyEnded, JobNotFound, PileClosed, PileNotFound, StoreUnavailable, TooLarge
 from .history import History
+from .lifecycle import Lifecycle
 from .notifier import Notifier
 from .pools import DEFAULT_POOL, Pools
 from .retries import RETRIED, RETRYING, JobOptions, apply_options, requeue
@@ -53,7 +53,7 @@ _DEBUG = logging.DEBUG
 _monotonic = time.monotonic
 
 
-class Engine:
+class Engine(Lifecycle):
     """Jobs in, results out: submit, get, wait, cancel, list, piles, resize, stats, drain.
 
     `store` (default: the configured one, `open_store`), `clock` (wall-clock seconds, default `time.time`)
@@ -132,6 +132,8 @@ class Engine:
         if job.status in TERMINAL or timeout <= 0:
             return job.status in TERMINAL
         self._notifier.job_event(job.id).wait(timeout)
+        if job.status not in TERMINAL:  # a shared store's replica may have ended it: a read refreshes it in place
+            self._jobs.get(job.id)
         return job.status in TERMINAL
 
     def list(
@@ -236,44 +238,15 @@ class Engine:
         """Every pool's name: `default` first, then the others by name."""
         return [DEFAULT_POOL, *sorted(name for name in self._lanes if name != DEFAULT_POOL)]
 
-    # -- shutdown -------------------------------------------------------------------------------
-    def drain(self, grace: float) -> None:
-        """Stop accepting, let running jobs finish for `grace` s, then end the rest (`_interrupted`). With a
-        durable store queued jobs stay queued for the next start (design §7); with a memory store, which
-        cannot keep them, they are cancelled and open piles closed, so that their streams end."""
-        self._admission.draining = True
-        stats = self._lane.stats()
-        log.info("draining", extra={"grace_s": grace, "running": stats["running"], "queued": stats["queued"]})
-        if self.store.durable:
-            for lane in self.runner:
-                lane.hold()
-        else:
-            for job in reversed(self._jobs.select(QUEUED)):
-                self._end(job, CANCELLED, "Cancelled", "the server shut down before the job started")
-            for pile in self._piles.open_piles():  # no more jobs can come: their streams end with the last result
-                self._close(pile)
-        try:
-            with Timeout(grace, False):
-                for lane in self.runner:
-                    lane.pool.waitall()
-        finally:  # also when the worker's grace period ends first and kills this green thread
-            for job in reversed(self._jobs.select(RUNNING)):
-                self._interrupted(job)
-            totals = {key: sum(lane.counts[key] for lane in self.runner) for key in self._lane.counts}
-            log.info("drained", extra={**totals, "kept_queued": sum(lane.stats()["queued"] for lane in self.runner)})
-
-    def _interrupted(self, job: Job) -> None:
-        """End a job still running when the drain's grace period is over; with a durable store, one with
-        retries left goes back to the queue for the next start instead (design §7)."""
-        error = {"type": "Interrupted", "message": "the server shut down before the attempt ended"}
-        if not (self.store.durable and job.attempt <= job.retries and self._retry(job, FAILED, error, kill=True)):
-            self._end(job, CANCELLED, "Cancelled", "the server shut down before the job ended")
-
     # -- internals ------------------------------------------------------------------------------
     def _new_lane(self, name: str, size: int, threads: Any) -> Lane:
         """A lane serving pool `name` from its queue in the store, on the runner's OS threads `threads`."""
-        return Lane(name, size, self.store.queue(name), self.registry, self._clock, self.config.max_result_bytes,
-                    self._started, self._end, threads)  # fmt: skip
+        queue = self.store.queue(name)
+        lane = Lane(name, size, queue, self.registry, self._clock, self.config.max_result_bytes, self._started,
+                    self._end, threads)  # fmt: skip
+        if hasattr(queue, "wake"):  # a shared store's queue: jobs pushed by other replicas wake this dispatcher
+            queue.wake = lane.pushed
+        return lane
 
     def _admit(self, specs: list[JobSpec], client: str | None) -> tuple[list[Lane], list[JobSpec]]:
         """Each job's lane and its checked spec, with room taken in every pool (admission's order of checks,
@@ -372,27 +345,6 @@ class Engine:
             log.debug("job retrying", extra={**extra, "not_before": rfc3339(job.not_before)})
         return True
 
-    def recover(self) -> None:
-        """After a restart on a durable store (call it once, with the observers attached, so that metrics
-        count what it does): every job the store reloaded unfinished counts as submitted to this process
-        (an observer sees it `queued`); an attempt that was running when the process died ends `WorkerLost`
-        (design §7), or is retried if the job has retries left; the queued jobs run again, in order, as the
-        lanes' dispatchers find them (a delayed one once it is due)."""
-        lost, queued = self._jobs.select(RUNNING), self._jobs.select(QUEUED)
-        self.pools.adopt(queued + lost)  # every reloaded job's pool has a lane
-        for job in reversed(queued):
-            self._resubmitted(job)
-        for job in reversed(lost):
-            self._resubmitted(job)
-            self._end(job, FAILED, "WorkerLost", "the server process died while the job was running")
-        recovered = getattr(self.store, "recovered", None)
-        if recovered is not None:
-            log.info("store recovered", extra={**recovered, "worker_lost": len(lost)})
-
-    def _resubmitted(self, job: Job) -> None:
-        self._lanes[job.pool].counts["submitted"] += 1
-        self._notify(QUEUED, job)
-
     def _close(self, pile: Pile) -> None:
         self._piles.close(pile, self._clock())
         self._notifier.pile_changed(pile.id)
@@ -415,10 +367,13 @@ class Engine:
             for lane in self.runner:
                 self._history.record(lane.name, now, lane.stats())
             horizon = now - self.config.result_ttl
-            self._jobs.expire(horizon)
-            self._piles.expire(horizon)
-            for pile_id in [p for p in self._notifier.readers if self._piles.get(p) is None]:
-                self._notifier.pile_changed(pile_id)  # its streams end
+            try:
+                self._jobs.expire(horizon)
+                self._piles.expire(horizon)
+                for pile_id in [p for p in self._notifier.readers if self._piles.get(p) is None]:
+                    self._notifier.pile_changed(pile_id)  # its streams end
+            except StoreError:  # the store is down for now (503s say so): expire at a later sweep
+                continue
 
 
 def _rounded(seconds: float | None) -> float | None:

@@ -46,7 +46,7 @@ class StoreUnavailable(EngineError):
     """The store cannot take new work now (it cannot commit, or it is full); `retry_after` s is a fair wait.
     What it already accepted is kept, and it recovers by itself when the condition clears."""
 
-    def __init__(self, reason: str, retry_after: int) -> None:
+    def __init__(self, reason: str, retry_after: int = 5) -> None:
         super().__init__(f"{reason}; retry later")
         self.retry_after = retry_after
 

@@ -50,7 +50,7 @@ class Job:
     __slots__ = (
         "id", "seq", "task", "args", "timeout", "pool", "pile", "pile_index", "position", "owner", "status",
         "result", "error", "submitted_at", "started_at", "finished_at", "retries", "backoff", "attempt", "attempts",
-        "not_before",
+        "not_before", "__weakref__",  # a shared store's identity map holds records weakly
     )  # fmt: skip
 
     def __init__(self, job_id: str, task: str, args: dict, timeout: float | None, submitted_at: float,
@@ -161,7 +161,7 @@ class Pile:
 
     A member whose job record the store evicted (GREENPOOL_MAX_RECORDS) is an `Evicted` in `jobs` and `log`."""
 
-    __slots__ = ("id", "owner", "closed", "jobs", "log", "counts", "finished_at", "active_at")
+    __slots__ = ("id", "owner", "closed", "jobs", "log", "counts", "finished_at", "active_at", "__weakref__")
 
     def __init__(self, pile_id: str, owner: str | None = None, created_at: float = 0.0) -> None:
         self.id = pile_id

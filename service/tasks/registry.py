@@ -144,7 +144,7 @@ class Registry:
         return sorted(self._tasks)
 
     def describe(self) -> list[dict[str, Any]]:
-        """`[{name, description, blocking, args_schema}]` sorted by name, for `GET /v1/tasks`."""
+        """Each task's `describe()`, sorted by name, for `GET /v1/tasks`."""
         return [self._tasks[name].describe() for name in self.names()]
 
     def __contains__(self, name: object) -> bool:

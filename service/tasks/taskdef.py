@@ -72,12 +72,14 @@ class Task:
         return call() if self.cooperative else threads.execute(call)
 
     def describe(self) -> dict[str, Any]:
-        """`{name, description, blocking, pool, args_schema}` for `GET /v1/tasks`."""
+        """`{name, description, blocking, pool, retries, retry_backoff, args_schema}` for `GET /v1/tasks`."""
         return {
             "name": self.name,
             "description": self.description,
             "blocking": self.blocking,
             "pool": self.pool,
+            "retries": self.retries,
+            "retry_backoff": self.retry_backoff,
             "args_schema": self.schema,
         }
 

@@ -101,3 +101,16 @@ def test_report_from_synthetic_rounds(tmp_path: Path) -> None:
     assert "| GET /v1/pool | 64 | 9,000 | 1.0 ms | 20.0 ms | 6,000 | 1.0 ms | 20.0 ms | 1.50× |" in text
     assert "| POST /v1/jobs | 64 |" in text and "| yes |" in text
     assert "**NO** (jobs ran at 100/s)" in text
+
+
+def test_ours_env_reaches_ours_alone(tmp_path: Path) -> None:
+    """`--ours-env KEY=VALUE` is in ours' environment and not in `before`'s (the setting measured side by side)."""
+    bench = _load_bench()
+    args = bench.parse_args(["--quick", "--ours-env", "GREENPOOL_POOLS=default:100,idle:10"])
+    bench.OURS_ONLY_ENV.update(item.split("=", 1) for item in args.ours_env)
+    _, ours_env, _ = bench.server_command(bench.OURS, 1, "info")
+    _, before_env, _ = bench.server_command(bench.BEFORE, 1, "info", before=tmp_path)
+    assert ours_env["GREENPOOL_POOLS"] == "default:100,idle:10"
+    assert "GREENPOOL_POOLS" not in before_env
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--ours-env", "GREENPOOL_POOLS"])

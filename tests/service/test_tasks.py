@@ -169,9 +169,21 @@ def test_builtins_and_describe():
     described = registry.describe()
     assert [d["name"] for d in described] == ["echo", "http", "sleep"]
     for entry in described:
-        assert set(entry) == {"name", "description", "blocking", "pool", "args_schema"}
+        assert set(entry) == {"name", "description", "blocking", "pool", "retries", "retry_backoff", "args_schema"}
         assert entry["description"] and entry["blocking"] is False and entry["pool"] is None
+        assert (entry["retries"], entry["retry_backoff"]) == (0, 1.0)
     assert default_registry.names() == ["echo", "http", "sleep"]
+
+
+def test_describe_shows_a_tasks_retry_defaults():
+    """GET /v1/tasks tells a client what a job of the task gets when it gives no `retries`/`retry_backoff`."""
+
+    @task(name="flaky_fetch", retries=3, retry_backoff=0.5, pool="io")
+    def flaky_fetch() -> None:
+        """Fails now and then."""
+
+    entry = Task.from_function(flaky_fetch).describe()
+    assert (entry["retries"], entry["retry_backoff"], entry["pool"]) == (3, 0.5, "io")
 
 
 def test_unknown_task():

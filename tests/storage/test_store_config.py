@@ -1,13 +1,14 @@
 """GREENPOOL_STORE, GREENPOOL_DATA_DIR and GREENPOOL_SQLITE_SYNC: parsed and checked by Config, opened by
 `open_store` (by default a SQLite file in the data directory, created if missing); a store file that cannot
-be used stops `greenpool serve` with exit status 2 and a message naming the file."""
+be used stops `greenpool serve` with exit status 2 and a message naming the file (or the Redis server, never
+its password)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
-from serverkit import run_cli, start_server
+from serverkit import free_port, run_cli, start_server
 
 from service.config import Config, ConfigError
 from service.engine import open_store
@@ -59,3 +60,19 @@ def test_serve_exits_2_naming_a_file_it_cannot_use(tmp_path: Path) -> None:
     assert refused.returncode == 2, refused.stderr
     lines = refused.stderr.strip().splitlines()
     assert len(lines) == 1 and str(bad) in lines[0], refused.stderr
+
+
+@pytest.mark.parametrize("url", ["redis://:secret@127.0.0.1:{port}/0", "rediss://127.0.0.1:{port}/3"])
+def test_serve_exits_2_naming_a_redis_it_cannot_reach_never_its_password(url: str) -> None:
+    port = free_port()
+    config = Config.from_env({"GREENPOOL_STORE": url.format(port=port)})
+    assert config.redis_url and not config.sqlite_path
+    refused = run_cli(["serve", "--bind", "127.0.0.1:1"], {"GREENPOOL_STORE": url.format(port=port)})
+    assert refused.returncode == 2, refused.stderr
+    lines = refused.stderr.strip().splitlines()
+    assert len(lines) == 1 and f"127.0.0.1:{port}" in lines[0] and "secret" not in lines[0], refused.stderr
+
+
+def test_a_redis_url_that_cannot_be_parsed_exits_2_without_echoing_it() -> None:
+    refused = run_cli(["serve", "--bind", "127.0.0.1:1"], {"GREENPOOL_STORE": "redis://:secret@host:port/x"})
+    assert refused.returncode == 2 and "secret" not in refused.stderr and "Redis URL" in refused.stderr, refused.stderr

@@ -7,10 +7,13 @@ restart is tested beside its own code (tests/storage/test_sqlite_store.py). Each
 
 from __future__ import annotations
 
+import atexit
+import itertools
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import test_redis_support
 
 from service.storage import MemoryStore, Store
 from service.storage.records import (
@@ -26,12 +29,26 @@ from service.storage.records import (
     Job,
     Pile,
 )
+from service.storage.redis import RedisStore
 from service.storage.sqlite import SqliteStore
+
+_redis: list[test_redis_support.RedisServer] = []  # one redis-server for every Redis store here, started on first use
+_prefixes = itertools.count()
+
+
+def redis_store(max_records: int, tmp: Path) -> RedisStore:
+    """A RedisStore under a fresh key prefix on this module's redis-server (skips without redis-server)."""
+    if not _redis:
+        _redis.append(test_redis_support.RedisServer(tmp).start())
+        atexit.register(_redis[0].stop)
+    return RedisStore(_redis[0].url, max_records, prefix=f"t{next(_prefixes)}")
+
 
 # Each factory takes (max_records, a fresh directory for its files).
 STORES: dict[str, Callable[[int, Path], Store]] = {
     "memory": lambda max_records, _: MemoryStore(max_records),
     "sqlite": lambda max_records, tmp: SqliteStore(str(tmp / "greenpool.db"), max_records),
+    "redis": redis_store,
 }
 T0 = 1_700_000_000.0
 

@@ -8,7 +8,9 @@ import re
 from typing import Any
 
 import falcon
+import orjson
 
+from ...encoding import dumps
 from ..errors import BadRequest, PayloadTooLarge, UnsupportedMediaType, ValidationFailed
 
 _INTEGER = re.compile(r"-?[0-9]{1,19}")  # ASCII digits only: str.isdigit() also accepts '²', which int() refuses
@@ -32,7 +34,7 @@ def read_json_object(req: falcon.Request, max_bytes: int) -> dict[str, Any]:
     if len(raw) > max_bytes:
         raise PayloadTooLarge(f"the body exceeds the limit of {max_bytes} bytes", limit=max_bytes, unit="bytes")
     try:
-        body = json.loads(raw)
+        body = _loads(raw)
     except RecursionError:
         raise _too_deep() from None
     except (ValueError, UnicodeDecodeError) as exc:
@@ -41,6 +43,15 @@ def read_json_object(req: falcon.Request, max_bytes: int) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise ValidationFailed("the body must be a JSON object", [{"field": "", "message": "expected an object"}])
     return body
+
+
+def _loads(raw: bytes) -> Any:
+    """orjson's parse (several times faster on a large pile); what it refuses (a UTF-16 body, integers beyond
+    64 bits, NaN, lone surrogates, bad JSON) goes through `json.loads`, whose answers and errors stand."""
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return json.loads(raw)
 
 
 #: How deeply arrays and objects may nest in a request body (the body itself is level 1).
@@ -100,14 +111,12 @@ def check_args_size(req: falcon.Request, limit: int, specs: list[Any], fields: l
     if getattr(req.context, "body_bytes", limit + 1) <= limit:
         return  # a body within the limit cannot hold args beyond it
     for spec, field in zip(specs, fields, strict=True):
-        size = len(_compact(spec.args).encode())
+        size = len(dumps(spec.args))
         if size > limit:
             raise PayloadTooLarge(
                 f"{field} is {size} bytes as JSON; the limit is {limit}", limit=limit, unit="bytes", field=field
             )
 
-
-_compact = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 
 def query_float(req: falcon.Request, name: str, low: float, high: float) -> float | None:

@@ -1,0 +1,254 @@
+"""The Redis store's Lua scripts: each compare-and-set or multi-key change of a port is one script, atomic on
+the server against every replica's calls. ARGV[1] is always the key prefix; keys are built from it in the
+script (one Redis server or a primary with replicas, not Redis Cluster, whose slots would need every key in KEYS).
+
+Floats travel as Python's `repr` (exact round trip); "" stands for None. Key layout (prefix P):
+`P:seq` the seq counter; `P:job:ID` a job's hash; `P:jobs` the listed records by seq; `P:ended` the listed
+ended records in the order they ended (`P:endseq`); `P:q:POOL:ready` / `:delayed` / `:n` a pool's FIFO,
+held-back set (by `not_before`) and queued count (reserved places included); `P:pile:ID` a pile's hash, `:m`
+its members, `:log` its result log (a list: a position is an index); `P:piles` piles by last activity (by
+completion once complete), `P:piles:open`; `P:keys`, `P:keys:order`, `P:keys:n` idempotency keys.
+"""
+
+from __future__ import annotations
+
+__all__ = ["SCRIPTS"]
+
+# Shared: evict(P, id) strips a job's hash for the pile that keeps it (it reads as Evicted) or deletes it;
+# counts(P, pool) is {queued, delayed}.
+_HELPERS = """
+local function evict(P, id)
+  local k = P .. ':job:' .. id
+  redis.call('ZREM', P .. ':jobs', id)
+  local pile = redis.call('HGET', k, 'pile')
+  if pile and pile ~= '' and redis.call('EXISTS', P .. ':pile:' .. pile) == 1 then
+    redis.call('HDEL', k, 'spec', 'result', 'error', 'attempts')
+    redis.call('HSET', k, 'listed', '0', 'evicted', '1')
+  else
+    redis.call('DEL', k)
+  end
+end
+local function counts(P, pool)
+  local n = tonumber(redis.call('GET', P .. ':q:' .. pool .. ':n') or '0')
+  return {n, redis.call('ZCARD', P .. ':q:' .. pool .. ':delayed')}
+end
+"""
+
+SCRIPTS = {
+    # ARGV: P, id, then the hash's fields and values but `seq` → the new record's seq
+    "add": """
+local P, id = ARGV[1], ARGV[2]
+local seq = redis.call('INCR', P .. ':seq')
+local k = P .. ':job:' .. id
+redis.call('HSET', k, 'seq', seq, unpack(ARGV, 3))
+redis.call('ZADD', P .. ':jobs', seq, id)
+return seq
+""",
+    # ARGV: P, id, status, result, error, at, max_records → false if it had ended, else {was, started, attempt}
+    "finish": _HELPERS + """
+local P, id = ARGV[1], ARGV[2]
+local k = P .. ':job:' .. id
+local was = redis.call('HGET', k, 'status')
+if was ~= 'queued' and was ~= 'running' then return false end
+redis.call('HSET', k, 'status', ARGV[3], 'result', ARGV[4], 'error', ARGV[5], 'finished', ARGV[6])
+local ended = P .. ':ended'
+redis.call('ZADD', ended, redis.call('INCR', P .. ':endseq'), id)
+local over = redis.call('ZCARD', ended) - tonumber(ARGV[7])
+if over > 0 then
+  local old = redis.call('ZPOPMIN', ended, over)
+  for i = 1, #old, 2 do evict(P, old[i]) end
+end
+return {was, redis.call('HGET', k, 'started') or '', redis.call('HGET', k, 'attempt') or '1'}
+""",
+    # ARGV: P, horizon, batch → how many records were evicted, oldest ended first (a full batch: call again)
+    "expire_jobs": _HELPERS + """
+local P = ARGV[1]
+local horizon = tonumber(ARGV[2])
+local ids = redis.call('ZRANGE', P .. ':ended', 0, tonumber(ARGV[3]) - 1)
+for n, id in ipairs(ids) do
+  local k = P .. ':job:' .. id
+  if tonumber(redis.call('HGET', k, 'finished')) > horizon then return n - 1 end
+  redis.call('ZREM', P .. ':ended', id)
+  redis.call('ZREM', P .. ':jobs', id)
+  local pile = redis.call('HGET', k, 'pile')
+  if pile and pile ~= '' and redis.call('EXISTS', P .. ':pile:' .. pile) == 1 then
+    redis.call('HSET', k, 'listed', '0')  -- its pile still reads its result
+  else
+    redis.call('DEL', k)
+  end
+end
+return #ids
+""",
+    # ARGV: P, id, attempt seen, attempts json, attempt, not_before → 1 if it was running that attempt
+    "retry": """
+local k = ARGV[1] .. ':job:' .. ARGV[2]
+if redis.call('HGET', k, 'status') ~= 'running' or redis.call('HGET', k, 'attempt') ~= ARGV[3] then return 0 end
+redis.call('HSET', k, 'status', 'queued', 'started', '', 'attempts', ARGV[4], 'attempt', ARGV[5], 'nb', ARGV[6])
+return 1
+""",
+    # ARGV: P, pool, count, limit → {queued, delayed, 1 reserved / 0 not}
+    "reserve": _HELPERS + """
+local c = counts(ARGV[1], ARGV[2])
+local count = tonumber(ARGV[3])
+if c[1] + c[2] + count > tonumber(ARGV[4]) then c[3] = 0 return c end
+return {redis.call('INCRBY', ARGV[1] .. ':q:' .. ARGV[2] .. ':n', count), c[2], 1}
+""",
+    # ARGV: P, pool, id, not_before ("" none) → {queued, delayed}
+    "push": _HELPERS + """
+local q = ARGV[1] .. ':q:' .. ARGV[2]
+if ARGV[4] == '' then
+  redis.call('RPUSH', q .. ':ready', ARGV[3])
+else
+  redis.call('ZADD', q .. ':delayed', ARGV[4], ARGV[3])
+  redis.call('DECR', q .. ':n')
+end
+return counts(ARGV[1], ARGV[2])
+""",
+    # ARGV: P, pool, at → {queued, delayed, earliest not_before still held or false}
+    "release_due": _HELPERS + """
+local P, q = ARGV[1], ARGV[1] .. ':q:' .. ARGV[2]
+local due = redis.call('ZRANGEBYSCORE', q .. ':delayed', '-inf', ARGV[3])
+for _, id in ipairs(due) do
+  redis.call('ZREM', q .. ':delayed', id)
+  if redis.call('HGET', P .. ':job:' .. id, 'status') == 'queued' then
+    redis.call('RPUSH', q .. ':ready', id)
+    redis.call('INCR', q .. ':n')
+  end
+end
+local c = counts(P, ARGV[2])
+local first = redis.call('ZRANGE', q .. ':delayed', 0, 0, 'WITHSCORES')
+c[3] = first[2] or false
+return c
+""",
+    # ARGV: P, pool, at → {queued, delayed, the taken job's hash (flat) or false}
+    "take": _HELPERS + """
+local P, q = ARGV[1], ARGV[1] .. ':q:' .. ARGV[2]
+while true do
+  local id = redis.call('LPOP', q .. ':ready')
+  if not id then local c = counts(P, ARGV[2]); c[3] = false; return c end
+  local k = P .. ':job:' .. id
+  if redis.call('HGET', k, 'status') == 'queued' then  -- else it ended while queued (discarded)
+    redis.call('HSET', k, 'status', 'running', 'started', ARGV[3])
+    redis.call('DECR', q .. ':n')
+    local c = counts(P, ARGV[2])
+    c[3] = redis.call('HGETALL', k)
+    return c
+  end
+end
+""",
+    # ARGV: P, pool, id → {queued, delayed}: a job ended while queued no longer counts
+    "discard": _HELPERS + """
+local q = ARGV[1] .. ':q:' .. ARGV[2]
+if redis.call('ZREM', q .. ':delayed', ARGV[3]) == 0 then redis.call('DECR', q .. ':n') end
+return counts(ARGV[1], ARGV[2])
+""",
+    # ARGV: P, pile, job, submitted_at → the job's index in the pile
+    "add_job": """
+local P, pk = ARGV[1], ARGV[1] .. ':pile:' .. ARGV[2]
+local index = redis.call('RPUSH', pk .. ':m', ARGV[3]) - 1
+redis.call('HSET', pk, 'n', index + 1, 'active', ARGV[4])
+redis.call('ZADD', P .. ':piles', ARGV[4], ARGV[2])
+redis.call('HSET', P .. ':job:' .. ARGV[3], 'idx', index)
+return index
+""",
+    # ARGV: P, pile, at → the pile's hash (flat)
+    "close": """
+local P, pk = ARGV[1], ARGV[1] .. ':pile:' .. ARGV[2]
+redis.call('HSET', pk, 'closed', '1', 'active', ARGV[3])
+redis.call('SREM', P .. ':piles:open', ARGV[2])
+if redis.call('HGET', pk, 'finished') == '' and redis.call('HGET', pk, 'done') == redis.call('HGET', pk, 'n') then
+  redis.call('HSET', pk, 'finished', ARGV[3])
+end
+local finished = redis.call('HGET', pk, 'finished')
+redis.call('ZADD', P .. ':piles', finished ~= '' and finished or ARGV[3], ARGV[2])
+return redis.call('HGETALL', pk)
+""",
+    # ARGV: P, pile, job, status, at → {position, the pile's hash (flat)}
+    "append": """
+local P, pk = ARGV[1], ARGV[1] .. ':pile:' .. ARGV[2]
+if redis.call('EXISTS', pk) == 0 then return false end
+local position = redis.call('RPUSH', pk .. ':log', ARGV[3]) - 1
+redis.call('HINCRBY', pk, 'done', 1)
+redis.call('HINCRBY', pk, ARGV[4], 1)
+redis.call('HSET', pk, 'active', ARGV[5])
+redis.call('ZADD', P .. ':piles', ARGV[5], ARGV[2])
+redis.call('HSET', P .. ':job:' .. ARGV[3], 'pos', position)
+if redis.call('HGET', pk, 'closed') == '1' and redis.call('HGET', pk, 'finished') == ''
+   and redis.call('HGET', pk, 'done') == redis.call('HGET', pk, 'n') then
+  redis.call('HSET', pk, 'finished', ARGV[5])
+end
+return {position, redis.call('HGETALL', pk)}
+""",
+    # ARGV: P, pile, start, count (-1: all), submitted (1/0) → false (no pile) or {end, closed, n, job hashes}
+    "read": """
+local P, pk = ARGV[1], ARGV[1] .. ':pile:' .. ARGV[2]
+if redis.call('EXISTS', pk) == 0 then return false end
+local start, count = tonumber(ARGV[3]), tonumber(ARGV[4])
+local stop = count < 0 and -1 or start + count - 1
+local submitted = ARGV[5] == '1'
+local ids = redis.call('LRANGE', pk .. (submitted and ':m' or ':log'), start, stop)
+local records = {}
+for _, id in ipairs(ids) do
+  local job = redis.call('HGETALL', P .. ':job:' .. id)
+  if submitted then
+    local status
+    for i = 1, #job, 2 do if job[i] == 'status' then status = job[i + 1] end end
+    if status == 'queued' or status == 'running' then break end
+  end
+  records[#records + 1] = job
+end
+local h = redis.call('HMGET', pk, 'closed', 'n')
+return {start + #records, h[1], h[2], records}
+""",
+    # ARGV: P, horizon → the ids of the piles expired now (their lists are left for `clean_pile`)
+    "expire_piles": """
+local P = ARGV[1]
+local gone = {}
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', P .. ':piles', '-inf', ARGV[2])) do
+  local pk = P .. ':pile:' .. id
+  local h = redis.call('HMGET', pk, 'closed', 'finished', 'done', 'n')
+  if h[2] ~= '' or (h[1] == '0' and h[3] == h[4]) then
+    redis.call('DEL', pk)
+    redis.call('ZREM', P .. ':piles', id)
+    redis.call('SREM', P .. ':piles:open', id)
+    gone[#gone + 1] = id
+  end
+end
+return gone
+""",
+    # ARGV: P, pile, batch → members left (0: the pile's lists are gone); deletes records only the pile kept
+    "clean_pile": """
+local P, pk = ARGV[1], ARGV[1] .. ':pile:' .. ARGV[2]
+local batch = tonumber(ARGV[3])
+local ids = redis.call('LRANGE', pk .. ':m', 0, batch - 1)
+for _, id in ipairs(ids) do
+  local k = P .. ':job:' .. id
+  if redis.call('HGET', k, 'listed') == '0' then redis.call('DEL', k) end
+end
+redis.call('LTRIM', pk .. ':m', batch, -1)
+if #ids < batch then redis.call('DEL', pk .. ':m', pk .. ':log') return 0 end
+return #ids
+""",
+    # ARGV: P, key, value, limit → false if claimed now, else the value stored
+    "claim": """
+local P = ARGV[1]
+local found = redis.call('HGET', P .. ':keys', ARGV[2])
+if found then return found end
+redis.call('HSET', P .. ':keys', ARGV[2], ARGV[3])
+redis.call('ZADD', P .. ':keys:order', redis.call('INCR', P .. ':keys:n'), ARGV[2])
+local over = redis.call('HLEN', P .. ':keys') - tonumber(ARGV[4])
+if over > 0 then
+  local old = redis.call('ZPOPMIN', P .. ':keys:order', over)
+  for i = 1, #old, 2 do redis.call('HDEL', P .. ':keys', old[i]) end
+end
+return false
+""",
+    # ARGV: P, key, value → 1 if forgotten (it still held that value)
+    "unclaim": """
+local P = ARGV[1]
+if redis.call('HGET', P .. ':keys', ARGV[2]) ~= ARGV[3] then return 0 end
+redis.call('HDEL', P .. ':keys', ARGV[2])
+redis.call('ZREM', P .. ':keys:order', ARGV[2])
+return 1
+""",
+}

@@ -1,0 +1,140 @@
+"""The Redis store behind real servers (`GREENPOOL_STORE=redis://…`): the API on it; a `kill -9` and a restart
+on the same Redis keep records, pile stream positions, idempotency keys and pool sizes, and run queued jobs
+again; two servers on one Redis read each other's jobs; Redis stopped under submissions answers 503 with
+Retry-After (never a 500), loses no acknowledged job, and the service resumes by itself."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import test_redis_support
+from serverkit import Server, start_server
+from test_sqlite_resume import HALF, _events, _stream, _until
+
+pytestmark = pytest.mark.timeout(120)
+FIRST, LATER = 10, 5  # pile jobs that end before the kill; queued ones added after them
+OUTAGE_S = 3.0  # how long Redis is down under submissions
+
+
+def _serve(tmp_path: Path, redis: test_redis_support.RedisServer, size: int = 2) -> Server:
+    return start_server(tmp_path, {"GREENPOOL_STORE": redis.url, "GREENPOOL_POOL_SIZE": str(size)})
+
+
+@pytest.fixture
+def redis(tmp_path: Path):
+    """A redis-server of its own, with an AOF fsynced at every write (what survives its SIGKILL)."""
+    server = test_redis_support.RedisServer(tmp_path, "--appendonly", "yes", "--appendfsync", "always").start()
+    yield server
+    server.stop()
+
+
+def test_the_api_on_redis_and_what_a_restart_on_the_same_redis_keeps(tmp_path: Path, redis) -> None:
+    server = _serve(tmp_path, redis)
+    key = {"Idempotency-Key": "redis-1"}
+    try:
+        original = server.post("/v1/jobs", json={"task": "echo", "args": {"k": 1}}, headers=key)
+        assert original.status_code == 202, original.text
+        job = server.get(f"/v1/jobs/{original.json()['id']}", params={"wait": 5}).json()  # a long-poll
+        assert job["status"] == "succeeded" and job["result"] == {"k": 1}, job
+        pile = server.post("/v1/piles", json={"open": True, "jobs": [{"task": "echo", "args": {"n": n}}
+                                                                     for n in range(FIRST)]}).json()  # fmt: skip
+        assert _until(server, f"/v1/piles/{pile['id']}", lambda s: s["done"] == FIRST)["done"] == FIRST
+        assert server.patch("/v1/pool", json={"size": 1}).status_code == 200
+        add = [{"task": "sleep", "args": {"seconds": 60}}] + [{"task": "echo", "args": {"m": m}} for m in range(LATER)]
+        added = server.post(f"/v1/piles/{pile['id']}/jobs", json={"jobs": add})
+        assert added.status_code == 202, added.text
+        sleeper = added.json()["added"][0]["job_id"]
+        assert _until(server, f"/v1/jobs/{sleeper}", lambda j: j["status"] == "running")["status"] == "running"
+        assert server.get("/v1/pool").json()["queued"] == LATER  # the echo jobs wait behind the sleeper
+        assert server.post(f"/v1/piles/{pile['id']}/close").status_code == 200
+        with _stream(server, pile["id"]) as resp:
+            before = [event for _, event in zip(range(HALF), _events(resp), strict=False)]
+        assert [int(i) for i, _, _ in before] == list(range(HALF)), before
+    finally:
+        server.kill()  # SIGKILL to master and worker
+        server.stop()
+
+    again = _serve(tmp_path, redis)
+    try:
+        assert again.get("/v1/pool").json()["size"] == 1, "the size set at runtime, not GREENPOOL_POOL_SIZE"
+        assert again.get(f"/v1/jobs/{original.json()['id']}").json()["result"] == {"k": 1}
+        replay = again.post("/v1/jobs", json={"task": "echo", "args": {"k": 1}}, headers=key)
+        assert replay.status_code in (200, 202) and replay.json()["id"] == original.json()["id"], replay.text
+        assert replay.headers.get("Idempotent-Replayed") == "true", replay.headers
+        with _stream(again, pile["id"], last=before[-1][0]) as resp:
+            after = []
+            for event_id, event, data in _events(resp):
+                if event == "end":
+                    break
+                after.append((event_id, data))
+        total = FIRST + 1 + LATER
+        assert [int(i) for i, _ in after] == list(range(HALF, total)), after  # no gap, no duplicate
+        summary = again.get(f"/v1/piles/{pile['id']}").json()
+        assert summary["done"] == total and summary["failed"] == 1, summary  # the sleeper: WorkerLost
+        assert summary["succeeded"] == FIRST + LATER  # the queued echo jobs ran after the restart
+        assert any(sleeper in data and "WorkerLost" in data for _, data in after), after
+    finally:
+        again.stop()
+
+
+def test_a_job_submitted_on_one_server_is_read_on_another(tmp_path: Path, redis) -> None:
+    a, b = _serve(tmp_path, redis), _serve(tmp_path, redis)
+    try:
+        ids = [a.post("/v1/jobs", json={"task": "echo", "args": {"n": n}}).json()["id"] for n in range(5)]
+        for job_id in ids:
+            seen = _until(b, f"/v1/jobs/{job_id}", lambda j: j["status"] == "succeeded")
+            assert seen["id"] == job_id and seen["status"] == "succeeded", seen
+        slow = b.post("/v1/jobs", json={"task": "sleep", "args": {"seconds": 0.5}}).json()["id"]
+        assert _until(a, f"/v1/jobs/{slow}", lambda j: j["status"] == "succeeded")["status"] == "succeeded"
+        assert a.get("/v1/jobs", params={"limit": 10}).json()["jobs"][0]["id"] == slow  # one list for both
+    finally:
+        a.stop()
+        b.stop()
+
+
+def test_redis_down_under_submissions_is_503_with_retry_after_and_loses_nothing(tmp_path: Path, redis) -> None:
+    server = _serve(tmp_path, redis)
+    accepted: list[str] = []
+    statuses: list[int] = []
+    retry_after: set[str | None] = set()
+    stop = threading.Event()
+
+    def submit() -> None:
+        n = 0
+        while not stop.is_set() and n < 5000:
+            n += 1
+            resp = server.post("/v1/jobs", json={"task": "echo", "args": {"n": n}})
+            statuses.append(resp.status_code)
+            if resp.status_code == 202:
+                accepted.append(resp.json()["id"])
+            elif resp.status_code == 503:
+                retry_after.add(resp.headers.get("Retry-After"))
+                assert resp.json()["type"].endswith("store-unavailable"), resp.text
+                time.sleep(0.02)
+
+    thread = threading.Thread(target=submit)
+    try:
+        thread.start()
+        time.sleep(1.0)
+        redis.kill()
+        time.sleep(OUTAGE_S)
+        down = len(statuses)
+        redis.start()
+        deadline = time.monotonic() + 20
+        while statuses[-1:] != [202] and time.monotonic() < deadline:  # the service resumes by itself
+            time.sleep(0.05)
+        time.sleep(0.5)
+    finally:
+        stop.set()
+        thread.join(30)
+    try:
+        assert 500 not in statuses and set(statuses) <= {202, 503}, sorted(set(statuses))
+        assert 503 in statuses[:down] and retry_after == {"5"}, retry_after
+        assert statuses[-1] == 202, statuses[-20:]
+        for job_id in accepted:  # every acknowledged job is found
+            assert server.get(f"/v1/jobs/{job_id}").status_code == 200, job_id
+    finally:
+        server.stop()
