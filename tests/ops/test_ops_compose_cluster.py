@@ -76,14 +76,29 @@ def test_the_cluster_comes_up_on_port_8000_in_order() -> None:
 
 
 def test_redis_keeps_an_append_only_file_on_a_named_volume() -> None:
-    """Redis runs with AOF on, fsync every second, its /data on the redis-data volume, with a healthcheck."""
+    """Redis runs with AOF on, fsync every second, no RDB, its /data on the redis-data volume, with a
+    healthcheck that fails on an error reply."""
     redis = services()["redis"]
     command = redis["command"]
     assert command[0] == "redis-server"
     options = dict(zip(command[1::2], command[2::2], strict=True))
-    assert options["--appendonly"] == "yes" and options["--appendfsync"] == "everysec"
+    assert options["--appendonly"] == "yes" and options["--appendfsync"] == "everysec" and options["--save"] == ""
     assert "redis-data:/data" in redis["volumes"] and "redis-data" in compose()["volumes"]
-    assert "redis-cli" in redis["healthcheck"]["test"] and "ports" not in redis
+    assert "redis-cli ping | grep -q PONG" in redis["healthcheck"]["test"] and "ports" not in redis
+
+
+@pytest.mark.parametrize("password", ["", "s3cret-of-redis"])
+def test_redis_requires_the_password_the_replicas_send(password: str) -> None:
+    """GREENPOOL_REDIS_PASSWORD set in the shell: Redis requires it, its healthcheck and the replicas send it;
+    unset: no password anywhere (`--requirepass ""` is none)."""
+    shell = {"GREENPOOL_REDIS_PASSWORD": password} if password else {}
+    redis = services()["redis"]
+    options = dict(zip(redis["command"][1::2], redis["command"][2::2], strict=True))
+    assert interpolate(options["--requirepass"], shell) == password
+    assert container_environment(redis, shell)["REDISCLI_AUTH"] == password
+    replica_env = container_environment(services()["replica"], shell)
+    assert replica_env.get("GREENPOOL_REDIS_PASSWORD", "") == password
+    assert "@" not in replica_env["GREENPOOL_STORE"], "the password stays out of the URL"
 
 
 def test_replicas_take_every_setting_of_the_standalone_service_and_share_redis() -> None:
