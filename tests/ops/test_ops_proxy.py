@@ -33,6 +33,9 @@ pytestmark = [needs("nginx"), pytest.mark.timeout(90)]
 TOKEN = "Bearer proxy-secret-0123456789"
 TOKENS = "proxy:admin:proxy-secret-0123456789"
 SLEEPING = 4.0  # seconds the later jobs of the streamed piles sleep
+#: `greenpool serve`'s keep-alive (GREENPOOL_KEEPALIVE, 5 s) for the gunicorn replicas (its own default is 2 s),
+#: which deploy/nginx.conf's upstream keepalive_timeout (4 s) is below, as in a container
+KEEPALIVE = ("--keep-alive", "5")
 
 
 def redis_store_available() -> bool:
@@ -73,7 +76,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     replicas: list[OpsServer] = []
     proxy = None
     try:
-        replicas = [OpsServer.start(directory, env) for _ in range(2)]
+        replicas = [OpsServer.start(directory, env, KEEPALIVE) for _ in range(2)]
         upstreams = [f"127.0.0.1:{r.port}" for r in (replicas if shared else replicas[:1])]
         proxy = start_proxy(directory / "nginx", upstreams)
         proxy.session.headers["Authorization"] = TOKEN
@@ -204,7 +207,7 @@ def test_the_proxy_spreads_requests_and_skips_a_replica_that_is_gone(tmp_path: P
     """A proxy in front of both replicas sends requests to each; once one is stopped, every request still
     gets an answer, from the other."""
     env = {"GREENPOOL_POOL_SIZE": "4"}
-    replicas = [OpsServer.start(tmp_path, env) for _ in range(2)]
+    replicas = [OpsServer.start(tmp_path, env, KEEPALIVE) for _ in range(2)]
     proxy = start_proxy(tmp_path / "nginx", [f"127.0.0.1:{r.port}" for r in replicas])
     try:
         for _ in range(20):
