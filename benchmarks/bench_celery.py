@@ -153,7 +153,7 @@ class Greenpool:
         """Seconds to create one pile of `task` over `items` and read its NDJSON stream to the end; the results."""
         session = requests.Session()  # one of its own: resize() polls on self.session meanwhile
         started = time.perf_counter()
-        resp = session.post(self.url + "/v1/piles", json={"task": task, "items": items}, timeout=60)
+        resp = session.post(self.url + "/v1/piles", json={"task": task, "items": items}, timeout=TIMEOUT)
         assert resp.status_code == 201, resp.text
         results = []
         with session.get(f"{self.url}/v1/piles/{resp.json()['id']}/results", stream=True,
