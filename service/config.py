@@ -43,6 +43,7 @@ DEFAULT_SEND_TIMEOUT = 30.0
 DEFAULT_MAX_RETRIES = 25
 DEFAULT_MAX_BACKOFF = 300.0
 DEFAULT_MAX_DELAY = 7 * 86_400.0
+DEFAULT_LEASE = 15.0  # seconds (GREENPOOL_LEASE)
 
 DEFAULT_STORE = ""  # the default: sqlite:$GREENPOOL_DATA_DIR/greenpool.db (design §7)
 DEFAULT_DATA_DIR = "./greenpool-data"
@@ -113,6 +114,8 @@ class EngineSettings:
     max_retries: int = DEFAULT_MAX_RETRIES  # a job's `retries` at most (422 beyond)
     max_backoff: float = DEFAULT_MAX_BACKOFF  # `retry_backoff` at most, and the longest wait between attempts
     max_delay: float = DEFAULT_MAX_DELAY  # a job's `delay` at most (422 beyond)
+    lease: float = DEFAULT_LEASE  # cluster mode: seconds a dead replica's running jobs keep their slots
+    replica_id: str = ""  # cluster mode: this replica's id; "" is `hostname:pid`
 
     def pool_seeds(self) -> dict[str, tuple[int, str]]:
         """The pools to seed a store that has no size for them, each with the variable its size comes from:
@@ -187,7 +190,7 @@ class Config(ServerSettings, ApiLimits, EngineSettings, StorageSettings, AuthSet
         """Refuse values the service cannot run with, naming the variable."""
         positive = (
             "max_body_bytes", "max_wait", "max_job_timeout", "max_pool_size", "max_threads", "worker_connections",
-            "stream_heartbeat",
+            "stream_heartbeat", "lease",
         ) + LIMITS  # fmt: skip
         for name in positive:
             if getattr(self, name) <= 0:

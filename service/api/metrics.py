@@ -5,7 +5,8 @@ process (tests) do not collide. The pool gauges are computed from `engine.stats(
 series per named pool (label `pool`), so they agree with `GET /v1/pools` by construction; job counters and
 histograms (labels `pool` and `task`) are fed by the engine's observer hook, synchronously on the hub, so
 one scrape is a consistent snapshot: submitted = finished + running + queued, per pool, per task and in
-total. HTTP requests are counted by `service.middleware` by route template.
+total. HTTP requests are counted by `service.middleware` by route template. In cluster mode each replica
+reports its own figures (not the cluster's), every sample labelled `replica` with its id.
 """
 
 from __future__ import annotations
@@ -126,6 +127,8 @@ class Metrics:
                 for status in TERMINAL:
                     self.jobs_finished.labels(pool, spec["name"], status)
         engine.observers.append(self.observe)
+        replica = engine.cluster.replica
+        self._exposed: Any = self.registry if replica is None else _Labelled(self.registry, replica)
 
     def observe(self, event: str, job: Job) -> None:
         """The engine's observer: count submissions and ends, time queue waits and runs."""
@@ -170,7 +173,19 @@ class Metrics:
 
     def render(self) -> bytes:
         """The text exposition of everything in the registry."""
-        return generate_latest(self.registry)
+        return generate_latest(self._exposed)
+
+
+class _Labelled:
+    """The registry as one replica of a cluster exposes it: every sample also labelled `replica` (its id)."""
+
+    def __init__(self, registry: CollectorRegistry, replica: str) -> None:
+        self.registry, self.replica = registry, replica
+
+    def collect(self) -> Iterator[Metric]:
+        for metric in self.registry.collect():  # fresh Metric objects at each collect
+            metric.samples = [s._replace(labels={**s.labels, "replica": self.replica}) for s in metric.samples]
+            yield metric
 
 
 class MetricsResource:

@@ -36,8 +36,8 @@ from .admission import Admission, JobSpec
 from .errors import Draining, JobAlreadyEnded, JobNotFound, PileClosed, PileNotFound, StoreUnavailable, TooLarge
 from .history import History
 from .lifecycle import Lifecycle
-from .notifier import Notifier
 from .pools import DEFAULT_POOL, Pools
+from .replicas import open_cluster
 from .retries import RETRIED, RETRYING, JobOptions, apply_options, requeue
 from .runner import Lane
 from .stores import open_store
@@ -57,10 +57,12 @@ class Engine(Lifecycle):
     """Jobs in, results out: submit, get, wait, cancel, list, piles, resize, stats, drain.
 
     `store` (default: the configured one, `open_store`), `clock` (wall-clock seconds, default `time.time`)
-    and `ids` (new job and pile ids, default 128 random bits as 32 hex digits) are injectable for tests."""
+    and `ids` (new job and pile ids, default 128 random bits as 32 hex digits) are injectable for tests;
+    `cluster` (default: the store's, `open_cluster`) is what makes replicas on one Redis one service."""
 
     def __init__(self, config: Config, registry: Registry, store: Store | None = None,
-                 clock: Callable[[], float] = time.time, ids: Iterator[str] | None = None) -> None:  # fmt: skip
+                 clock: Callable[[], float] = time.time, ids: Iterator[str] | None = None,
+                 cluster: Any = None) -> None:  # fmt: skip
         self.config = config
         self.registry = registry
         self.store = store if store is not None else open_store(config)
@@ -68,7 +70,8 @@ class Engine(Lifecycle):
         self._clock = clock
         self._ids = ids if ids is not None else _random_ids()
         self._admission = Admission(config, registry)
-        self._notifier = Notifier()
+        self.cluster = cluster if cluster is not None else open_cluster(config, self.store)
+        self._notifier = self.cluster.notifier()
         self.pools = Pools(config, registry, self.store, self._new_lane)
         self.runner = self.pools.runner
         self._lane = self.pools.default  # the default pool's lane
@@ -81,6 +84,7 @@ class Engine(Lifecycle):
         # Observers (service.api.metrics): observer(event, job) on "queued", "running", "retrying" (an attempt
         # ended and the job is queued for its next one) and each terminal status.
         self.observers: list[Callable[[str, Job], None]] = []
+        self.cluster.start(self)
 
     @property
     def draining(self) -> bool:
@@ -89,7 +93,7 @@ class Engine(Lifecycle):
 
     def threads(self) -> list[Any]:
         """The engine's own green threads (dispatchers and the sweeper), for a test to stop it."""
-        return [*self.runner.threads(), self._sweeper]
+        return [*self.runner.threads(), self._sweeper, *self.cluster.threads()]
 
     def commit(self) -> None:
         """Park until every change made so far is in the store (at once with a memory store): what a
@@ -129,11 +133,12 @@ class Engine(Lifecycle):
 
     def wait(self, job: Job, timeout: float) -> bool:
         """Park until `job` ends or `timeout` seconds pass; True if it has ended."""
-        if job.status in TERMINAL or timeout <= 0:
-            return job.status in TERMINAL
-        self._notifier.job_event(job.id).wait(timeout)
-        if job.status not in TERMINAL:  # a shared store's replica may have ended it: a read refreshes it in place
-            self._jobs.get(job.id)
+        deadline = _monotonic() + timeout
+        while job.status not in TERMINAL and timeout > 0:
+            self._notifier.job_event(job.id).wait(timeout)  # in cluster mode also woken to re-read the record
+            if job.status not in TERMINAL:
+                self._jobs.get(job.id)  # a shared store's read refreshes the record in place
+            timeout = deadline - _monotonic()
         return job.status in TERMINAL
 
     def list(
@@ -212,11 +217,14 @@ class Engine(Lifecycle):
     def resize(self, size: int, pool: str = DEFAULT_POOL) -> bool:
         """Create `pool` with `size` slots or change how many of its jobs may run at once (0 pauses it;
         running jobs continue; growing starts queued jobs at once); True if it was created."""
-        return self.pools.put(pool, size)
+        created = self.pools.put(pool, size)
+        self.cluster.resized(pool, size)
+        return created
 
     def delete_pool(self, pool: str) -> None:
         """Delete an idle pool; PoolNotFound, or PoolInUse for `default` or one with jobs queued or running."""
         self.pools.delete(pool)
+        self.cluster.deleted(pool)
         self._history.forget(pool)
 
     def stats(self, pool: str = DEFAULT_POOL) -> dict[str, Any]:
@@ -227,6 +235,10 @@ class Engine(Lifecycle):
         stats["uptime_s"] = round(_monotonic() - self._started_at, 3)
         stats.update(self.boot)
         return stats
+
+    def report(self, pool: str = DEFAULT_POOL) -> dict[str, Any]:
+        """What `/v1/pool(s)` reports of one pool: `stats`, cluster-wide in cluster mode (plus `replicas`)."""
+        return self.cluster.report(pool, self.stats(pool))
 
     def history(self, pool: str = DEFAULT_POOL) -> dict[str, Any]:
         """A pool's recent gauges, one sample a second (`t`: wall-clock seconds), and the time now
@@ -241,11 +253,10 @@ class Engine(Lifecycle):
     # -- internals ------------------------------------------------------------------------------
     def _new_lane(self, name: str, size: int, threads: Any) -> Lane:
         """A lane serving pool `name` from its queue in the store, on the runner's OS threads `threads`."""
-        queue = self.store.queue(name)
-        lane = Lane(name, size, queue, self.registry, self._clock, self.config.max_result_bytes, self._started,
-                    self._end, threads)  # fmt: skip
-        if hasattr(queue, "wake"):  # a shared store's queue: jobs pushed by other replicas wake this dispatcher
-            queue.wake = lane.pushed
+        lane = self.cluster.lane_type(name, size, self.store.queue(name), self.registry, self._clock,
+                                      self.config.max_result_bytes, self._started, self._end, threads)  # fmt: skip
+        if getattr(lane.queue, "wake", False) is None:  # a shared store's queue: a refresh that finds jobs pushed
+            lane.queue.wake = lane.pushed  # by other replicas wakes this dispatcher (a ClusterLane has its own)
         return lane
 
     def _admit(self, specs: list[JobSpec], client: str | None) -> tuple[list[Lane], list[JobSpec]]:

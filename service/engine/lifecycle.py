@@ -30,14 +30,16 @@ class Lifecycle:
     _retry: Any
     _notify: Any
     _close: Any
+    cluster: Any  # in cluster mode, jobs other replicas run are not lost (service.engine.replicas)
 
     def recover(self) -> None:
         """After a restart on a durable store (call it once, with the observers attached, so that metrics
         count what it does): every job the store reloaded unfinished counts as submitted to this process
-        (an observer sees it `queued`); an attempt that was running when the process died ends `WorkerLost`
-        (design §7), or is retried if the job has retries left; the queued jobs run again, in order, as the
-        lanes' dispatchers find them (a delayed one once it is due)."""
-        lost, queued = self._jobs.select(RUNNING), self._jobs.select(QUEUED)
+        (an observer sees it `queued`); an attempt that was running when the process died (in cluster mode:
+        one that no live replica runs, `cluster.lost`) ends `WorkerLost` (design §7), or is retried if the
+        job has retries left; the queued jobs run again, in order, as the lanes' dispatchers find them (a
+        delayed one once it is due)."""
+        lost, queued = self.cluster.lost(self._jobs.select(RUNNING)), self._jobs.select(QUEUED)
         self.pools.adopt(queued + lost)  # every reloaded job's pool has a lane
         for job in reversed(queued):
             self._resubmitted(job)

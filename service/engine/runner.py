@@ -119,11 +119,13 @@ class Lane:
         self._holding = True
         self.thread.kill()
 
-    def kill(self, job_id: str) -> None:
-        """Kill the green thread running this job (it has just been ended), if it is running."""
+    def kill(self, job_id: str) -> bool:
+        """Kill the green thread running this job (it has just been ended), if it runs here; True if it did."""
         thread = self.running.pop(job_id, None)
-        if thread is not None:
-            thread.kill()
+        if thread is None:
+            return False
+        thread.kill()
+        return True
 
     def _dispatch(self) -> None:
         """Spawn a slot for each queued job that no slot is on its way to, while the pool has room."""
@@ -145,11 +147,11 @@ class Lane:
         """One pool slot: run queued jobs back to back, in FIFO order, while more are queued than slots on
         their way to them and the pool is not over its size; yield after `_TURN` s of instant jobs."""
         self._starting -= 1
-        hub, pool, queue, clock = get_hub(), self.pool, self.queue, self._clock
+        hub, pool, queue = get_hub(), self.pool, self.queue
         thread = getcurrent()
         turn, turn_started = hub.pass_started, _monotonic()
         try:
-            while not self._holding and (job := queue.take(clock())) is not None:
+            while not self._holding and (job := self._take()) is not None:
                 self._run(job, thread)
                 if hub.pass_started != turn:  # the job parked: this slot's turn began when it resumed
                     turn, turn_started = hub.pass_started, _monotonic()
@@ -161,6 +163,11 @@ class Lane:
         finally:  # leaving frees a slot: the dispatcher may be waiting for one, or have jobs with no slot
             if self._pool_full or queue.queued > self._starting:
                 self._dispatcher.wake_one()
+
+    def _take(self) -> Job | None:
+        """The job at the head of the queue, marked running (None: none queued); a cluster's lane also takes
+        a slot of the cluster-wide limit for it (service.engine.cluster)."""
+        return self.queue.take(self._clock())
 
     def _run(self, job: Job, thread: GreenThread) -> None:
         """Run one job the queue handed this slot (`thread`) to its terminal state."""

@@ -10,6 +10,8 @@
 * `limit_big_result(size)`: a small job with a large result.
 * `retry_flaky(key, failures=2)` fails (ValueError) its first `failures` calls with one `key`, then returns
   how many calls that key has had: a job with `retries` succeeds on attempt `failures + 1`.
+* `span(path, seconds)` sleeps cooperatively and appends its start and end times to the file `path`, so jobs
+  run by several servers (cluster replicas) measure how many ran at once.
 * `pool_probe(key, seconds)` sleeps cooperatively and returns how many `pool_probe` jobs of `key` were running
   in this process when it started (itself included), so the jobs themselves measure a pool's concurrency;
   `pool_declared(key, seconds)` does the same in the pool it declares, `probed` (`@task(pool="probed")`).
@@ -117,3 +119,14 @@ def pool_probe(key: str, seconds: float = 0.2) -> dict[str, Any]:
 def pool_declared(key: str, seconds: float = 0.0) -> dict[str, Any]:
     """`pool_probe` in the pool this task declares (`probed`) unless the job names another."""
     return pool_probe(key, seconds)
+
+
+@task(name="span", cooperative=True)
+def span(path: str, seconds: float = 0.2) -> float:
+    """Sleep `seconds` and append `start end` (CLOCK_MONOTONIC, shared by every process of the machine) to the
+    file `path`: jobs of several servers (cluster replicas) measure how many of them ran at once."""
+    start = time.monotonic()
+    pool_core.sleep(seconds)
+    with open(path, "a") as log:  # one short O_APPEND write per job: lines never interleave
+        log.write(f"{start!r} {time.monotonic()!r}\n")
+    return seconds

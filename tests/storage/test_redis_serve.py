@@ -19,8 +19,11 @@ FIRST, LATER = 10, 5  # pile jobs that end before the kill; queued ones added af
 OUTAGE_S = 3.0  # how long Redis is down under submissions
 
 
-def _serve(tmp_path: Path, redis: test_redis_support.RedisServer, size: int = 2) -> Server:
-    return start_server(tmp_path, {"GREENPOOL_STORE": redis.url, "GREENPOOL_POOL_SIZE": str(size)})
+def _serve(tmp_path: Path, redis: test_redis_support.RedisServer, size: int = 2, replica: str = "") -> Server:
+    """A server on `redis`; `replica` is its GREENPOOL_REPLICA_ID (a restart with the same id recovers the
+    attempts its previous process ran at once, rather than when their leases lapse)."""
+    env = {"GREENPOOL_STORE": redis.url, "GREENPOOL_POOL_SIZE": str(size), "GREENPOOL_REPLICA_ID": replica}
+    return start_server(tmp_path, env)
 
 
 @pytest.fixture
@@ -32,7 +35,7 @@ def redis(tmp_path: Path):
 
 
 def test_the_api_on_redis_and_what_a_restart_on_the_same_redis_keeps(tmp_path: Path, redis) -> None:
-    server = _serve(tmp_path, redis)
+    server = _serve(tmp_path, redis, replica="solo")
     key = {"Idempotency-Key": "redis-1"}
     try:
         original = server.post("/v1/jobs", json={"task": "echo", "args": {"k": 1}}, headers=key)
@@ -57,7 +60,7 @@ def test_the_api_on_redis_and_what_a_restart_on_the_same_redis_keeps(tmp_path: P
         server.kill()  # SIGKILL to master and worker
         server.stop()
 
-    again = _serve(tmp_path, redis)
+    again = _serve(tmp_path, redis, replica="solo")
     try:
         assert again.get("/v1/pool").json()["size"] == 1, "the size set at runtime, not GREENPOOL_POOL_SIZE"
         assert again.get(f"/v1/jobs/{original.json()['id']}").json()["result"] == {"k": 1}

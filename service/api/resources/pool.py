@@ -34,11 +34,11 @@ class PoolResource:
         self.engine = engine
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        resp.media = self.engine.stats()
+        resp.media = self.engine.report()
 
     def on_patch(self, req: falcon.Request, resp: falcon.Response) -> None:
         self.engine.resize(read_size(req, self.engine))
-        resp.media = self.engine.stats()
+        resp.media = self.engine.report()
 
 
 class PoolsResource:
@@ -49,7 +49,7 @@ class PoolsResource:
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         engine = self.engine
-        resp.media = {"pools": [{"name": name, **engine.stats(name)} for name in engine.pool_names()]}
+        resp.media = {"pools": [{"name": name, **engine.report(name)} for name in engine.pool_names()]}
 
 
 class NamedPoolResource:
@@ -59,7 +59,7 @@ class NamedPoolResource:
         self.engine = engine
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, name: str) -> None:
-        resp.media = {"name": name, **self.engine.stats(name)}
+        resp.media = {"name": name, **self.engine.report(name)}
 
     def on_put(self, req: falcon.Request, resp: falcon.Response, name: str) -> None:
         if not POOL_NAME.fullmatch(name):
@@ -68,7 +68,7 @@ class NamedPoolResource:
         resp.status = falcon.HTTP_201 if created else falcon.HTTP_200
         if created:
             resp.location = f"/v1/pools/{name}"
-        resp.media = {"name": name, **self.engine.stats(name)}
+        resp.media = {"name": name, **self.engine.report(name)}
 
     def on_delete(self, req: falcon.Request, resp: falcon.Response, name: str) -> None:
         self.engine.delete_pool(name)

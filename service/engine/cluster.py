@@ -1,0 +1,204 @@
+"""The cluster seam (design §8): what makes several replicas on one Redis behave as one service.
+
+The engine has one `cluster` collaborator. `LocalCluster` (memory and SQLite stores) is one process as
+before: plain lanes, the plain notifier, nothing added on the hot path. In cluster mode
+(`service.engine.replicas.RedisCluster`) the lanes are `ClusterLane`s: a slot takes a queued job only with
+a lease on one of the pool's cluster-wide slots, and the notifier also tells the other replicas (hints
+over pub/sub, the store being the truth) when a job ends or a pile changes.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from ..storage import Job
+from .notifier import Notifier
+from .runner import Lane
+
+__all__ = ["ROOM_POLL_S", "ClusterLane", "ClusterNotifier", "LocalCluster", "Slots"]
+
+ROOM_POLL_S = 0.5  # a lane whose pool is full cluster-wide asks again this often, hint or no hint
+RECHECK_S = 1.0  # an idle dispatcher looks at its (shared) queue again this often, hint or no hint
+
+
+class LocalCluster:
+    """One replica on its own store: today's lanes and notifier; every hook is a no-op."""
+
+    replica: str | None = None  # no replica id outside cluster mode
+    lane_type: Any = Lane
+
+    def notifier(self) -> Notifier:
+        return Notifier()
+
+    def start(self, engine: Any) -> None:
+        """Nothing to run beside the engine."""
+
+    def lost(self, running: list[Job]) -> list[Job]:
+        """Of the jobs the store has running at start, those whose process died: all of them, here."""
+        return running
+
+    def resized(self, pool: str, size: int) -> None:
+        """A pool was created or resized here."""
+
+    def deleted(self, pool: str) -> None:
+        """A pool was deleted here."""
+
+    def report(self, pool: str, stats: dict[str, Any]) -> dict[str, Any]:
+        """A pool's figures for `/v1/pool(s)`: this process's."""
+        return stats
+
+    def threads(self) -> list[Any]:
+        return []
+
+
+class Slots(Protocol):
+    """What a ClusterLane asks of the cluster: leases on the pool's cluster-wide slots, and hints."""
+
+    def acquire(self, pool: str) -> str | None: ...  # a lease token, or None: the pool is full cluster-wide
+
+    def bind(self, pool: str, token: str, job: Job) -> None: ...  # the lease's slot runs this attempt
+
+    def release(self, pool: str, token: str) -> None: ...  # the attempt ended: free its slot (once)
+
+    def hint(self, kind: str, value: Any) -> None: ...  # tell the other replicas (batched, best effort)
+
+
+class ClusterNotifier(Notifier):
+    """The notifier whose wake-ups also reach the other replicas (`hint`); theirs arrive as `woke_job`
+    and `woke_pile`, which wake only this replica's waiters."""
+
+    def __init__(self, hint: Any) -> None:
+        super().__init__()
+        self._hint = hint
+
+    def job_ended(self, job_id: str) -> None:
+        super().job_ended(job_id)
+        self._hint("ended", job_id)
+
+    def pile_changed(self, pile_id: str) -> None:
+        super().pile_changed(pile_id)
+        self._hint("piles", pile_id)
+
+    def woke_job(self, job_id: str) -> None:
+        """Another replica ended this job: wake its waiters here (they re-read the record)."""
+        Notifier.job_ended(self, job_id)
+
+    def woke_pile(self, pile_id: str) -> None:
+        """Another replica changed this pile: wake its streams here (they re-read its log)."""
+        Notifier.pile_changed(self, pile_id)
+
+    def recheck(self) -> None:
+        """Wake every waiter and stream of this replica to re-read the store (a hint may have been missed)."""
+        for job_id in list(self._jobs):
+            Notifier.job_ended(self, job_id)
+        for pile_id in list(self._piles):
+            Notifier.pile_changed(self, pile_id)
+
+
+class ClusterLane(Lane):
+    """A lane whose pool's size is cluster-wide: its dispatcher takes a lease before it spawns a slot, a slot
+    takes another lease for each further job, and each attempt's lease is released once, when it ends.
+    The local GreenPool follows the cluster-wide size (the most this replica could run)."""
+
+    def __init__(self, *args: Any, cluster: Slots) -> None:
+        self._cluster = cluster
+        self._grants: list[str] = []  # leases the dispatcher took for slots on their way
+        self._tokens: dict[str, str] = {}  # job id → its lease token, from take to run
+        self.attempts: dict[str, int] = {}  # job id → the attempt running here
+        self._hinted = False  # another replica pushed onto the (shared) queue since the dispatcher looked
+        self._dry = False  # a take found nothing although `queued` said so (places reserved, not yet pushed)
+        super().__init__(*args)
+        if hasattr(self.queue, "wake"):  # a shared store's queue: a refresh that finds more jobs wakes us
+            self.queue.wake = self.hinted
+
+    def pushed(self) -> None:
+        super().pushed()
+        self._cluster.hint("pushed", self.name)
+
+    def hinted(self) -> None:
+        """A job may have been pushed onto the shared queue by another replica: look at it."""
+        self._hinted = True
+        if not self._pool_full:
+            self._dispatcher.wake_one()
+
+    def room(self) -> None:
+        """A slot was freed somewhere in the cluster: a dispatcher waiting for one asks again."""
+        if self._pool_full:
+            self._dispatcher.wake_one()
+
+    def kill(self, job_id: str) -> bool:
+        """Kill the job here if it runs here; else ask the replica running it to (it has been ended)."""
+        attempt = self.attempts.get(job_id)
+        if super().kill(job_id):
+            return True
+        self._cluster.hint("kill", (job_id, attempt))
+        return False
+
+    def kill_here(self, job_id: str, attempt: int | None) -> bool:
+        """Another replica ended this job: kill its green thread if it runs this attempt here."""
+        if job_id not in self.running or (attempt is not None and self.attempts.get(job_id) != attempt):
+            return False
+        return Lane.kill(self, job_id)
+
+    def hold(self) -> None:
+        super().hold()
+        while self._grants:  # leases taken for slots that will take no job now
+            self._cluster.release(self.name, self._grants.pop())
+
+    def tick(self) -> None:
+        """Release the delayed jobs that are due (whoever pushed them: a replica that died cannot)."""
+        queued = self.queue.queued
+        following = self.queue.release_due(self._clock())
+        if self.queue.queued > queued:
+            super().pushed()
+        self.delayed(following)
+
+    def _dispatch(self) -> None:
+        """As Lane's, and with a lease on one of the pool's cluster-wide slots for each slot it spawns."""
+        pool, parked, queue, cluster = self.pool, self._dispatcher, self.queue, self._cluster
+        while True:
+            if (queue.queued <= self._starting or self._dry) and not self._hinted:
+                parked.park(RECHECK_S)  # woken by a submission here, or a hint from another replica
+                self._dry = False
+                continue
+            full = pool.running() >= pool.size
+            token = None if full else cluster.acquire(self.name)
+            if token is None:  # full here, or cluster-wide: woken by a slot freed here or anywhere, or a resize
+                self._pool_full = True
+                try:
+                    parked.park(None if full else ROOM_POLL_S)
+                finally:
+                    self._pool_full = False
+                continue
+            self._hinted = False
+            self._grants.append(token)
+            pool.spawn(self._slot)
+            self._starting += 1
+
+    def _take(self) -> Job | None:
+        cluster = self._cluster
+        token = self._grants.pop() if self._grants else cluster.acquire(self.name)
+        if token is None:
+            return None
+        try:
+            job = self.queue.take(self._clock())
+        except BaseException:
+            cluster.release(self.name, token)
+            raise
+        if job is None:
+            self._dry = True  # no more slots for now: the next push (here or a hint) wakes the dispatcher
+            cluster.release(self.name, token)
+            return None
+        cluster.bind(self.name, token, job)
+        self._tokens[job.id] = token
+        return job
+
+    def _run(self, job: Job, thread: Any) -> None:
+        token, attempt = self._tokens.pop(job.id), job.attempt
+        self.attempts[job.id] = attempt
+        try:
+            super()._run(job, thread)
+        finally:
+            if self.attempts.get(job.id) == attempt:
+                del self.attempts[job.id]
+            self._cluster.release(self.name, token)

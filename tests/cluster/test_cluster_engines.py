@@ -1,0 +1,148 @@
+"""Cluster mode in one process: engines as replicas over one shared store and one real redis-server.
+
+The cluster-wide pool size (leases), resizes seen by every replica, lapsed leases reaped once, and the
+hints (long-polls, streams, idle dispatchers, cancel) from one replica to another."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from pool_core import GreenPool, sleep
+from service.storage.records import RUNNING
+from service.tasks import Registry, task
+
+pytestmark = pytest.mark.timeout(30)
+
+
+class Probe:
+    """A task `probe(seconds)` that counts how many of its calls run at once (`peak`) and when each ran."""
+
+    def __init__(self) -> None:
+        self.now = self.peak = 0
+        self.spans: list[tuple[float, float]] = []
+        self.registry = Registry.with_builtins(entry_points=False)
+
+        @task(name="probe", cooperative=True)
+        def probe(seconds: float = 0.1) -> None:
+            self.now += 1
+            self.peak = max(self.peak, self.now)
+            start = time.monotonic()
+            try:
+                sleep(seconds)
+            finally:
+                self.now -= 1
+                self.spans.append((start, time.monotonic()))
+
+        self.registry.register(probe)
+
+
+def until(condition, timeout: float = 5.0, step: float = 0.02) -> float:
+    """Park until `condition()` is true (the seconds it took); fails after `timeout`."""
+    start = time.monotonic()
+    while not condition():
+        assert time.monotonic() - start < timeout, "condition not met in time"
+        sleep(step)
+    return time.monotonic() - start
+
+
+def test_two_replicas_never_run_more_than_the_cluster_wide_size(replicas):
+    probe = Probe()
+    a, b = replicas(2, probe.registry, pool_size=3)
+    start = time.monotonic()
+    jobs = [(a if i % 2 else b).submit("probe", {"seconds": 0.1}) for i in range(24)]
+    for job in jobs:
+        assert a.wait(job, 10)
+    elapsed = time.monotonic() - start
+    assert probe.peak == 3, f"peak {probe.peak}"
+    assert all(job.status == "succeeded" for job in jobs)
+    assert elapsed >= 24 / 3 * 0.1 * 0.95
+    assert elapsed < 3.0, f"{elapsed:.2f} s: slots freed on one replica were not found by the other"
+    until(lambda: a.cluster.state.held("default") == 0, timeout=1.0)  # every lease released once its job ended
+
+
+def test_a_resize_on_one_replica_is_in_effect_on_the_other_within_a_second(replicas):
+    probe = Probe()
+    a, b = replicas(2, probe.registry, pool_size=2)
+    jobs = [a.submit("probe", {"seconds": 0.6}) for _ in range(12)]
+    until(lambda: probe.now == 2)
+    start = time.monotonic()
+    b.resize(6)
+    assert until(lambda: a.stats()["size"] == 6, timeout=1.0) < 1.0
+    assert until(lambda: probe.now == 6, timeout=1.0) < 1.0  # growing starts queued jobs at once
+    sleep(0.1)
+    assert probe.peak == 6
+    b.resize(1)
+    assert until(lambda: a.stats()["size"] == 1, timeout=1.0) < 1.0
+    for job in jobs:
+        assert b.wait(job, 10)
+    assert time.monotonic() - start < 5
+
+
+def test_a_replica_that_stops_renewing_loses_its_leases_and_the_jobs_end_worker_lost_once(replicas):
+    probe = Probe()
+    a, b, c = replicas(3, probe.registry, pool_size=4, lease=0.6)
+    for thread in a.cluster.threads():  # replica a "dies": nothing renews its leases any more
+        thread.kill()
+    for lane in b.runner:  # and only a runs jobs
+        lane.hold()
+    for lane in c.runner:
+        lane.hold()
+    doomed = [a.submit("probe", {"seconds": 30}) for _ in range(2)]
+    retried = a.submit("probe", {"seconds": 30}, options=_retries(1))
+    until(lambda: probe.now == 3)
+    ended = []
+    for engine in (b, c):
+        engine.observers.append(lambda event, job, engine=engine: ended.append((engine.cluster.replica, event, job.id)))
+    until(lambda: all(job.status != RUNNING for job in doomed) and retried.attempt == 2, timeout=5)
+    assert [job.status for job in doomed] == ["failed", "failed"]
+    assert {job.error["type"] for job in doomed} == {"WorkerLost"}
+    assert retried.status == "queued" and retried.attempts[0]["error"]["type"] == "WorkerLost"
+    sleep(1.0)  # more reaps on both survivors change nothing
+    events = sorted((event, job_id) for _, event, job_id in ended)
+    assert events == sorted([("failed", doomed[0].id), ("failed", doomed[1].id), ("retrying", retried.id)])
+    assert b.cluster.state.held("default") <= 3  # a's lapsed leases no longer count (a holds the retried one again)
+
+
+def _retries(n: int):
+    from service.engine import JobOptions
+
+    return JobOptions(retries=n, retry_backoff=0.01)
+
+
+def test_hints_wake_long_polls_streams_and_dispatchers_and_cancel_reaches_the_running_replica(replicas):
+    probe = Probe()
+    a, b = replicas(2, probe.registry, pool_size=4)
+    for lane in b.runner:  # only a runs jobs
+        lane.hold()
+    job = b.submit("probe", {"seconds": 0.2})  # pushed on b: a's idle dispatcher is told
+    start = time.monotonic()
+    assert b.wait(job, 5)  # ended on a: b's long-poll is woken by the hint
+    assert job.status == "succeeded" and time.monotonic() - start < 0.6
+    pile = b.create_pile([("probe", {"seconds": 0.05 * i}) for i in range(4)])
+    got = []
+    pool = GreenPool(1)
+    pool.spawn(lambda: [got.extend(batch) for batch in b.follow(pile)])
+    pool.waitall()
+    assert sorted(record["index"] for _, record in got) == [0, 1, 2, 3]
+    long = b.submit("probe", {"seconds": 30})
+    until(lambda: long.status == RUNNING)
+    start = time.monotonic()
+    b.cancel(long.id)
+    until(lambda: probe.now == 0, timeout=1.0)  # a killed its green thread
+    assert time.monotonic() - start < 1.0
+    until(lambda: a.cluster.state.held("default") == 0, timeout=1.0)
+
+
+def test_a_job_taken_by_a_replica_that_died_before_binding_its_lease_ends_worker_lost(replicas):
+    a, b = replicas(2, lease=0.6)
+    for lane in [*a.runner, *b.runner]:  # nobody takes jobs but the test
+        lane.hold()
+    for thread in a.cluster.threads():  # a dies...
+        thread.kill()
+    job = a.submit("sleep", {"seconds": 30})
+    token = a.cluster.acquire("default")  # ...after its slot got a lease and took the job, before binding them
+    assert token is not None and a.store.queue("default").take(time.time()) is job
+    until(lambda: job.status != RUNNING, timeout=5)
+    assert job.status == "failed" and job.error["type"] == "WorkerLost"
