@@ -59,6 +59,18 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 BENCH_DIR = REPO / "benchmarks"
+
+
+def _sibling(name: str) -> Any:
+    """A module of benchmarks/ (this script is also loaded by file path, without benchmarks/ on sys.path)."""
+    spec = importlib.util.spec_from_file_location(name, BENCH_DIR / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+cpu_time = _sibling("cpu_time")
 RESULTS_DIR = BENCH_DIR / "results"
 OURS, GEVENT, BEFORE, MEMORY, SQLITE = "ours", "gevent", "before", "memory", "sqlite"
 KINDS = (OURS, MEMORY, SQLITE, BEFORE, GEVENT)
@@ -134,6 +146,7 @@ class WrkResult:
     jobs_done_rps: float | None = None  # ours, POST: echo jobs that finished per second while wrk ran
     backlog: int | None = None  # ours, POST: jobs queued or running when wrk stopped
     notes: list[str] = field(default_factory=list)
+    cpu_us: tuple[float, float] | None = None  # the worker's CPU µs per request: whole process, main thread
 
     @property
     def socket_errors(self) -> int:
@@ -440,7 +453,10 @@ def run_benchmark(args: argparse.Namespace, wrk: str, kinds: list[str], log_dir:
                         run_wrk(wrk, url, case.route, case.connections, args.warmup)
                     wait_idle(server)
                     before = http_request(server.port, "GET", "/v1/pool")[2] or {}
+                    pid = server.worker_pid()
+                    cpu_before = cpu_time.sample(pid)
                     result = run_wrk(wrk, url, case.route, case.connections, args.duration)
+                    result.cpu_us = cpu_time.per_request(pid, cpu_before, cpu_time.sample(pid), result.requests)
                     if kind in OURS_KINDS and case.route.path == "/v1/jobs":
                         job_progress(server, before, result)
                     case.results[kind].append(result)
@@ -449,7 +465,7 @@ def run_benchmark(args: argparse.Namespace, wrk: str, kinds: list[str], log_dir:
                         wait_idle(server)
                     print(f"round {rnd} {kind:6} {case.route.label:14} c={case.connections:<4} "
                           f"{result.rps:9.0f} req/s  p50 {fmt_s(result.p50_s):>8}  p99 {fmt_s(result.p99_s):>8}"
-                          f"  non-2xx {result.non_2xx}  socket errors {result.socket_errors}"
+                          f"  non-2xx {result.non_2xx}  socket errors {result.socket_errors}{fmt_cpu(result)}"
                           + "".join(f"  [{n}]" for n in result.notes), file=sys.stderr, flush=True)  # fmt: skip
     return cases
 
@@ -481,6 +497,13 @@ def fmt_s(seconds: float | None) -> str:
     if seconds < 1:
         return f"{seconds * 1e3:.1f} ms"
     return f"{seconds:.2f} s"
+
+
+def fmt_cpu(result: WrkResult) -> str:
+    """The worker's CPU per request for a round line ("" if not measured)."""
+    if result.cpu_us is None:
+        return ""
+    return f"  CPU {result.cpu_us[0]:.0f} µs/req (main thread {result.cpu_us[1]:.0f})"
 
 
 def fmt_rps(rps: float | None) -> str:
@@ -602,6 +625,12 @@ def report(cases: list[Case], args: argparse.Namespace, wrk: str, kinds: list[st
               "(2026-11-24, 64 connections): " + "; ".join(f"{label} {rps / 1000:.1f}k req/s, p99 {p99:g} s"
                                                           for (label, _), (rps, p99) in REFERENCE_BASELINE.items())
               + "."]  # fmt: skip
+    cpu_rows = [(c.route.label, c.connections, {k: [r.cpu_us for r in c.results[k] if r.cpu_us] for k in kinds})
+                for c in cases]  # fmt: skip
+    if any(v for _, _, by_kind in cpu_rows for v in by_kind.values()):
+        lines += ["", "The worker process's CPU per request while wrk ran (µs, medians; in brackets its main thread, "
+                  "the hub; the rest is the store's writer and job threads): less disturbed by a shared machine "
+                  "than req/s.", "", *cpu_time.table(cpu_rows, kinds)]
     if MEMORY in kinds:
         lines += ["", f"ours (GREENPOOL_STORE={OURS_ENV.get('GREENPOOL_STORE', 'sqlite, the default')}) vs ours with"
                   " the memory store (`--beside-memory`):", "", *versus(cases, MEMORY, MIN_SQLITE_VS_MEMORY)]
@@ -642,7 +671,7 @@ def report(cases: list[Case], args: argparse.Namespace, wrk: str, kinds: list[st
                 lines.append(f"- {case.route.label} c={case.connections} {kind} round {i}: {r.rps:,.0f} req/s "
                              f"({r.requests} in {r.duration_s:.2f} s), p50 {fmt_s(r.p50_s)}, p90 {fmt_s(r.p90_s)}, "
                              f"p99 {fmt_s(r.p99_s)}, max {fmt_s(r.max_s)}, non-2xx {r.non_2xx}, "
-                             f"socket errors {r.socket_errors}{notes}")  # fmt: skip
+                             f"socket errors {r.socket_errors}{fmt_cpu(r).replace('  ', ', ')}{notes}")  # fmt: skip
     lines += ["", "</details>", ""]
     return "\n".join(lines)
 

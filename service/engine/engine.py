@@ -11,6 +11,7 @@ lets go of a member whose record `max_records` evicted: piles never hold more th
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
@@ -34,12 +35,14 @@ from ..storage.records import (
 from ..tasks import Registry
 from .admission import Admission, JobSpec
 from .errors import Draining, JobAlreadyEnded, JobNotFound, PileClosed, PileNotFound, StoreUnavailable, TooLarge
+from .held import HeldOutcomes
 from .history import History
 from .lifecycle import Lifecycle
 from .pools import DEFAULT_POOL, Pools
 from .replicas import open_cluster
 from .retries import RETRIED, RETRYING, JobOptions, apply_options, requeue
 from .runner import Lane
+from .shield import shielded
 from .stores import open_store
 from .streams import follow
 
@@ -72,6 +75,8 @@ class Engine(Lifecycle):
         self._admission = Admission(config, registry)
         self.cluster = cluster if cluster is not None else open_cluster(config, self.store)
         self._notifier = self.cluster.notifier()
+        self._held = HeldOutcomes(self._end)  # what lanes ended while the store could not be written
+        self._batch = getattr(self.store, "batch", contextlib.nullcontext)  # a shared store: a pile's jobs at once
         self.pools = Pools(config, registry, self.store, self._new_lane)
         self.runner = self.pools.runner
         self._lane = self.pools.default  # the default pool's lane
@@ -109,6 +114,7 @@ class Engine(Lifecycle):
         return next(self._ids)
 
     # -- jobs -----------------------------------------------------------------------------------
+    @shielded
     def submit(self, task: str, args: dict, timeout: float | None = None, owner: str | None = None,
                job_id: str | None = None, client: str | None = None, pool: str | None = None,
                options: JobOptions | None = None) -> Job:  # fmt: skip
@@ -150,6 +156,7 @@ class Engine(Lifecycle):
             return found[:limit], found[limit - 1].seq
         return found, None
 
+    @shielded
     def cancel(self, job_id: str) -> Job:
         """Cancel: a queued job never starts, a running one is killed. JobAlreadyEnded if it has ended."""
         job = self.get(job_id)
@@ -158,6 +165,7 @@ class Engine(Lifecycle):
         return job
 
     # -- piles ----------------------------------------------------------------------------------
+    @shielded
     def create_pile(self, specs: list[JobSpec], open: bool = False, owner: str | None = None,
                     pile_id: str | None = None, client: str | None = None) -> Pile:  # fmt: skip
         """A new pile of jobs (all accepted or none) in `client`'s share of their pools' queues; closed unless
@@ -165,13 +173,15 @@ class Engine(Lifecycle):
         lanes, checked = self._admit(specs, client)
         pile = Pile(pile_id or next(self._ids), owner, self._clock())
         self._piles.add(pile)
-        for lane, (task, args, timeout, _, options) in zip(lanes, checked, strict=True):
-            self._enqueue(lane, task, args, timeout, pile, owner, None, client, options)
+        with self._batch():
+            for lane, (task, args, timeout, _, options) in zip(lanes, checked, strict=True):
+                self._enqueue(lane, task, args, timeout, pile, owner, None, client, options)
         if not open:
             self._close(pile)
         log.info("pile created", extra={"pile": pile.id, "size": len(specs), "open": open})
         return pile
 
+    @shielded
     def add_to_pile(self, pile_id: str, specs: list[JobSpec], client: str | None = None) -> list[Job]:
         """Append jobs to an open pile (all or none, in `client`'s share of the queue); PileClosed if closed."""
         pile = self.get_pile(pile_id)
@@ -187,8 +197,9 @@ class Engine(Lifecycle):
             )
         lanes, checked = self._admit(specs, client)
         owner = pile.owner
-        return [self._enqueue(lane, task, args, timeout, pile, owner, None, client, options)
-                for lane, (task, args, timeout, _, options) in zip(lanes, checked, strict=True)]  # fmt: skip
+        with self._batch():
+            return [self._enqueue(lane, task, args, timeout, pile, owner, None, client, options)
+                    for lane, (task, args, timeout, _, options) in zip(lanes, checked, strict=True)]  # fmt: skip
 
     def close_pile(self, pile_id: str) -> Pile:
         """Close a pile: its streams end once every job it has has ended (closing twice is harmless)."""
@@ -254,7 +265,7 @@ class Engine(Lifecycle):
     def _new_lane(self, name: str, size: int, threads: Any) -> Lane:
         """A lane serving pool `name` from its queue in the store, on the runner's OS threads `threads`."""
         lane = self.cluster.lane_type(name, size, self.store.queue(name), self.registry, self._clock,
-                                      self.config.max_result_bytes, self._started, self._end, threads)  # fmt: skip
+                                      self.config.max_result_bytes, self._started, self._held.end, threads)  # fmt: skip
         if getattr(lane.queue, "wake", False) is None:  # a shared store's queue: a refresh that finds jobs pushed
             lane.queue.wake = lane.pushed  # by other replicas wakes this dispatcher (a ClusterLane has its own)
         return lane
@@ -379,6 +390,7 @@ class Engine(Lifecycle):
                 self._history.record(lane.name, now, lane.stats())
             horizon = now - self.config.result_ttl
             try:
+                self._held.write()
                 self._jobs.expire(horizon)
                 self._piles.expire(horizon)
                 for pile_id in [p for p in self._notifier.readers if self._piles.get(p) is None]:

@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterator
 from contextlib import suppress
 from typing import Any
 
-from pool_core import GreenletExit, GreenPool, GreenThread, get_hub, getcurrent, spawn
+from pool_core import GreenletExit, GreenPool, GreenThread, get_hub, getcurrent, spawn, spawn_n
 from pool_core.threads import ThreadPool
 from pool_core.waitqueue import WaitQueue
 
@@ -83,7 +83,8 @@ class Lane:
         if self._timer is not None:
             self._timer.cancel()
         self._timer_at = not_before
-        self._timer = get_hub().call_later(max(0.0, not_before - self._clock()), self._release)
+        # Timers fire in the hub, which must never park: what they do (store I/O, with Redis) runs in a green thread.
+        self._timer = get_hub().call_later(max(0.0, not_before - self._clock()), spawn_n, self._release)
 
     def _release(self) -> None:
         """The timer: move the delayed jobs that are due into the FIFO, wake the dispatcher, set the next one."""
@@ -176,7 +177,7 @@ class Lane:
         self._started(job)
         timer = None
         if job.timeout is not None:
-            timer = get_hub().call_later(job.timeout, self._expire, job)
+            timer = get_hub().call_later(job.timeout, spawn_n, self._expire, job, attempt)
         try:
             task = self._registry.get(job.task)
             result = task.run(job.args) if task.cooperative else self._run_blocking(job, attempt, task.bind(job.args))
@@ -220,7 +221,9 @@ class Lane:
                     self.held -= 1
             raise
 
-    def _expire(self, job: Job) -> None:
+    def _expire(self, job: Job, attempt: int) -> None:
+        if job.attempt != attempt:  # a retry started between the timer and this green thread: not its timeout
+            return
         self._end(job, TIMED_OUT, "Timeout", f"the job ran longer than its timeout of {job.timeout} s")
 
 

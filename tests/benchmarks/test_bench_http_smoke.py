@@ -114,3 +114,15 @@ def test_ours_env_reaches_ours_alone(tmp_path: Path) -> None:
     assert "GREENPOOL_POOLS" not in before_env
     with pytest.raises(SystemExit):
         bench.parse_args(["--ours-env", "GREENPOOL_POOLS"])
+
+
+def test_beside_sqlite_runs_ours_again_on_the_default_store_with_a_fresh_redis_prefix_each() -> None:
+    """`--store redis --beside-sqlite`: the `sqlite` kind clears GREENPOOL_STORE (the default sqlite store) and
+    every server of ours gets a key prefix of its own (a fresh keyspace on a shared Redis)."""
+    bench = _load_bench()
+    args = bench.parse_args(["--quick", "--store", "redis", "--beside-sqlite", "--redis-url", "redis://127.0.0.1:1/0"])
+    assert args.store == "redis" and args.beside_sqlite
+    _, sqlite_env, _ = bench.server_command(bench.SQLITE, 1, "info")
+    _, ours_env, _ = bench.server_command(bench.OURS, 2, "info")
+    assert sqlite_env["GREENPOOL_STORE"] == ""
+    assert sqlite_env["GREENPOOL_REDIS_PREFIX"] != ours_env["GREENPOOL_REDIS_PREFIX"]

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import pytest
+import yaml
 from deploy_support import compose, container_environment, container_mounts, interpolate, readme
 from ops_support import REPO
 from proxy_support import NGINX_CONF, directive
@@ -44,8 +45,24 @@ def host_ports(names: set[str], environ: Mapping[str, str]) -> list[str]:
 
 
 def cluster_section() -> str:
-    """The README's "Cluster" section."""
-    return readme().split("## Cluster", 1)[1].split("\n## ", 1)[0]
+    """The README's "Cluster deployment" section."""
+    return readme().split("## Cluster deployment", 1)[1].split("\n## ", 1)[0]
+
+
+class _UniqueKeys(yaml.SafeLoader):
+    """A YAML loader that refuses a mapping with a key twice (PyYAML and compose keep the last silently);
+    a key beside a `<<` merge overrides the merged one, as meant."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        keys = [self.construct_object(key) for key, _ in node.value if key.tag != "tag:yaml.org,2002:merge"]
+        twice = sorted({str(k) for k in keys if keys.count(k) > 1})
+        assert not twice, f"docker-compose.yml line {node.start_mark.line + 1}: keys given twice: {twice}"
+        return super().construct_mapping(node, deep=deep)
+
+
+def test_no_key_is_given_twice() -> None:
+    """A merge of two branches can leave a setting twice in one mapping; the second would silently win."""
+    assert yaml.load((REPO / "docker-compose.yml").read_text(), Loader=_UniqueKeys) == compose()
 
 
 def test_the_profiles_start_what_they_should() -> None:
@@ -76,25 +93,42 @@ def test_the_cluster_comes_up_on_port_8000_in_order() -> None:
 
 
 def test_redis_keeps_an_append_only_file_on_a_named_volume() -> None:
-    """Redis runs with AOF on, fsync every second, its /data on the redis-data volume, with a healthcheck."""
+    """Redis runs with AOF on, fsync every second, no RDB, its /data on the redis-data volume, with a
+    healthcheck that fails on an error reply."""
     redis = services()["redis"]
     command = redis["command"]
     assert command[0] == "redis-server"
     options = dict(zip(command[1::2], command[2::2], strict=True))
-    assert options["--appendonly"] == "yes" and options["--appendfsync"] == "everysec"
+    assert options["--appendonly"] == "yes" and options["--appendfsync"] == "everysec" and options["--save"] == ""
     assert "redis-data:/data" in redis["volumes"] and "redis-data" in compose()["volumes"]
-    assert "redis-cli" in redis["healthcheck"]["test"] and "ports" not in redis
+    assert "redis-cli ping | grep -q PONG" in redis["healthcheck"]["test"] and "ports" not in redis
+
+
+@pytest.mark.parametrize("password", ["", "s3cret-of-redis"])
+def test_redis_requires_the_password_the_replicas_send(password: str) -> None:
+    """GREENPOOL_REDIS_PASSWORD set in the shell: Redis requires it, its healthcheck and the replicas send it;
+    unset: no password anywhere (`--requirepass ""` is none)."""
+    shell = {"GREENPOOL_REDIS_PASSWORD": password} if password else {}
+    redis = services()["redis"]
+    options = dict(zip(redis["command"][1::2], redis["command"][2::2], strict=True))
+    assert interpolate(options["--requirepass"], shell) == password
+    assert container_environment(redis, shell)["REDISCLI_AUTH"] == password
+    replica_env = container_environment(services()["replica"], shell)
+    assert replica_env.get("GREENPOOL_REDIS_PASSWORD", "") == password
+    assert "@" not in replica_env["GREENPOOL_STORE"], "the password stays out of the URL"
 
 
 def test_replicas_take_every_setting_of_the_standalone_service_and_share_redis() -> None:
     """Two replicas by default (`--scale` for more), none publishing a port (the proxy is the way in),
-    with the standalone service's environment as passed from the shell, the Redis store, the same tokens
-    secret, plugins, healthcheck, drain and stop deadline."""
+    with the standalone service's environment as passed from the shell, the Redis store, an id of each
+    one's own (empty: greenpool's default, `hostname:pid`; one id from the shell would be shared by all),
+    the same tokens secret, plugins, healthcheck, drain and stop deadline."""
     greenpool, replica = services()["greenpool"], services()["replica"]
     assert replica["deploy"]["replicas"] >= 2 and "ports" not in replica
     assert replica["image"] == greenpool["image"]
     shell = {name: f"value-of-{name.lower()}" for name in greenpool["environment"]}
-    expected = {**container_environment(greenpool, shell), "GREENPOOL_STORE": "redis://redis:6379/0"}
+    expected = {**container_environment(greenpool, shell), "GREENPOOL_STORE": "redis://redis:6379/0",
+                "GREENPOOL_REPLICA_ID": ""}  # fmt: skip
     assert container_environment(replica, shell) == expected
     assert container_environment(replica, {})["GREENPOOL_STORE"] == "redis://redis:6379/0"
     mounts = container_mounts(compose(), replica, {})

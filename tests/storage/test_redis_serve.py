@@ -1,7 +1,8 @@
 """The Redis store behind real servers (`GREENPOOL_STORE=redis://…`): the API on it; a `kill -9` and a restart
 on the same Redis keep records, pile stream positions, idempotency keys and pool sizes, and run queued jobs
 again; two servers on one Redis read each other's jobs; Redis stopped under submissions answers 503 with
-Retry-After (never a 500), loses no acknowledged job, and the service resumes by itself."""
+Retry-After (never a 500), loses no acknowledged job, writes the outcome of a job that ended meanwhile once
+it is back, and the service resumes by itself; hub timers (a delay, a timeout) work on Redis."""
 
 from __future__ import annotations
 
@@ -122,6 +123,8 @@ def test_redis_down_under_submissions_is_503_with_retry_after_and_loses_nothing(
     try:
         thread.start()
         time.sleep(1.0)
+        running = server.post("/v1/jobs", json={"task": "sleep", "args": {"seconds": 1.5}}).json()["id"]
+        assert _until(server, f"/v1/jobs/{running}", lambda j: j["status"] == "running")["status"] == "running"
         redis.kill()
         time.sleep(OUTAGE_S)
         down = len(statuses)
@@ -139,5 +142,21 @@ def test_redis_down_under_submissions_is_503_with_retry_after_and_loses_nothing(
         assert statuses[-1] == 202, statuses[-20:]
         for job_id in accepted:  # every acknowledged job is found
             assert server.get(f"/v1/jobs/{job_id}").status_code == 200, job_id
+        # it ended while Redis was down: its outcome was held and written once Redis was back
+        assert _until(server, f"/v1/jobs/{running}", lambda j: j["status"] != "running")["status"] == "succeeded"
+    finally:
+        server.stop()
+
+
+def test_timers_on_redis_a_delayed_job_starts_and_a_timeout_ends_a_job(tmp_path: Path, redis) -> None:
+    """What a hub timer starts (a delay that is due, a timeout) does its Redis I/O in a green thread."""
+    server = _serve(tmp_path, redis)
+    try:
+        delayed = server.post("/v1/jobs", json={"task": "echo", "args": {"d": 1}, "delay": 0.3}).json()["id"]
+        slow = server.post("/v1/jobs", json={"task": "sleep", "args": {"seconds": 30}, "timeout": 0.3}).json()["id"]
+        assert _until(server, f"/v1/jobs/{delayed}", lambda j: j["status"] == "succeeded")["status"] == "succeeded"
+        ended = _until(server, f"/v1/jobs/{slow}", lambda j: j["status"] == "timed_out")
+        assert ended["status"] == "timed_out", ended
+        assert server.post("/v1/jobs", json={"task": "echo", "args": {}}).status_code == 202  # still serving
     finally:
         server.stop()

@@ -132,9 +132,9 @@ def test_a_store_whose_redis_is_down_raises_store_error_and_says_why_until_it_is
         assert store.unavailable() is None and store.jobs.get("nope") is None
         queue = store.queue("default")
         server.kill()
-        with pytest.raises(StoreError, match="cannot be reached"):
+        with pytest.raises(StoreError, match="cannot be used now"):
             store.jobs.get("nope")
-        assert "cannot be reached" in (store.unavailable() or "")
+        assert "cannot be used now" in (store.unavailable() or "")
         assert queue.take(1_700_000_000.0) is None and queue.queued == 0  # a slot parks rather than spin
         server.start()
         assert store.jobs.get("nope") is None and store.unavailable() is None
@@ -148,3 +148,36 @@ def test_an_unreachable_redis_at_open_is_a_store_error_naming_it() -> None:
     with pytest.raises(StoreError, match=f"redis://127.0.0.1:{port}/0") as raised:
         RedisStore(f"redis://:secret@127.0.0.1:{port}/0", 100, retries=0)
     assert "secret" not in str(raised.value)
+
+
+def test_a_redis_out_of_memory_is_a_store_error_until_it_has_room(replicas: tuple[RedisStore, RedisStore]) -> None:
+    a, _ = replicas
+    a.client.config_set("maxmemory", "1")  # every write is refused (noeviction, the default policy)
+    try:
+        with pytest.raises(StoreError, match="cannot be used now"):
+            a.jobs.add(Job("oom", "echo", {}, None, 1_700_000_000.0))
+        assert a.unavailable() is not None
+    finally:
+        a.client.config_set("maxmemory", "0")
+    a.jobs.add(Job("room", "echo", {}, None, 1_700_000_000.0))
+    assert a.unavailable() is None and a.jobs.get("room") is not None
+
+
+def test_a_batch_sends_records_members_and_pushes_at_its_end(replicas: tuple[RedisStore, RedisStore]) -> None:
+    """What a pile's creation does inside `batch()`: nothing reaches Redis until the end, then all of it, in
+    order, with seq, pile indexes and the queue's counts set from the replies."""
+    a, b = replicas
+    pile = Pile("p1", created_at=1_700_000_000.0)
+    a.piles.add(pile)
+    queue = a.queue("default")
+    assert queue.reserve(3, 100)
+    jobs = [Job(f"b{n}", "echo", {"n": n}, None, 1_700_000_001.0 + n, pile="p1") for n in range(3)]
+    with a.batch():
+        for job in jobs:
+            a.jobs.add(job)
+            a.piles.add_job(pile, job)
+            queue.push(job)
+        assert b.jobs.get("b0") is None  # not sent yet
+    assert [job.pile_index for job in jobs] == [0, 1, 2] and jobs[0].seq < jobs[1].seq < jobs[2].seq
+    assert pile.size == 3 and queue.queued == 3 and b.piles.get("p1").size == 3  # type: ignore[union-attr]
+    assert [b.queue("default").take(1_700_000_010.0).id for _ in range(3)] == ["b0", "b1", "b2"]  # type: ignore[union-attr]

@@ -102,7 +102,7 @@ class RedisJobRecords:
         self.live: weakref.WeakValueDictionary[str, Job] = weakref.WeakValueDictionary()
 
     def add(self, job: Job) -> None:
-        job.seq = int(self._link.run("add", job.id, *_fields(job)))
+        self._link.later("add", job.id, *_fields(job), then=lambda seq: setattr(job, "seq", int(seq)))
         self.live[job.id] = job
 
     def get(self, job_id: str) -> Job | None:
@@ -172,7 +172,10 @@ class RedisJobQueue:
     """One pool's queue: `P:q:POOL:ready` (ids, FIFO), `:delayed` (id → not_before), `:n` (the queued count,
     reserved places included). `queued` and `delayed` are this replica's cached copy of the cluster-wide
     counts: set by each of its calls here, and re-read by `refresh` (the store does every REFRESH_S), so
-    they may lag what other replicas did by that much; `reserve` itself checks the bound on the server."""
+    they may lag what other replicas did by that much; `reserve` itself checks the bound on the server.
+    Except right after a `reserve` (which reports the count the bound saw), `queued` leaves out the places
+    this replica reserved and has not pushed yet: nothing can take them, and while a large pile's jobs are
+    pushed one by one (each push parks) the pool's slots would otherwise all try to take what is not there."""
 
     def __init__(self, link: Link, pool: str, records: RedisJobRecords) -> None:
         self.pool = pool
@@ -181,26 +184,42 @@ class RedisJobQueue:
         self.wake: Callable[[], None] | None = None  # told when a refresh finds more jobs queued than it knew
         self._link = link
         self._records = records
+        self._unpushed = 0  # places this replica reserved and has not pushed (nor released) yet
+        self._version = 0  # of the counts last applied: replies on several connections arrive in any order
 
     def _counts(self, reply: list[Any]) -> list[Any]:
-        self.queued, self.delayed = int(reply[0]), int(reply[1])
+        version = int(reply[3])
+        if version > self._version:  # else an older reply than one already applied
+            self._version = version
+            self.queued, self.delayed = max(0, int(reply[0]) - self._unpushed), int(reply[1])
         return reply
 
-    def refresh(self, queued: int, delayed: int) -> None:
+    def refresh(self, queued: int, delayed: int, version: int) -> None:
         """The counts as read from Redis (by the store's refresher); more queued than known wakes `wake`."""
+        if version < self._version:
+            return
+        self._version = version
+        queued = max(0, queued - self._unpushed)
         grew = queued > self.queued
         self.queued, self.delayed = queued, delayed
         if grew and self.wake is not None:
             self.wake()
 
     def reserve(self, count: int, limit: int) -> bool:
-        return bool(self._counts(self._link.run("reserve", self.pool, count, limit))[2])
+        reply = self._link.run("reserve", self.pool, count, limit)
+        if reply[2]:
+            self._unpushed += count
+        if int(reply[3]) > self._version:  # right after a reserve: the count the bound saw, reserved places in
+            self._version = int(reply[3])
+            self.queued, self.delayed = int(reply[0]), int(reply[1])
+        return bool(reply[2])
 
     def release(self, count: int) -> None:
         self.reserve(-count, 2**62)
 
     def push(self, job: Job) -> None:
-        self._counts(self._link.run("push", self.pool, job.id, _num(job.not_before)))
+        self._unpushed = max(0, self._unpushed - 1)
+        self._link.later("push", self.pool, job.id, _num(job.not_before), then=self._counts)
 
     def release_due(self, at: float) -> float | None:
         return _float(self._counts(self._link.run("release_due", self.pool, _num(at)))[2])

@@ -78,10 +78,13 @@ class RedisPileRecords:
         return decode_pile(h, self.live) if h else None
 
     def add_job(self, pile: Pile, job: Job) -> int:
-        job.pile_index = index = int(self._link.run("add_job", pile.id, job.id, _num(job.submitted_at)))
-        pile.jobs = Span(max(len(pile.jobs), index + 1))  # type: ignore[assignment]
+        def added(index: Any) -> None:
+            job.pile_index = int(index)
+            pile.jobs = Span(max(len(pile.jobs), job.pile_index + 1))  # type: ignore[assignment]
+
+        self._link.later("add_job", pile.id, job.id, _num(job.submitted_at), then=added)
         pile.active_at = job.submitted_at
-        return index
+        return job.pile_index  # inside `RedisStore.batch()`: -1 until the batch is sent
 
     def close(self, pile: Pile, at: float) -> None:
         decode_pile(_pairs(self._link.run("close", pile.id, _num(at))), self.live)

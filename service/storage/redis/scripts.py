@@ -15,7 +15,7 @@ from __future__ import annotations
 __all__ = ["SCRIPTS"]
 
 # Shared: evict(P, id) strips a job's hash for the pile that keeps it (it reads as Evicted) or deletes it;
-# counts(P, pool) is {queued, delayed}.
+# counts(P, pool) is {queued, delayed, false (the caller's result), version (counts by every replica's call)}.
 _HELPERS = """
 local function evict(P, id)
   local k = P .. ':job:' .. id
@@ -29,8 +29,9 @@ local function evict(P, id)
   end
 end
 local function counts(P, pool)
-  local n = tonumber(redis.call('GET', P .. ':q:' .. pool .. ':n') or '0')
-  return {n, redis.call('ZCARD', P .. ':q:' .. pool .. ':delayed')}
+  local q = P .. ':q:' .. pool
+  local n = tonumber(redis.call('GET', q .. ':n') or '0')
+  return {n, redis.call('ZCARD', q .. ':delayed'), false, redis.call('INCR', q .. ':v')}
 end
 """
 
@@ -86,14 +87,15 @@ if redis.call('HGET', k, 'status') ~= 'running' or redis.call('HGET', k, 'attemp
 redis.call('HSET', k, 'status', 'queued', 'started', '', 'attempts', ARGV[4], 'attempt', ARGV[5], 'nb', ARGV[6])
 return 1
 """,
-    # ARGV: P, pool, count, limit → {queued, delayed, 1 reserved / 0 not}
+    # ARGV: P, pool, count, limit → {queued, delayed, 1 reserved / 0 not, version}
     "reserve": _HELPERS + """
 local c = counts(ARGV[1], ARGV[2])
 local count = tonumber(ARGV[3])
 if c[1] + c[2] + count > tonumber(ARGV[4]) then c[3] = 0 return c end
-return {redis.call('INCRBY', ARGV[1] .. ':q:' .. ARGV[2] .. ':n', count), c[2], 1}
+c[1], c[3] = redis.call('INCRBY', ARGV[1] .. ':q:' .. ARGV[2] .. ':n', count), 1
+return c
 """,
-    # ARGV: P, pool, id, not_before ("" none) → {queued, delayed}
+    # ARGV: P, pool, id, not_before ("" none) → {queued, delayed, -, version}
     "push": _HELPERS + """
 local q = ARGV[1] .. ':q:' .. ARGV[2]
 if ARGV[4] == '' then
@@ -104,7 +106,7 @@ else
 end
 return counts(ARGV[1], ARGV[2])
 """,
-    # ARGV: P, pool, at → {queued, delayed, earliest not_before still held or false}
+    # ARGV: P, pool, at → {queued, delayed, earliest not_before still held or false, version}
     "release_due": _HELPERS + """
 local P, q = ARGV[1], ARGV[1] .. ':q:' .. ARGV[2]
 local due = redis.call('ZRANGEBYSCORE', q .. ':delayed', '-inf', ARGV[3])
@@ -120,12 +122,12 @@ local first = redis.call('ZRANGE', q .. ':delayed', 0, 0, 'WITHSCORES')
 c[3] = first[2] or false
 return c
 """,
-    # ARGV: P, pool, at → {queued, delayed, the taken job's hash (flat) or false}
+    # ARGV: P, pool, at → {queued, delayed, the taken job's hash (flat) or false, version}
     "take": _HELPERS + """
 local P, q = ARGV[1], ARGV[1] .. ':q:' .. ARGV[2]
 while true do
   local id = redis.call('LPOP', q .. ':ready')
-  if not id then local c = counts(P, ARGV[2]); c[3] = false; return c end
+  if not id then return counts(P, ARGV[2]) end
   local k = P .. ':job:' .. id
   if redis.call('HGET', k, 'status') == 'queued' then  -- else it ended while queued (discarded)
     redis.call('HSET', k, 'status', 'running', 'started', ARGV[3])
@@ -136,7 +138,7 @@ while true do
   end
 end
 """,
-    # ARGV: P, pool, id → {queued, delayed}: a job ended while queued no longer counts
+    # ARGV: P, pool, id → {queued, delayed, -, version}: a job ended while queued no longer counts
     "discard": _HELPERS + """
 local q = ARGV[1] .. ':q:' .. ARGV[2]
 if redis.call('ZREM', q .. ':delayed', ARGV[3]) == 0 then redis.call('DECR', q .. ':n') end

@@ -92,6 +92,7 @@ class RedisStore:
     down), so `JobQueue.queued`/`delayed` lag other replicas' changes by at most about that."""
 
     durable = True
+    parks = True  # its port calls park the caller: the engine shields what must not stop half-way (engine/shield.py)
 
     def __init__(self, url: str, max_records: int, prefix: str = "gp", password: str | None = None,
                  **connect_options: Any) -> None:  # fmt: skip
@@ -125,6 +126,11 @@ class RedisStore:
             self._refresh([queue])
         return queue
 
+    def batch(self) -> contextlib.AbstractContextManager[None]:
+        """Records, members and pushes made inside go to Redis in one round trip (per BATCH_MAX) at its end:
+        the engine wraps a pile's jobs in it. Their `seq`, `pile_index` and the queue counts are set then."""
+        return self._link.batch()
+
     def flush(self) -> None:
         """Nothing to wait for: every port call returned after Redis acknowledged its writes."""
 
@@ -137,14 +143,16 @@ class RedisStore:
 
     def _refresh(self, queues: list[RedisJobQueue]) -> None:
         """Re-read the cluster-wide counts of `queues` (one round trip)."""
-        p, pipe = self._link.prefix, self.client.pipeline(transaction=False)
+        p, pipe = self._link.prefix, self.client.pipeline(transaction=True)  # one consistent snapshot
         for queue in queues:
             pipe.get(f"{p}:q:{queue.pool}:n")
             pipe.zcard(f"{p}:q:{queue.pool}:delayed")
+            pipe.get(f"{p}:q:{queue.pool}:v")
         with self._link.guard():
             counts = pipe.execute()
         for i, queue in enumerate(queues):
-            queue.refresh(int(counts[2 * i] or 0), int(counts[2 * i + 1]))
+            n, delayed, version = counts[3 * i : 3 * i + 3]
+            queue.refresh(int(n or 0), int(delayed), int(version or 0))
 
     def _refresh_loop(self) -> None:
         while True:

@@ -39,6 +39,7 @@ _TABLE = (0, 0, 1, 1, -1, 2, 2, 3, 3)  # kind → the table whose last change pe
 _RETRY = (0.01, 1.0)  # seconds between attempts of a failed commit: first, at most
 _GATHER_S = 0.002  # a commit starts at most this often (s) unless _GATHER_CHANGES are waiting: fewer, larger
 _GATHER_CHANGES = 512
+_DOOMED_S = 0.1  # an evicted job's row is deleted at most this long after its eviction (or at an idle moment)
 _MEASURE_S = 0.05  # the pages in use are measured at most this often (after a commit)
 _VACUUM_PAGES = 256  # free pages beyond which (and beyond a quarter of the file) they go back to the OS
 
@@ -68,6 +69,8 @@ class Journal:
         self.used_bytes = self._used_bytes()  # the pages in use (not free), as of the last measure
         self._started = self._measured = 0.0  # time.monotonic() when the last commit started, the last measure
         self._changes: deque[tuple[int, Any, Any]] = deque()
+        self._doomed: dict[int, None] = {}  # writer thread: seqs of evicted jobs whose rows are not deleted yet
+        self._doomed_since = 0.0
         self._work = threading.Event()
         self._closing = False
         self._bell: Doorbell | None = None  # made by the first flush, on its hub
@@ -143,7 +146,10 @@ class Journal:
         changes, work = self._changes, self._work
         while True:
             if not self._closing:  # closing: drain what is left without waiting
-                work.wait()
+                if not work.wait(_DOOMED_S if self._doomed else None):  # idle: delete the evicted rows now
+                    self._commit([], force=True)
+                    self._measure()  # retention's deletes free pages: the byte cap may admit work again
+                    continue
                 gather = self._started + _GATHER_S - time.monotonic()
                 if gather > 0 and len(changes) < _GATHER_CHANGES:
                     time.sleep(gather)  # let more changes join this commit: fewer, larger commits
@@ -161,21 +167,42 @@ class Journal:
                 if self._started >= self._measured + _MEASURE_S:
                     self._measure()
             elif self._closing:
+                if self._doomed:
+                    self._commit([], force=True)
                 return
 
-    def _commit(self, batch: list[tuple[int, Any, Any]]) -> None:
-        """Write `batch` in one transaction, retrying until it commits."""
+    def _commit(self, batch: list[tuple[int, Any, Any]], force: bool = False) -> None:
+        """Write `batch` in one transaction, retrying until it commits.
+
+        The rows of evicted jobs (UNJOB) wait in `_doomed` and are deleted together, 256 at a time, after at
+        most `_DOOMED_S`, when the writer is idle, or at close (`force`): nobody waits for a delete (a
+        recovery that finds such a row keeps the record, as when its eviction had not been committed), and a
+        batch of job rows alone is one statement that commits by itself, without BEGIN and COMMIT: each
+        statement lets go of the GIL and must win it back from the busy hub."""
         tables: list[dict[Any, Any]] = [{} for _ in range(4)]  # jobs, piles, keys, sizes: the last change wins
+        jobs, doomed = tables[0], self._doomed
         results = []
         for kind, key, row in batch:
             if kind == RESULT:
                 results.append(row)
+            elif kind == UNJOB:
+                if not doomed:
+                    self._doomed_since = time.monotonic()
+                doomed[key] = None
+                jobs.pop(key, None)
             else:
                 tables[_TABLE[kind]][key] = (kind, row)
+                if kind == JOB and doomed:
+                    doomed.pop(key, None)
+        gone: list[int] = []
+        if doomed and (force or len(doomed) >= _CHUNK or time.monotonic() - self._doomed_since >= _DOOMED_S):
+            gone = list(doomed)
         delay = _RETRY[0]
         while True:
             try:
-                self._apply(*tables, results)
+                self._apply(*tables, results, gone)
+                for seq in gone:
+                    del doomed[seq]
                 if self.error is not None:
                     log.warning("store writable again", extra={"path": self.path})
                     self.error = None
@@ -209,13 +236,21 @@ class Journal:
         except sqlite3.Error as exc:  # measured again after the next commit
             log.warning("store size not measured", extra={"path": self.path, "error": str(exc)})
 
-    def _apply(self, jobs: dict, piles: dict, keys: dict, sizes: dict, results: list) -> None:
+    def _apply(self, jobs: dict, piles: dict, keys: dict, sizes: dict, results: list, gone: list) -> None:
         """One transaction; a statement only for what the batch holds (each call into sqlite3 lets go of
-        the GIL and waits to take it back from the busy hub: most batches are jobs and results only)."""
+        the GIL and waits to take it back from the busy hub: most batches are jobs and results only), and
+        no BEGIN/COMMIT around a batch that is one statement."""
         conn = self._conn
+        rows = [_job_row(row) for _, row in jobs.values()]
+        # the last change of every job is a JOB (UNJOBs wait in `_doomed`)
+        parts = (rows, gone, results)
+        if not (piles or keys or sizes) and sum(1 for part in parts if part) <= 1 and max(map(len, parts)) <= _CHUNK:
+            for part, sql in zip(parts, (_UPSERT_JOBS, _DELETE_JOBS, _UPSERT_RESULTS), strict=True):
+                _chunked(conn, sql, part)
+            return
         conn.execute("BEGIN")
-        _chunked(conn, _UPSERT_JOBS, [_job_row(row) for kind, row in jobs.values() if kind == JOB])
-        _chunked(conn, _DELETE_JOBS, [s for s, (kind, _) in jobs.items() if kind == UNJOB])
+        _chunked(conn, _UPSERT_JOBS, rows)
+        _chunked(conn, _DELETE_JOBS, gone)
         _chunked(conn, _UPSERT_RESULTS, results)
         if piles:
             conn.executemany(_UPSERT_PILE, [row for kind, row in piles.values() if kind == PILE])
