@@ -111,9 +111,10 @@ class ClusterNotifier(Notifier):
 
 
 class ClusterLane(Lane):
-    """A lane whose pool's size is cluster-wide: its dispatcher takes a lease before it spawns a slot, a slot
-    takes another lease for each further job, and each attempt's lease is released once, when it ends.
-    The local GreenPool follows the cluster-wide size (the most this replica could run)."""
+    """A lane whose pool's size is cluster-wide: its dispatcher takes a lease before it spawns a slot; each
+    job a slot takes is bound to its lease; the slot keeps the lease for its next job while no more than the
+    size are held (else it takes a new one, or stops) and releases it once, when it leaves. The local
+    GreenPool follows the cluster-wide size (the most this replica could run)."""
 
     def __init__(self, *args: Any, cluster: Slots) -> None:
         self._cluster = cluster

@@ -25,7 +25,6 @@ from ..config import Config
 from ..storage import Job, Pile, Store, StoreError
 from ..storage.records import (
     CANCELLED,
-    COMPLETION,
     QUEUED,
     RUNNING,
     TERMINAL,
@@ -34,17 +33,17 @@ from ..storage.records import (
 )
 from ..tasks import Registry
 from .admission import Admission, JobSpec
-from .errors import Draining, JobAlreadyEnded, JobNotFound, PileClosed, PileNotFound, StoreUnavailable, TooLarge
+from .errors import JobAlreadyEnded, JobNotFound, StoreUnavailable
 from .held import HeldOutcomes
 from .history import History
 from .lifecycle import Lifecycle
+from .piles import PileMethods
 from .pools import DEFAULT_POOL, Pools
 from .replicas import open_cluster
 from .retries import RETRIED, RETRYING, JobOptions, apply_options, requeue
 from .runner import Lane
 from .shield import shielded
 from .stores import open_store
-from .streams import follow
 
 __all__ = ["Engine"]
 
@@ -56,7 +55,7 @@ _DEBUG = logging.DEBUG
 _monotonic = time.monotonic
 
 
-class Engine(Lifecycle):
+class Engine(Lifecycle, PileMethods):
     """Jobs in, results out: submit, get, wait, cancel, list, piles, resize, stats, drain.
 
     `store` (default: the configured one, `open_store`), `clock` (wall-clock seconds, default `time.time`)
@@ -163,66 +162,6 @@ class Engine(Lifecycle):
         if not self._end(job, CANCELLED, "Cancelled", "cancelled on request"):
             raise JobAlreadyEnded(job_id, job.status)
         return job
-
-    # -- piles ----------------------------------------------------------------------------------
-    @shielded
-    def create_pile(self, specs: list[JobSpec], open: bool = False, owner: str | None = None,
-                    pile_id: str | None = None, client: str | None = None) -> Pile:  # fmt: skip
-        """A new pile of jobs (all accepted or none) in `client`'s share of their pools' queues; closed unless
-        `open`."""
-        lanes, checked = self._admit(specs, client)
-        pile = Pile(pile_id or next(self._ids), owner, self._clock())
-        self._piles.add(pile)
-        with self._batch():
-            for lane, (task, args, timeout, _, options) in zip(lanes, checked, strict=True):
-                self._enqueue(lane, task, args, timeout, pile, owner, None, client, options)
-        if not open:
-            self._close(pile)
-        log.info("pile created", extra={"pile": pile.id, "size": len(specs), "open": open})
-        return pile
-
-    @shielded
-    def add_to_pile(self, pile_id: str, specs: list[JobSpec], client: str | None = None) -> list[Job]:
-        """Append jobs to an open pile (all or none, in `client`'s share of the queue); PileClosed if closed."""
-        pile = self.get_pile(pile_id)
-        if self.draining:
-            raise Draining()
-        if pile.closed:
-            raise PileClosed(pile_id)
-        limit = self.config.max_pile_size
-        if pile.size + len(specs) > limit:
-            raise TooLarge(
-                f"pile {pile_id} has {pile.size} jobs; {len(specs)} more would pass the limit of {limit} per pile",
-                limit,
-            )
-        lanes, checked = self._admit(specs, client)
-        owner = pile.owner
-        with self._batch():
-            return [self._enqueue(lane, task, args, timeout, pile, owner, None, client, options)
-                    for lane, (task, args, timeout, _, options) in zip(lanes, checked, strict=True)]  # fmt: skip
-
-    def close_pile(self, pile_id: str) -> Pile:
-        """Close a pile: its streams end once every job it has has ended (closing twice is harmless)."""
-        pile = self.get_pile(pile_id)
-        self._close(pile)
-        return pile
-
-    def get_pile(self, pile_id: str) -> Pile:
-        """The pile with this id; PileNotFound if unknown or expired."""
-        pile = self._piles.get(pile_id)
-        if pile is None:
-            raise PileNotFound(pile_id)
-        return pile
-
-    def pile_summary(self, pile: Pile) -> dict[str, Any]:
-        """The pile's size and progress, and how many result streams are open on it now (`readers`)."""
-        return {**pile.summary(), "readers": self._notifier.readers.get(pile.id, 0)}
-
-    def follow(
-        self, pile: Pile, order: str = COMPLETION, after: int = -1, heartbeat: float | None = None
-    ) -> Iterator[list[tuple[int, dict]]]:
-        """Batches of `(position, record)` of the pile's result stream from `after + 1` on (see `follow`)."""
-        return follow(self._notifier, self._piles, self._results, pile, order, after, heartbeat)
 
     # -- the pools ------------------------------------------------------------------------------
     def resize(self, size: int, pool: str = DEFAULT_POOL) -> bool:

@@ -74,10 +74,13 @@ def test_a_resize_on_one_replica_is_in_effect_on_the_other_within_a_second(repli
     sleep(0.1)
     assert probe.peak == 6
     b.resize(1)
+    shrunk = time.monotonic()
     assert until(lambda: a.stats()["size"] == 1, timeout=1.0) < 1.0
     for job in jobs:
         assert b.wait(job, 10)
-    assert time.monotonic() - start < 5
+    assert time.monotonic() - start < 6
+    later = [(s, e) for s, e in probe.spans if s > shrunk]  # started after the shrink: one at a time
+    assert later and all(e1 <= s2 + 0.01 for (_, e1), (s2, _) in zip(sorted(later), sorted(later)[1:], strict=False))
 
 
 def test_a_replica_that_stops_renewing_loses_its_leases_and_the_jobs_end_worker_lost_once(replicas):
