@@ -48,6 +48,28 @@ def _until(server: Server, path: str, ready: Callable[[dict], bool], within: flo
     return body
 
 
+def assert_kept(again: Server, job_id: str, key: dict, pile_id: str, last: str, sleeper: str) -> dict:
+    """What a restart after a kill -9 keeps (the scenario of the test below, shared with the Redis store's):
+    the pool size set at runtime, the idempotency key of job `job_id` (replayed), and the pile's SSE stream
+    resumed after `last` with no gap or duplicate, the `sleeper` ended WorkerLost. Returns the pile's summary."""
+    assert again.get("/v1/pool").json()["size"] == 1, "the size set at runtime, not GREENPOOL_POOL_SIZE"
+    replay = again.post("/v1/jobs", json={"task": "echo", "args": {"k": 1}}, headers=key)
+    assert replay.status_code in (200, 202) and replay.json()["id"] == job_id, replay.text
+    assert replay.headers.get("Idempotent-Replayed") == "true", replay.headers
+    with _stream(again, pile_id, last=last) as resp:
+        after = []
+        for event_id, event, data in _events(resp):
+            if event == "end":
+                break
+            after.append((event_id, data))
+    total = FIRST + 1 + LATER
+    assert [int(i) for i, _ in after] == list(range(HALF, total)), after  # no gap, no duplicate
+    summary = again.get(f"/v1/piles/{pile_id}").json()
+    assert summary["done"] == total and summary["failed"] == 1, summary  # the sleeper: WorkerLost
+    assert any(sleeper in data and "WorkerLost" in data for _, data in after), after
+    return summary
+
+
 def test_keys_streams_and_pool_size_survive_kill_9(tmp_path: Path) -> None:
     db = tmp_path / "gp.db"
     server = _serve(tmp_path, db)
@@ -74,20 +96,6 @@ def test_keys_streams_and_pool_size_survive_kill_9(tmp_path: Path) -> None:
 
     again = _serve(tmp_path, db)
     try:
-        assert again.get("/v1/pool").json()["size"] == 1, "the size set at runtime, not GREENPOOL_POOL_SIZE"
-        replay = again.post("/v1/jobs", json={"task": "echo", "args": {"k": 1}}, headers=key)
-        assert replay.status_code in (200, 202) and replay.json()["id"] == original.json()["id"], replay.text
-        assert replay.headers.get("Idempotent-Replayed") == "true", replay.headers
-        with _stream(again, pile["id"], last=before[-1][0]) as resp:
-            after = []
-            for event_id, event, data in _events(resp):
-                if event == "end":
-                    break
-                after.append((event_id, data))
-        total = FIRST + 1 + LATER
-        assert [int(i) for i, _ in after] == list(range(HALF, total)), after  # no gap, no duplicate
-        summary = again.get(f"/v1/piles/{pile['id']}").json()
-        assert summary["done"] == total and summary["failed"] == 1, summary  # the sleeper: WorkerLost
-        assert any(sleeper in data and "WorkerLost" in data for _, data in after), after
+        assert_kept(again, original.json()["id"], key, pile["id"], before[-1][0], sleeper)
     finally:
         again.stop()
