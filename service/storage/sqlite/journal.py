@@ -31,11 +31,11 @@ from pool_core.threads import Doorbell
 from ...encoding import dumps
 from ..ports import StoreError
 
-__all__ = ["JOB_COLUMNS", "Journal"]
+__all__ = ["JOB_FIELDS", "JOB_COLUMNS", "Journal"]
 
 log = logging.getLogger("greenpool.store")
-JOB, UNJOB, PILE, UNPILE, RESULT, KEY, UNKEY, SIZE, UNSIZE = range(9)  # change kinds: (kind, key, row)
-_TABLE = (0, 0, 1, 1, -1, 2, 2, 3, 3)  # kind → the table whose last change per key wins (jobs, piles, keys, sizes)
+JOB, UNJOB, PILE, UNPILE, RESULT, KEY, UNKEY, SIZE, UNSIZE, UNLIST = range(10)  # change kinds: (kind, key, row)
+_TABLE = (0, 0, 1, 1, -1, 2, 2, 3, 3, 0)  # kind → the table whose last change per key wins (jobs, piles, keys, sizes)
 _RETRY = (0.01, 1.0)  # seconds between attempts of a failed commit: first, at most
 _GATHER_S = 0.002  # a commit starts at most this often (s) unless _GATHER_CHANGES are waiting: fewer, larger
 _GATHER_CHANGES = 512
@@ -43,7 +43,12 @@ _DOOMED_S = 0.1  # an evicted job's row is deleted at most this long after its e
 _MEASURE_S = 0.05  # the pages in use are measured at most this often (after a commit)
 _VACUUM_PAGES = 256  # free pages beyond which (and beyond a quarter of the file) they go back to the OS
 
-#: A job row's columns, in the order of `store._row`'s tuple (and of `store._load`'s SELECT).
+#: The `Job` attributes a JOB change carries, in this order (the row's columns but `listed`, which the kind says).
+JOB_FIELDS = (
+    "seq", "id", "task", "args", "timeout", "pool", "pile", "pile_index", "owner", "status", "result", "error",
+    "submitted_at", "started_at", "finished_at", "retries", "backoff", "attempt", "attempts", "not_before",
+)  # fmt: skip
+#: A job row's columns (the order of `store._load`'s SELECT).
 JOB_COLUMNS = (
     "seq, id, task, args, timeout, pool, pile, pile_index, owner, status, result, error, submitted_at, started_at,"
     " finished_at, listed, retries, backoff, attempt, attempts, not_before"
@@ -182,9 +187,16 @@ class Journal:
         tables: list[dict[Any, Any]] = [{} for _ in range(4)]  # jobs, piles, keys, sizes: the last change wins
         jobs, doomed = tables[0], self._doomed
         results = []
+        unlisted: dict[int, None] = {}  # seqs of rows already in the file to mark unlisted (no row of theirs here)
         for kind, key, row in batch:
             if kind == RESULT:
                 results.append(row)
+            elif kind == UNLIST:  # evicted but kept for its pile: its last row here is written unlisted
+                last = jobs.get(key)
+                if last is None:
+                    unlisted[key] = None
+                else:
+                    jobs[key] = (UNLIST, last[1])
             elif kind == UNJOB:
                 if not doomed:
                     self._doomed_since = time.monotonic()
@@ -192,15 +204,18 @@ class Journal:
                 jobs.pop(key, None)
             else:
                 tables[_TABLE[kind]][key] = (kind, row)
-                if kind == JOB and doomed:
-                    doomed.pop(key, None)
+                if kind == JOB:
+                    if doomed:
+                        doomed.pop(key, None)
+                    if unlisted:
+                        unlisted.pop(key, None)
         gone: list[int] = []
         if doomed and (force or len(doomed) >= _CHUNK or time.monotonic() - self._doomed_since >= _DOOMED_S):
             gone = list(doomed)
         delay = _RETRY[0]
         while True:
             try:
-                self._apply(*tables, results, gone)
+                self._apply(*tables, results, gone, list(unlisted))
                 for seq in gone:
                     del doomed[seq]
                 if self.error is not None:
@@ -236,21 +251,23 @@ class Journal:
         except sqlite3.Error as exc:  # measured again after the next commit
             log.warning("store size not measured", extra={"path": self.path, "error": str(exc)})
 
-    def _apply(self, jobs: dict, piles: dict, keys: dict, sizes: dict, results: list, gone: list) -> None:
+    def _apply(self, jobs: dict, piles: dict, keys: dict, sizes: dict, results: list, gone: list,
+               unlisted: list) -> None:  # fmt: skip
         """One transaction; a statement only for what the batch holds (each call into sqlite3 lets go of
         the GIL and waits to take it back from the busy hub: most batches are jobs and results only), and
         no BEGIN/COMMIT around a batch that is one statement."""
         conn = self._conn
-        rows = [_job_row(row) for _, row in jobs.values()]
-        # the last change of every job is a JOB (UNJOBs wait in `_doomed`)
-        parts = (rows, gone, results)
+        rows = [_job_row(row, kind == JOB) for kind, row in jobs.values()]
+        # the last change of every job is a JOB or an UNLIST (UNJOBs wait in `_doomed`)
+        parts = (rows, gone, results, unlisted)
         if not (piles or keys or sizes) and sum(1 for part in parts if part) <= 1 and max(map(len, parts)) <= _CHUNK:
-            for part, sql in zip(parts, (_UPSERT_JOBS, _DELETE_JOBS, _UPSERT_RESULTS), strict=True):
+            for part, sql in zip(parts, (_UPSERT_JOBS, _DELETE_JOBS, _UPSERT_RESULTS, _UNLIST_JOBS), strict=True):
                 _chunked(conn, sql, part)
             return
         conn.execute("BEGIN")
         _chunked(conn, _UPSERT_JOBS, rows)
         _chunked(conn, _DELETE_JOBS, gone)
+        _chunked(conn, _UNLIST_JOBS, unlisted)
         _chunked(conn, _UPSERT_RESULTS, results)
         if piles:
             conn.executemany(_UPSERT_PILE, [row for kind, row in piles.values() if kind == PILE])
@@ -287,6 +304,7 @@ _UPSERT_RESULTS = functools.partial(_values, "INSERT OR REPLACE INTO results", 3
 _UPSERT_KEYS = functools.partial(_values, "INSERT OR REPLACE INTO keys", 3)
 _DELETE_JOBS = functools.partial(_among, "DELETE FROM jobs WHERE seq")
 _DELETE_KEYS = functools.partial(_among, "DELETE FROM keys WHERE k")
+_UNLIST_JOBS = functools.partial(_among, "UPDATE jobs SET listed = 0 WHERE seq")
 
 
 def _chunked(conn: sqlite3.Connection, sql: Callable[[int], str], rows: list) -> None:
@@ -305,12 +323,11 @@ def _chunked(conn: sqlite3.Connection, sql: Callable[[int], str], rows: list) ->
         conn.execute(sql(n), [value for row in chunk for value in row] if isinstance(chunk[0], tuple) else chunk)
 
 
-def _job_row(row: tuple) -> tuple:
-    """A job's row with its args, result, error and attempts as JSON text (encoded here, off the hub, by the
-    API's own encoder: orjson, several times faster than `json.dumps`, and what the file holds reads back the
-    same as what a client was sent)."""
-    seq, job_id, task, args, timeout, pool, pile, index, owner, status, result, error, *rest = row
-    *rest, attempts, not_before = rest  # submitted_at, started_at, finished_at, listed, retries, backoff, attempt
+def _job_row(row: tuple, listed: bool) -> tuple:
+    """A job's row from a JOB change's `JOB_FIELDS`, with its args, result, error and attempts as JSON text
+    (encoded here, off the hub, by the API's own encoder: orjson, several times faster than `json.dumps`, and
+    what the file holds reads back the same as what a client was sent)."""
+    seq, job_id, task, args, timeout, pool, pile, index, owner, status, result, error, *times, attempts, nb = row
     return (seq, job_id, task, dumps(args).decode(), timeout, pool, pile, index, owner, status,
-            dumps(result).decode(), None if error is None else dumps(error).decode(), *rest,
-            None if attempts is None else dumps(attempts).decode(), not_before)  # fmt: skip
+            dumps(result).decode(), None if error is None else dumps(error).decode(), *times[:3], int(listed),
+            *times[3:], None if attempts is None else dumps(attempts).decode(), nb)  # fmt: skip

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import pickle
 from collections.abc import Callable, Hashable
+from operator import attrgetter
 from typing import Any
 
 from ..memory import (
@@ -24,7 +25,21 @@ from ..memory import (
     MemoryStore,
 )
 from ..records import QUEUED, TERMINAL, Job, Pile
-from .journal import JOB, JOB_COLUMNS, KEY, PILE, RESULT, SIZE, UNJOB, UNKEY, UNPILE, UNSIZE, Journal
+from .journal import (
+    JOB,
+    JOB_COLUMNS,
+    JOB_FIELDS,
+    KEY,
+    PILE,
+    RESULT,
+    SIZE,
+    UNJOB,
+    UNKEY,
+    UNLIST,
+    UNPILE,
+    UNSIZE,
+    Journal,
+)
 from .schema import connect
 
 __all__ = ["SqliteStore"]
@@ -32,11 +47,9 @@ __all__ = ["SqliteStore"]
 _PICKLE = pickle.HIGHEST_PROTOCOL
 
 
-def _row(job: Job, listed: int = 1) -> tuple:
-    """A job's row as the journal takes it (args, result and error still objects)."""
-    return (job.seq, job.id, job.task, job.args, job.timeout, job.pool, job.pile, job.pile_index, job.owner,
-            job.status, job.result, job.error, job.submitted_at, job.started_at, job.finished_at, listed,
-            job.retries, job.backoff, job.attempt, job.attempts, job.not_before)  # fmt: skip
+#: A job's fields as a JOB change carries them (args, result and error still objects): one C call, no
+#: Python frame, for the snapshot the hub takes at each of a job's changes.
+_row: Callable[[Job], tuple] = attrgetter(*JOB_FIELDS)
 
 
 class SqliteJobRecords(MemoryJobRecords):
@@ -64,8 +77,8 @@ class SqliteJobRecords(MemoryJobRecords):
         super()._evict(job)
         if job.pile is None:
             self._journal.append(UNJOB, job.seq)
-        else:  # kept for its pile's result log until the pile expires
-            self._journal.append(JOB, job.seq, _row(job, listed=0))
+        else:  # kept for its pile's result log until the pile expires: its row stays, marked unlisted
+            self._journal.append(UNLIST, job.seq)
 
 
 class SqliteJobQueue(MemoryJobQueue):
