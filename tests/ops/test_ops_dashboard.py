@@ -96,6 +96,8 @@ def test_dashboard_loads_clean_and_follows_jobs(ops_server: Callable[..., OpsSer
     samples = int(browser.find_element(By.ID, "chart").get_attribute("data-samples"))
     assert samples >= 8, samples
     assert browser.find_element(By.ID, "banner").get_attribute("hidden") is not None
+    assert int(browser.execute_script("return Number(document.body.dataset.poolPolls || 0)")) >= 1
+    assert browser.find_element(By.ID, "replicas").get_attribute("hidden") is not None, "no replicas: no cluster"
     screenshot(browser, "dashboard")
 
     loaded = browser.execute_script("return performance.getEntriesByType('resource').map(e => e.name)")
@@ -278,7 +280,7 @@ def test_static_files_are_only_the_known_ones(ops_server: Callable[..., OpsServe
     assert "script-src 'self'" in page.headers["Content-Security-Policy"]
     assert "http://" not in page.text and "https://" not in page.text  # no CDN, nothing external
     types = {"dashboard.js": "text/javascript; charset=utf-8", "pools.js": "text/javascript; charset=utf-8",
-             "dashboard.css": "text/css; charset=utf-8"}
+             "replicas.js": "text/javascript; charset=utf-8", "dashboard.css": "text/css; charset=utf-8"}
     for name, media in types.items():
         resp = server.get("/static/" + name)
         assert resp.status_code == 200 and resp.headers["Content-Type"] == media, (name, resp.headers)
