@@ -10,25 +10,25 @@ framed copy of it (under 256 KiB), plus the one record being cut when a record i
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterable, Iterator
+
+from ..encoding import dumps
 
 NDJSON = "application/x-ndjson"
 SSE = "text/event-stream"
 PIECE = 64 << 10  # bytes in one write of a stream, at most
 
-_dumps = json.JSONEncoder(separators=(",", ":")).encode
 Batches = Iterable[list[tuple[int, dict]]]
 
 
 def ndjson(batches: Batches) -> Iterator[bytes]:
     """One JSON record per line; a heartbeat is an empty line (readers skip blank lines)."""
-    return _pieces(batches, lambda _, record: (_dumps(record) + "\n").encode(), b"\n")
+    return _pieces(batches, lambda _, record: dumps(record) + b"\n", b"\n")
 
 
 def sse(batches: Batches) -> Iterator[bytes]:
     """`result` events whose `id` is the stream position; a final `end` event (no id) when complete."""
-    yield from _pieces(batches, lambda pos, record: f"id: {pos}\nevent: result\ndata: {_dumps(record)}\n\n".encode(),
+    yield from _pieces(batches, lambda pos, record: b"id: %d\nevent: result\ndata: %s\n\n" % (pos, dumps(record)),
                        b": keepalive\n\n")  # fmt: skip
     yield b"event: end\ndata: {}\n\n"
 
