@@ -1,7 +1,8 @@
 """The `cluster` profile of docker-compose.yml, checked without a Docker engine: Redis with AOF on a named
 volume, a scaled `replica` service with the standalone service's settings plus the Redis store, nginx with
 deploy/nginx.conf in front of them on the host's loopback port 8000, every one with a healthcheck and
-started in order; the default and `monitoring` profiles still start what they did."""
+started in order, and a Prometheus of its own (test_ops_prometheus_cluster); the default and `monitoring`
+profiles still start what they did."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from ops_support import REPO
 from proxy_support import NGINX_CONF, directive
 
 CLUSTER = {"redis", "replica", "proxy"}
+CLUSTER_PROMETHEUS = "cluster-prometheus"  # scrapes each replica; started when named
 
 
 def services() -> dict[str, Any]:
@@ -67,11 +69,11 @@ def test_no_key_is_given_twice() -> None:
 
 def test_the_profiles_start_what_they_should() -> None:
     """Without a profile only the standalone service; `monitoring` adds Prometheus; the cluster's three
-    services belong to `cluster` alone."""
+    services and its Prometheus belong to `cluster` alone."""
     assert enabled(()) == {"greenpool"}
     assert enabled(("monitoring",)) == {"greenpool", "prometheus"}
-    assert enabled(("cluster",)) == {"greenpool", *CLUSTER}
-    for name in CLUSTER:
+    assert enabled(("cluster",)) == {"greenpool", *CLUSTER, CLUSTER_PROMETHEUS}
+    for name in (*CLUSTER, CLUSTER_PROMETHEUS):
         assert services()[name]["profiles"] == ["cluster"], name
 
 
@@ -79,11 +81,15 @@ def test_the_cluster_comes_up_on_port_8000_in_order() -> None:
     """`up proxy` (the README's command) starts the proxy, the replicas and Redis, not the standalone
     service, and publishes only the proxy, on the host's loopback port 8000; each waits for the health of
     what it depends on. A bare `--profile cluster up` would publish 8000 twice (the standalone service
-    too), so the README says to move the standalone one with GREENPOOL_PORT for that."""
+    too), so the README says to move the standalone one with GREENPOOL_PORT for that. The cluster's
+    Prometheus, named too, brings up the replicas and Redis, and publishes 9090 on loopback."""
     assert closure("proxy") == CLUSTER
     assert host_ports(CLUSTER, {}) == ["127.0.0.1:8000"]
-    assert sorted(host_ports(enabled(("cluster",)), {})) == ["127.0.0.1:8000", "127.0.0.1:8000"]
-    assert len(set(host_ports(enabled(("cluster",)), {"GREENPOOL_PORT": "8001"}))) == 2
+    assert closure(CLUSTER_PROMETHEUS) == {CLUSTER_PROMETHEUS, "replica", "redis"}
+    assert host_ports({CLUSTER_PROMETHEUS}, {}) == ["127.0.0.1:9090"]
+    assert sorted(host_ports(enabled(("cluster",)), {})) == ["127.0.0.1:8000", "127.0.0.1:8000", "127.0.0.1:9090"]
+    moved = host_ports(enabled(("cluster",)), {"GREENPOOL_PORT": "8001"})
+    assert len(set(moved)) == len(moved) == 3, moved
     assert services()["proxy"]["depends_on"] == {"replica": {"condition": "service_healthy"}}
     assert services()["replica"]["depends_on"] == {"redis": {"condition": "service_healthy"}}
     section = cluster_section()
@@ -184,7 +190,7 @@ def test_the_proxy_waits_longer_than_a_long_poll_or_a_stream_heartbeat() -> None
 
 def test_compose_file_paths_of_the_cluster_exist() -> None:
     """Every host path the cluster's services mount exists in the repository."""
-    for name in CLUSTER:
+    for name in (*CLUSTER, CLUSTER_PROMETHEUS):
         for volume in services()[name].get("volumes", []):
             source = interpolate(volume, {}).split(":")[0]
             if source.startswith("."):

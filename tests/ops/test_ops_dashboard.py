@@ -16,9 +16,10 @@ from tools import wait_until
 TILES = POOL_GAUGES
 
 try:
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
     from selenium.webdriver.common.by import By
 except ImportError:  # the browser tests skip (see the `browser` fixture); the plain HTTP test still runs
-    By = None
+    By = NoSuchElementException = StaleElementReferenceException = None
 
 COUNTERS = ("submitted", "succeeded", "failed", "cancelled", "timed_out")
 
@@ -63,10 +64,35 @@ def page_matches_api(driver: Any, server: OpsServer, timeout: float = 8) -> dict
     return wait_until(check, timeout, 0.2, "the page to show what /v1/pool reports")
 
 
+# The jobs and piles tables are rebuilt on every poll, so a row element found in one WebDriver call may be gone
+# (stale) by the next: rows are read in one script call, and clicked by a bounded retry.
 def job_rows(driver: Any) -> dict[str, str]:
-    """Job id → status, from the recent-jobs table."""
-    rows = driver.find_elements(By.CSS_SELECTOR, "#jobs-body tr[data-job-id]")
-    return {row.get_attribute("data-job-id"): row.get_attribute("data-status") for row in rows}
+    """Job id → status, from the recent-jobs table (read in one go)."""
+    return driver.execute_script(
+        "return Object.fromEntries([...document.querySelectorAll('#jobs-body tr[data-job-id]')]"
+        ".map(r => [r.dataset.jobId, r.dataset.status]))"
+    )
+
+
+def row_cells(driver: Any, selector: str) -> list[str] | None:
+    """The texts of the cells of the row `selector` matches (read in one go); None while there is none."""
+    return driver.execute_script(
+        "const row = document.querySelector(arguments[0]); return row && [...row.cells].map(c => c.innerText)",
+        selector,
+    )
+
+
+def click_row(driver: Any, selector: str, what: str) -> None:
+    """Click the row `selector` matches, finding it again if a poll replaced it between finding and clicking."""
+
+    def attempt() -> bool:
+        try:
+            driver.find_element(By.CSS_SELECTOR, selector).click()
+        except (NoSuchElementException, StaleElementReferenceException):
+            return False
+        return True
+
+    wait_until(attempt, 8, 0.1, what)
 
 
 @pytest.mark.timeout(90)
@@ -96,6 +122,8 @@ def test_dashboard_loads_clean_and_follows_jobs(ops_server: Callable[..., OpsSer
     samples = int(browser.find_element(By.ID, "chart").get_attribute("data-samples"))
     assert samples >= 8, samples
     assert browser.find_element(By.ID, "banner").get_attribute("hidden") is not None
+    assert int(browser.execute_script("return Number(document.body.dataset.poolPolls || 0)")) >= 1
+    assert browser.find_element(By.ID, "replicas").get_attribute("hidden") is not None, "no replicas: no cluster"
     screenshot(browser, "dashboard")
 
     loaded = browser.execute_script("return performance.getEntriesByType('resource').map(e => e.name)")
@@ -216,13 +244,12 @@ def test_dashboard_shows_a_job_whole_cancels_it_and_follows_piles(ops_server: Ca
     history = browser.execute_script("return document.body.dataset.history")
     assert history and int(history) >= 3, (history, console_errors(browser))  # the chart is full at once
     assert int(browser.find_element(By.ID, "chart").get_attribute("data-samples")) >= 4
-    wait_until(lambda: browser.find_elements(By.CSS_SELECTOR, f'#piles-body tr[data-pile-id="{pile}"]'), 10, 0.2,
-               "the pile in the piles panel")  # fmt: skip
-    row = browser.find_element(By.CSS_SELECTOR, f'#piles-body tr[data-pile-id="{pile}"]')
-    assert "0 of 3" in row.text, row.text
+    pile_row = f'#piles-body tr[data-pile-id="{pile}"]'
+    cells = wait_until(lambda: row_cells(browser, pile_row), 10, 0.2, "the pile in the piles panel")
+    assert "0 of 3" in cells, cells
 
     wait_until(lambda: waiting in job_rows(browser), 8, 0.2, "the queued job in the table")
-    browser.find_element(By.CSS_SELECTOR, f'#jobs-body tr[data-job-id="{waiting}"]').click()
+    click_row(browser, f'#jobs-body tr[data-job-id="{waiting}"]', "a click on the queued job's row")
     detail = browser.find_element(By.ID, "job-detail")
     wait_until(lambda: detail.get_attribute("data-job-id") == waiting, 8, 0.1, "the job's detail")
     assert '"seconds": 30' in browser.find_element(By.ID, "detail-args").text
@@ -250,8 +277,7 @@ def test_dashboard_shows_a_job_whole_cancels_it_and_follows_piles(ops_server: Ca
 
     server.cancel(runner)
     server.resize(2)
-    wait_until(lambda: "3 of 3" in browser.find_element(By.CSS_SELECTOR, f'#piles-body tr[data-pile-id="{pile}"]').text,
-               10, 0.2, "the pile's progress at 3 of 3")  # fmt: skip
+    wait_until(lambda: "3 of 3" in (row_cells(browser, pile_row) or []), 10, 0.2, "the pile's progress at 3 of 3")
     assert not console_errors(browser)
 
 
@@ -278,7 +304,7 @@ def test_static_files_are_only_the_known_ones(ops_server: Callable[..., OpsServe
     assert "script-src 'self'" in page.headers["Content-Security-Policy"]
     assert "http://" not in page.text and "https://" not in page.text  # no CDN, nothing external
     types = {"dashboard.js": "text/javascript; charset=utf-8", "pools.js": "text/javascript; charset=utf-8",
-             "dashboard.css": "text/css; charset=utf-8"}
+             "replicas.js": "text/javascript; charset=utf-8", "dashboard.css": "text/css; charset=utf-8"}
     for name, media in types.items():
         resp = server.get("/static/" + name)
         assert resp.status_code == 200 and resp.headers["Content-Type"] == media, (name, resp.headers)

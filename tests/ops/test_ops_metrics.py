@@ -9,11 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
-from ops_support import POOL_GAUGES, TERMINAL, OpsServer, free_port
+from ops_support import POOL_GAUGES, TERMINAL, OpsServer
 from prometheus_client.parser import text_string_to_metric_families
-from serverkit import start_server
-from tools import needs, wait_until, which
+from prometheus_support import prometheus
+from tools import needs, wait_until
 
 EXPECTED_TYPES = {
     **{f"greenpool_pool_{key}": "gauge" for key in POOL_GAUGES},
@@ -218,32 +217,15 @@ def test_real_prometheus_scrapes_the_service(ops_server: Callable[..., OpsServer
         "  - job_name: greenpool\n    metrics_path: /metrics\n"
         f"    static_configs:\n      - targets: ['127.0.0.1:{server.port}']\n"
     )
-    port = free_port()
-    prometheus = start_server(tmp_path, {}, command=[which("prometheus"), f"--config.file={config}",
-                              f"--storage.tsdb.path={tmp_path / 'data'}", f"--web.listen-address=127.0.0.1:{port}",
-                              "--log.level=warn"], port=port, cwd=tmp_path, ready_path="/-/ready")  # fmt: skip
-    api = f"http://127.0.0.1:{port}/api/v1"
-
-    def query(expr: str) -> list[dict[str, Any]] | None:
-        if prometheus.proc.poll() is not None:
-            raise AssertionError(f"prometheus exited with {prometheus.proc.returncode}: {prometheus.log()}")
-        try:
-            body = requests.get(f"{api}/query", params={"query": expr}, timeout=2).json()
-        except (requests.RequestException, ValueError):
-            return None
-        return body["data"]["result"] if body.get("status") == "success" and body["data"]["result"] else None
-
-    try:
-        result = wait_until(lambda: query("greenpool_pool_running"), 45, 0.5, "greenpool_pool_running in Prometheus")
+    with prometheus(tmp_path, config) as prom:
+        result = wait_until(lambda: prom.query("greenpool_pool_running"), 45, 0.5, "greenpool_pool_running")
         assert result[0]["metric"]["job"] == "greenpool"
         assert float(result[0]["value"][1]) == server.pool()["running"] == 4
-        queued = wait_until(lambda: query("greenpool_pool_queued"), 10, 0.5, "greenpool_pool_queued")
+        queued = wait_until(lambda: prom.query("greenpool_pool_queued"), 10, 0.5, "greenpool_pool_queued")
         assert float(queued[0]["value"][1]) == 2
-        up = wait_until(lambda: query('up{job="greenpool"}'), 10, 0.5, "up")
+        up = wait_until(lambda: prom.query('up{job="greenpool"}'), 10, 0.5, "up")
         assert float(up[0]["value"][1]) == 1
-        submitted = wait_until(lambda: query("sum(greenpool_jobs_submitted_total)"), 10, 0.5, "submitted")
+        submitted = wait_until(lambda: prom.query("sum(greenpool_jobs_submitted_total)"), 10, 0.5, "submitted")
         assert float(submitted[0]["value"][1]) == 6
-        targets = requests.get(f"{api}/targets", timeout=2).json()["data"]["activeTargets"]
+        targets = prom.get("targets")["activeTargets"]
         assert [t["health"] for t in targets] == ["up"], targets
-    finally:
-        prometheus.stop(timeout=10)

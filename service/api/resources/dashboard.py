@@ -12,6 +12,7 @@ from ..errors import NotFound
 STATIC_FILES = {
     "dashboard.js": "text/javascript; charset=utf-8",
     "pools.js": "text/javascript; charset=utf-8",
+    "replicas.js": "text/javascript; charset=utf-8",
     "dashboard.css": "text/css; charset=utf-8",
 }
 INDEX = "index.html"

@@ -1,6 +1,6 @@
 // greenpool dashboard: polls /v1/pool (the default pool) every second and /v1/jobs (with the piles of those
 // jobs) every two, draws the last five minutes; a click on a job shows it whole, with a cancel button while it
-// can end; pools.js adds a panel per named pool.
+// can end; pools.js adds a panel per named pool, replicas.js the replicas of a cluster.
 // Plain JS, no build step, nothing loaded from elsewhere. Every request has a timeout and a poll is only
 // scheduled once the previous one has ended, so a slow or saturated server can never pile requests up
 // or freeze the page; a failed poll shows the banner and the next success clears it.
@@ -262,10 +262,11 @@
     canvas.dataset.ticks = Array.from({ length: TICKS + 1 }, (_, i) => step * i).join(",");
   }
 
+  let clockOffset = 0; // this browser's clock minus the server's (s), known once the history has loaded
   async function loadHistory() { // the server's last five minutes, so the chart is full when the page opens
     try {
       const history = await api("/v1/pool/history");
-      const offset = Date.now() / 1000 - history.now; // this browser's clock minus the server's
+      const offset = (clockOffset = Date.now() / 1000 - history.now);
       for (const s of history.samples) {
         push({ t: s.t + offset, running: s.running, free: Math.max(0, s.free), waiting: s.waiting, queued: s.queued });
       }
@@ -484,8 +485,10 @@
     }
   }
 
-  // what pools.js (one panel per named pool) shares of this page: its requests, banner, role and drawing
-  window.greenpool = { api, report, isAdmin: () => role === "admin", niceStep, colour, blank };
+  // what pools.js (one panel per named pool) and replicas.js share of this page: its requests, banner, role,
+  // drawing, table cells and the server's clock
+  window.greenpool = { api, report, isAdmin: () => role === "admin", niceStep, colour, blank, cell,
+    clockOffset: () => clockOffset };
 
   document.addEventListener("DOMContentLoaded", () => {
     $("resize-form").addEventListener("submit", resize);

@@ -2,7 +2,8 @@
 // a five-minute chart of running and queued jobs (full at once: GET /v1/pools/{name}/history), and its own
 // resize form (PUT /v1/pools/{name}; admin tokens
 // only, as the page's role says). It uses the page's requests, banner and role (window.greenpool, set by
-// dashboard.js); like the main view, a poll is scheduled only once the previous one has ended.
+// dashboard.js); like the main view, a poll is scheduled only once the previous one has ended. Each answer is
+// also handed on as a "greenpool:pools" event (replicas.js shows the replicas from it).
 "use strict";
 
 (() => {
@@ -160,7 +161,9 @@
 
   async function poll() {
     try {
-      render((await gp.api("/v1/pools")).pools);
+      const pools = (await gp.api("/v1/pools")).pools;
+      render(pools);
+      document.dispatchEvent(new CustomEvent("greenpool:pools", { detail: pools }));
       gp.report("pools", null);
     } catch (err) {
       gp.report("pools", err);
