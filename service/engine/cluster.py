@@ -69,9 +69,9 @@ class Slots(Protocol):
 
     def acquire(self, pool: str) -> str | None: ...  # a lease token, or None: the pool is full cluster-wide
 
-    def bind(self, pool: str, token: str, job: Job) -> None: ...  # the lease's slot runs this attempt
-
-    def keep(self, pool: str, token: str) -> bool: ...  # the lease for another attempt, if the size allows
+    def take(self, pool: str, token: str, queue: Any, at: float) -> tuple[Job | None, bool]: ...
+    # the next job with the lease `token` (kept if the size allows): (job, True); (None, True) none queued
+    # (the lease released); (None, False) the lease is not held
 
     def release(self, pool: str, token: str) -> None: ...  # the attempt ended: free its slot (once)
 
@@ -202,25 +202,23 @@ class ClusterLane(Lane):
 
     def _take(self) -> Job | None:
         """The next job, with a lease: the one this slot carries from its last job while the pool's size allows
-        it (one round trip instead of a release and an acquire), else a new one."""
-        cluster = self._cluster
+        it, else one the dispatcher took for it, else a new one; kept, taken and bound in one step."""
         token = self._carried.pop(getcurrent(), None)
-        if token is not None and not cluster.keep(self.name, token):
-            token = None
-        if token is None:
-            token = self._grants.pop() if self._grants else cluster.acquire(self.name)
+        if token is not None:
+            job, leased = self._cluster.take(self.name, token, self.queue, self._clock())
+            if job is not None or leased:  # else not kept (the size shrank, or it lapsed): a new one
+                return self._took(job, token, leased)
+        token = self._grants.pop() if self._grants else self._cluster.acquire(self.name)
         if token is None:
             return None
-        try:
-            job = self.queue.take(self._clock())
-        except BaseException:
-            cluster.release(self.name, token)
-            raise
+        job, leased = self._cluster.take(self.name, token, self.queue, self._clock())
+        return self._took(job, token, leased)
+
+    def _took(self, job: Job | None, token: str, leased: bool) -> Job | None:
+        """`job` to run with `token`'s lease, or None (after a lease but no job: dry until the next push)."""
         if job is None:
-            self._dry = True  # no more slots for now: the next push (here or a hint) wakes the dispatcher
-            cluster.release(self.name, token)
+            self._dry = leased  # a lease but no job: the next push (here or a hint) wakes the dispatcher
             return None
-        cluster.bind(self.name, token, job)
         self._tokens[job.id] = token
         return job
 

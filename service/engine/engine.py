@@ -127,7 +127,8 @@ class Engine(Lifecycle, PileMethods):
         self._writable()
         args = admission.validate(task, args)
         admission.reserve(lane, 1, client)
-        return self._enqueue(lane, task, args, timeout, None, owner, job_id, client, options)
+        with self._batch():  # a shared store: the record and its push in one round trip
+            return self._enqueue(lane, task, args, timeout, None, owner, job_id, client, options)
 
     def get(self, job_id: str) -> Job:
         """The job with this id; JobNotFound if unknown or already evicted."""
@@ -285,8 +286,9 @@ class Engine(Lifecycle, PileMethods):
                                              "run_s": job.run_seconds(), "attempt": job.attempt,
                                              "error_type": error_type})  # fmt: skip
         if job.pile is not None:
-            pile = self._piles.get(job.pile)
-            if pile is not None:
+            if job.position >= 0:  # the store's finish logged it in its pile already (Redis: one script)
+                self._notifier.pile_changed(job.pile)
+            elif (pile := self._piles.get(job.pile)) is not None:
                 self._results.append(pile, job, job.finished_at)  # type: ignore[arg-type]
                 self._notifier.pile_changed(pile.id)
         if was == RUNNING and status in (CANCELLED, TIMED_OUT):

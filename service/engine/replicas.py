@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import math
 import os
 import socket
 import time
@@ -135,14 +136,43 @@ class RedisCluster:
         self._held[token] = (pool, None)
         return token
 
-    def bind(self, pool: str, token: str, job: Job) -> None:
+    def take(self, pool: str, token: str, queue: Any, at: float) -> tuple[Job | None, bool]:
+        """The next job of `queue` with lease `token`: on the Redis store one script (keep or grant, take,
+        bind: `take_leased`), else (a store of its own beside this Redis) keep, take and bind in three steps."""
+        fused = getattr(queue, "take_leased", None)
+        if fused is None:
+            return self._take_apart(pool, token, queue, at)
+        try:
+            job, leased = fused(self.replica, token, math.ceil(self.lease_s * 1000), at)
+        except Exception as exc:  # it lapses after the lease period instead (a job it took: the reaper's)
+            self._trouble("job not taken", exc, pool=pool)
+            job, leased = None, False
+        if job is not None:
+            self._held[token] = (pool, job.id)
+        elif self._held.pop(token, None) is not None:
+            self.hint("room", pool)
+        return job, leased
+
+    def _take_apart(self, pool: str, token: str, queue: Any, at: float) -> tuple[Job | None, bool]:
+        if not self._keep(pool, token):
+            return None, False
+        try:
+            job = queue.take(at)
+        except BaseException:
+            self.release(pool, token)
+            raise
+        if job is None:
+            self.release(pool, token)
+            return None, True
         self._held[token] = (pool, job.id)
         try:
             self.state.bind(pool, token, job.id, job.attempt)
         except Exception as exc:  # its lease lapses unbound: the job is left to the store's recovery
             self._trouble("lease not bound", exc, pool=pool, job_id=job.id)
+        return job, True
 
-    def keep(self, pool: str, token: str) -> bool:
+    def _keep(self, pool: str, token: str) -> bool:
+        """Keep `token`'s lease for another attempt if no more than the size are held (else it is released)."""
         if token not in self._held:
             return False
         self._held[token] = (pool, None)

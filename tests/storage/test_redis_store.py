@@ -116,7 +116,7 @@ def test_what_one_replica_writes_the_other_reads(replicas: tuple[RedisStore, Red
     taken = b.queue("default").take(1_700_000_002.0)
     assert taken is seen and a.jobs.get("j1") is job and job.status == RUNNING  # a's copy refreshed in place
     assert a.jobs.finish(job, SUCCEEDED, {"ok": True}, None, 1_700_000_003.0) == RUNNING
-    assert a.results.append(pile, job, 1_700_000_003.0) == 0
+    assert job.position == 0 and a.results.append(pile, job, 1_700_000_003.0) == 0  # finish logged it, once
     assert b.jobs.get("j1") is seen and seen.status == SUCCEEDED and seen.result == {"ok": True}
     b_pile = b.piles.get("p1")
     assert b_pile is not None and b_pile.summary()["done"] == 1 and b_pile.size == 1
@@ -181,3 +181,31 @@ def test_a_batch_sends_records_members_and_pushes_at_its_end(replicas: tuple[Red
     assert [job.pile_index for job in jobs] == [0, 1, 2] and jobs[0].seq < jobs[1].seq < jobs[2].seq
     assert pile.size == 3 and queue.queued == 3 and b.piles.get("p1").size == 3  # type: ignore[union-attr]
     assert [b.queue("default").take(1_700_000_010.0).id for _ in range(3)] == ["b0", "b1", "b2"]  # type: ignore[union-attr]
+
+
+def test_green_threads_batching_at_once_each_send_their_own_calls(replicas: tuple[RedisStore, RedisStore]) -> None:
+    """Green threads each adding and pushing a job inside their own `batch()` while the others' flushes park,
+    and as many adding outside any batch meanwhile: every job is stored, and queued once (a batch shared
+    between green threads would send, or drop, another's calls)."""
+    a, b = replicas
+    queue = a.queue("default")
+    assert queue.reserve(THREADS, 100)
+
+    def batched(n: int) -> None:
+        job = Job(f"g{n}", "echo", {"n": n}, None, 1_700_000_000.0 + n)
+        with a.batch():
+            a.jobs.add(job)
+            queue.push(job)
+
+    def plain(n: int) -> None:
+        a.jobs.add(Job(f"p{n}", "echo", {"n": n}, None, 1_700_000_000.0 + n))
+
+    pool = GreenPool(2 * THREADS)
+    for n in range(THREADS):
+        pool.spawn(batched, n)
+        pool.spawn(plain, n)
+    pool.waitall()
+    assert all(b.jobs.get(f"p{n}") is not None for n in range(THREADS))
+    taken = [b.queue("default").take(1_700_000_100.0) for _ in range(THREADS + 1)]
+    assert sorted(job.id for job in taken[:-1]) == sorted(f"g{n}" for n in range(THREADS))  # type: ignore[union-attr]
+    assert taken[-1] is None

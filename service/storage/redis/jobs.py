@@ -100,6 +100,7 @@ class RedisJobRecords:
         self.max_records = max_records
         self._link = link
         self.live: weakref.WeakValueDictionary[str, Job] = weakref.WeakValueDictionary()
+        self.logged: Callable[[list[Any]], Any] = lambda pile: None  # told each pile hash `finish` read back
 
     def add(self, job: Job) -> None:
         self._link.later("add", job.id, *_fields(job), then=lambda seq: setattr(job, "seq", int(seq)))
@@ -114,13 +115,18 @@ class RedisJobRecords:
         return decode_job(h, self.live)  # type: ignore[return-value]
 
     def finish(self, job: Job, status: str, result: Any, error: dict[str, str] | None, at: float) -> str | None:
+        """As the port says; a pile's member is also logged in its pile's result log in the same script, so
+        `job.position` is set on return (the engine then has nothing to append), unless the pile has expired."""
         err = dumps(error) if error is not None else ""
         found = self._link.run("finish", job.id, status, dumps(result), err, _num(at), self.max_records)
         if not found:
             return None
-        was, started, attempt = found
+        was, started, attempt, logged = found
         job.status, job.result, job.error, job.finished_at = status, result, error, at
-        job.started_at, job.attempt = _float(started), int(attempt)
+        job.started_at, job.attempt = _float(started), int(attempt or 1)
+        if logged:
+            job.position = int(logged[0])
+            self.logged(logged[1])
         return text(was)
 
     def retry(self, job: Job, status: str, error: dict[str, str] | None, at: float, not_before: float) -> bool:
@@ -219,7 +225,14 @@ class RedisJobQueue:
 
     def push(self, job: Job) -> None:
         self._unpushed = max(0, self._unpushed - 1)
-        self._link.later("push", self.pool, job.id, _num(job.not_before), then=self._counts)
+        self._link.later("push", self.pool, job.id, _num(job.not_before), then=self._pushed)
+
+    def _pushed(self, reply: list[Any]) -> None:
+        """A push's counts: more queued than known wakes `wake` (the lane may have looked before it landed)."""
+        queued = self.queued
+        self._counts(reply)
+        if self.queued > queued and self.wake is not None:
+            self.wake()
 
     def release_due(self, at: float) -> float | None:
         return _float(self._counts(self._link.run("release_due", self.pool, _num(at)))[2])
@@ -235,6 +248,22 @@ class RedisJobQueue:
         if not reply[2]:
             return None
         return decode_job(_pairs(reply[2]), self._records.live)  # type: ignore[return-value]
+
+    def take_leased(self, replica: str, token: str, lease_ms: int, at: float) -> tuple[Job | None, bool]:
+        """The next job with lease `token` of the pool's cluster-wide slots (held by `replica`, `lease_ms` long),
+        one round trip: `(job, True)`; `(None, True)` no job was queued (the lease is released); `(None, False)`
+        the lease is not held (more than the size are held, or it lapsed). StoreError if Redis cannot be used
+        (as `take`, no queued jobs known until a refresh)."""
+        try:
+            reply = self._counts(self._link.run("lease_take", self.pool, replica, token, lease_ms, _num(at)))
+        except StoreError:
+            self.queued = 0
+            raise
+        if not reply[4]:
+            return None, False
+        if not reply[2]:
+            return None, True
+        return decode_job(_pairs(reply[2]), self._records.live), True  # type: ignore[return-value]
 
     def discard(self, job: Job) -> None:
         self._counts(self._link.run("discard", self.pool, job.id))

@@ -71,6 +71,10 @@ class RedisPileRecords:
         pile.jobs, pile.log = Span(0), Span(0)  # type: ignore[assignment]
         self.live[pile.id] = pile
 
+    def seen(self, flat: list[Any]) -> None:
+        """A pile's hash (flat) a script read back: refresh its record here."""
+        decode_pile(_pairs(flat), self.live)
+
     def get(self, pile_id: str) -> Pile | None:
         link = self._link
         with link.guard():
@@ -112,6 +116,9 @@ class RedisResultLogs:
         self._link, self._piles, self._jobs = link, piles, jobs
 
     def append(self, pile: Pile, job: Job, at: float) -> int:
+        """As the port says; a member `finish` has logged already (the same script) keeps its position."""
+        if job.position >= 0:
+            return job.position
         reply = self._link.run("append", pile.id, job.id, job.status, _num(at))
         if not reply:  # the pile expired meanwhile: nothing reads it any more
             return -1

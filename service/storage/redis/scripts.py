@@ -12,6 +12,8 @@ completion once complete), `P:piles:open`; `P:keys`, `P:keys:order`, `P:keys:n` 
 
 from __future__ import annotations
 
+from .leases import _REAP_EXPIRED
+
 __all__ = ["SCRIPTS"]
 
 # Shared: evict(P, id) strips a job's hash for the pile that keeps it (it reads as Evicted) or deletes it;
@@ -27,6 +29,35 @@ local function evict(P, id)
   else
     redis.call('DEL', k)
   end
+end
+-- push(P, pool, id, not_before): onto the pool's ready list, or its delayed set ('' = not held back)
+local function push(P, pool, id, not_before)
+  local q = P .. ':q:' .. pool
+  if not_before == '' then
+    redis.call('RPUSH', q .. ':ready', id)
+  else
+    redis.call('ZADD', q .. ':delayed', not_before, id)
+    redis.call('DECR', q .. ':n')
+  end
+end
+-- log_result(P, pile, id, status, at): the ended job at the end of its pile's result log → {position, the
+-- pile's hash (flat)}, or false if the pile has expired; a job logged already keeps its position
+local function log_result(P, pile, id, status, at)
+  local pk = P .. ':pile:' .. pile
+  if redis.call('EXISTS', pk) == 0 then return false end
+  local logged = tonumber(redis.call('HGET', P .. ':job:' .. id, 'pos') or '-1')
+  if logged >= 0 then return {logged, redis.call('HGETALL', pk)} end
+  local position = redis.call('RPUSH', pk .. ':log', id) - 1
+  redis.call('HINCRBY', pk, 'done', 1)
+  redis.call('HINCRBY', pk, status, 1)
+  redis.call('HSET', pk, 'active', at)
+  redis.call('ZADD', P .. ':piles', at, pile)
+  redis.call('HSET', P .. ':job:' .. id, 'pos', position)
+  if redis.call('HGET', pk, 'closed') == '1' and redis.call('HGET', pk, 'finished') == ''
+     and redis.call('HGET', pk, 'done') == redis.call('HGET', pk, 'n') then
+    redis.call('HSET', pk, 'finished', at)
+  end
+  return {position, redis.call('HGETALL', pk)}
 end
 local function counts(P, pool)
   local q = P .. ':q:' .. pool
@@ -45,13 +76,18 @@ redis.call('HSET', k, 'seq', seq, unpack(ARGV, 3))
 redis.call('ZADD', P .. ':jobs', seq, id)
 return seq
 """,
-    # ARGV: P, id, status, result, error, at, max_records → false if it had ended, else {was, started, attempt}
+    # ARGV: P, id, status, result, error, at, max_records → false if it had ended, else {was, started, attempt,
+    # its pile's log_result or false}: a pile's member is logged in the same step, so no outcome is ever
+    # stored without its place in the pile's stream (or the other way round)
     "finish": _HELPERS + """
 local P, id = ARGV[1], ARGV[2]
 local k = P .. ':job:' .. id
 local was = redis.call('HGET', k, 'status')
 if was ~= 'queued' and was ~= 'running' then return false end
 redis.call('HSET', k, 'status', ARGV[3], 'result', ARGV[4], 'error', ARGV[5], 'finished', ARGV[6])
+local pile = redis.call('HGET', k, 'pile')
+local logged = pile ~= '' and log_result(P, pile, id, ARGV[3], ARGV[6])
+local started, attempt = redis.call('HGET', k, 'started'), redis.call('HGET', k, 'attempt')
 local ended = P .. ':ended'
 redis.call('ZADD', ended, redis.call('INCR', P .. ':endseq'), id)
 local over = redis.call('ZCARD', ended) - tonumber(ARGV[7])
@@ -59,7 +95,7 @@ if over > 0 then
   local old = redis.call('ZPOPMIN', ended, over)
   for i = 1, #old, 2 do evict(P, old[i]) end
 end
-return {was, redis.call('HGET', k, 'started') or '', redis.call('HGET', k, 'attempt') or '1'}
+return {was, started, attempt, logged}
 """,
     # ARGV: P, horizon, batch → how many records were evicted, oldest ended first (a full batch: call again)
     "expire_jobs": _HELPERS + """
@@ -97,13 +133,7 @@ return c
 """,
     # ARGV: P, pool, id, not_before ("" none) → {queued, delayed, -, version}
     "push": _HELPERS + """
-local q = ARGV[1] .. ':q:' .. ARGV[2]
-if ARGV[4] == '' then
-  redis.call('RPUSH', q .. ':ready', ARGV[3])
-else
-  redis.call('ZADD', q .. ':delayed', ARGV[4], ARGV[3])
-  redis.call('DECR', q .. ':n')
-end
+push(ARGV[1], ARGV[2], ARGV[3], ARGV[4])
 return counts(ARGV[1], ARGV[2])
 """,
     # ARGV: P, pool, at → {queued, delayed, earliest not_before still held or false, version}
@@ -138,6 +168,84 @@ while true do
   end
 end
 """,
+    # ARGV: P, pool, replica, token, lease ms, at → {queued, delayed, the taken job's hash (flat) or false,
+    # version, 1 the lease is held / 0 not}. A cluster slot's next job in one step (leases.py's keys): the lease
+    # `token` is kept (renewed; released if more than the pool's size are held) or, if new, granted while fewer
+    # than the size are held; then the head of the queue is taken and bound to it, or the lease is released.
+    "lease_take": _HELPERS + """
+local P, pool, token = ARGV[1], ARGV[2], ARGV[4]
+local base = P .. ':pool:' .. pool
+local KEYS = {base .. ':leases', base .. ':owners', base .. ':lapsed', P .. ':limits'}
+""" + _REAP_EXPIRED + """
+local bound = base .. ':bound'
+local function released(drop)
+  if drop then
+    redis.call('ZREM', KEYS[1], token)
+    redis.call('HDEL', KEYS[2], token)
+    redis.call('HDEL', bound, token)
+  end
+  local c = counts(P, pool)
+  c[5] = 0
+  return c
+end
+local size = tonumber(redis.call('HGET', KEYS[4], pool) or '0')
+local held = redis.call('ZCARD', KEYS[1])
+if redis.call('ZSCORE', KEYS[1], token) then
+  if held > size then return released(true) end
+elseif redis.call('HEXISTS', KEYS[3], token) == 1 or held >= size then
+  return released(false)
+else
+  redis.call('HSET', KEYS[2], token, ARGV[3])
+end
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[5]), token)
+local q = P .. ':q:' .. pool
+while true do
+  local id = redis.call('LPOP', q .. ':ready')
+  if not id then return released(true) end
+  local k = P .. ':job:' .. id
+  if redis.call('HGET', k, 'status') == 'queued' then  -- else it ended while queued (discarded)
+    redis.call('HSET', k, 'status', 'running', 'started', ARGV[6])
+    redis.call('DECR', q .. ':n')
+    redis.call('HSET', bound, token, id .. ' ' .. redis.call('HGET', k, 'attempt'))
+    local c = counts(P, pool)
+    c[3], c[5] = redis.call('HGETALL', k), 1
+    return c
+  end
+end
+""",
+    # ARGV: P, a JSON list of calls ["add", id, field, value…] | ["add_job", pile, job, submitted_at] |
+    # ["push", pool, id, not_before] (all strings), run in order as the scripts of those names would →
+    # {each call's seq or index (0 for a push), {pool, queued, delayed, version} of each pool pushed to}
+    "enqueue": _HELPERS + """
+local P = ARGV[1]
+local out, pushed = {}, {}
+for i, op in ipairs(cjson.decode(ARGV[2])) do
+  local kind = op[1]
+  if kind == 'add' then
+    local seq = redis.call('INCR', P .. ':seq')
+    redis.call('HSET', P .. ':job:' .. op[2], 'seq', seq, unpack(op, 3))
+    redis.call('ZADD', P .. ':jobs', seq, op[2])
+    out[i] = seq
+  elseif kind == 'add_job' then
+    local pk = P .. ':pile:' .. op[2]
+    local index = redis.call('RPUSH', pk .. ':m', op[3]) - 1
+    redis.call('HSET', pk, 'n', index + 1, 'active', op[4])
+    redis.call('ZADD', P .. ':piles', op[4], op[2])
+    redis.call('HSET', P .. ':job:' .. op[3], 'idx', index)
+    out[i] = index
+  else
+    push(P, op[2], op[3], op[4])
+    pushed[op[2]] = true
+    out[i] = 0
+  end
+end
+local pools = {}
+for pool in pairs(pushed) do
+  local c = counts(P, pool)
+  pools[#pools + 1] = {pool, c[1], c[2], c[4]}
+end
+return {out, pools}
+""",
     # ARGV: P, pool, id → {queued, delayed, -, version}: a job ended while queued no longer counts
     "discard": _HELPERS + """
 local q = ARGV[1] .. ':q:' .. ARGV[2]
@@ -165,21 +273,9 @@ local finished = redis.call('HGET', pk, 'finished')
 redis.call('ZADD', P .. ':piles', finished ~= '' and finished or ARGV[3], ARGV[2])
 return redis.call('HGETALL', pk)
 """,
-    # ARGV: P, pile, job, status, at → {position, the pile's hash (flat)}
-    "append": """
-local P, pk = ARGV[1], ARGV[1] .. ':pile:' .. ARGV[2]
-if redis.call('EXISTS', pk) == 0 then return false end
-local position = redis.call('RPUSH', pk .. ':log', ARGV[3]) - 1
-redis.call('HINCRBY', pk, 'done', 1)
-redis.call('HINCRBY', pk, ARGV[4], 1)
-redis.call('HSET', pk, 'active', ARGV[5])
-redis.call('ZADD', P .. ':piles', ARGV[5], ARGV[2])
-redis.call('HSET', P .. ':job:' .. ARGV[3], 'pos', position)
-if redis.call('HGET', pk, 'closed') == '1' and redis.call('HGET', pk, 'finished') == ''
-   and redis.call('HGET', pk, 'done') == redis.call('HGET', pk, 'n') then
-  redis.call('HSET', pk, 'finished', ARGV[5])
-end
-return {position, redis.call('HGETALL', pk)}
+    # ARGV: P, pile, job, status, at → {position, the pile's hash (flat)}, false if the pile is gone
+    "append": _HELPERS + """
+return log_result(ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5])
 """,
     # ARGV: P, pile, start, count (-1: all), submitted (1/0) → false (no pile) or {end, closed, n, job hashes}
     "read": """

@@ -102,6 +102,7 @@ class RedisStore:
         link = self._link = Link(self.client, prefix, where)
         self.jobs = RedisJobRecords(link, max_records)
         self.piles = RedisPileRecords(link)
+        self.jobs.logged = self.piles.seen
         self.results = RedisResultLogs(link, self.piles, self.jobs)
         self.keys = RedisIdempotencyKeys(link, max_records)
         self.sizes = RedisPoolSizes(link)
@@ -139,6 +140,7 @@ class RedisStore:
 
     def close(self) -> None:
         self._refresher.kill()
+        self._link.close()
         self.client.close()
 
     def _refresh(self, queues: list[RedisJobQueue]) -> None:
