@@ -18,7 +18,7 @@ from ..ports import StoreError
 from ..records import Evicted, Job
 from .link import Link
 
-__all__ = ["RedisJobQueue", "RedisJobRecords", "decode_job", "text"]
+__all__ = ["RedisJobQueue", "RedisJobRecords", "decode_job", "strs", "text"]
 
 _SELECT_BATCH = 256  # records read per round trip by `select`
 _EXPIRE_BATCH = 1000  # records evicted per script run by `expire`
@@ -60,35 +60,36 @@ def _progress(attempt: int, status: str) -> tuple[int, int]:
     return attempt, _RANK.get(status, 2)
 
 
-def _pairs(flat: list[Any]) -> dict[bytes, bytes]:
-    return {flat[i]: flat[i + 1] for i in range(0, len(flat), 2)}
+def strs(h: dict[bytes, bytes]) -> dict[str, str]:
+    """A hash as redis-py's HGETALL returns it, as the scripts' `hash()` does (decoded)."""
+    return {k.decode(): v.decode() for k, v in h.items()}
 
 
-def decode_job(h: dict[bytes, bytes], live: weakref.WeakValueDictionary) -> Job | Evicted:
+def decode_job(h: dict[str, str], live: weakref.WeakValueDictionary) -> Job | Evicted:
     """The record of hash `h`: the one object of its id in `live` (refreshed in place) or a new one; an
     `Evicted` for a record stripped for the pile that keeps it (`max_records`)."""
-    job_id = text(h[b"id"])
-    if h.get(b"evicted") == b"1":
+    job_id = h["id"]
+    if h.get("evicted") == "1":
         record = Evicted.__new__(Evicted)
-        record.pile_index, record.id, record.status = int(h[b"idx"]), job_id, text(h[b"status"])
-        record.started_at, record.finished_at = _float(h.get(b"started")), _float(h.get(b"finished"))
+        record.pile_index, record.id, record.status = int(h["idx"]), job_id, h["status"]
+        record.started_at, record.finished_at = _float(h.get("started")), _float(h.get("finished"))
         return record
     job = live.get(job_id)
-    if job is not None and _progress(job.attempt, job.status) > _progress(int(h[b"attempt"]), text(h[b"status"])):
+    if job is not None and _progress(job.attempt, job.status) > _progress(int(h["attempt"]), h["status"]):
         return job  # a read answered before a change this process has since made: never move a record back
     if job is None:
-        task, args, timeout, pool, owner, submitted_at, retries, backoff = orjson.loads(h[b"spec"])
-        pile = text(h[b"pile"]) or None
+        task, args, timeout, pool, owner, submitted_at, retries, backoff = orjson.loads(h["spec"])
+        pile = h["pile"] or None
         job = Job(job_id, task, args, timeout, submitted_at, pool, pile, owner)
-        job.seq, job.retries, job.backoff = int(h[b"seq"]), retries, backoff
+        job.seq, job.retries, job.backoff = int(h["seq"]), retries, backoff
         live[job_id] = job
-    job.pile_index, job.position, job.status = int(h[b"idx"]), int(h[b"pos"]), text(h[b"status"])
-    job.started_at, job.finished_at = _float(h[b"started"]), _float(h[b"finished"])
-    job.result = _loads(h[b"result"])
-    job.error = _loads(h[b"error"]) if h[b"error"] else None
-    job.attempt = int(h[b"attempt"])
-    job.attempts = _loads(h[b"attempts"]) if h[b"attempts"] else None
-    job.not_before = _float(h[b"nb"])
+    job.pile_index, job.position, job.status = int(h["idx"]), int(h["pos"]), h["status"]
+    job.started_at, job.finished_at = _float(h["started"]), _float(h["finished"])
+    job.result = _loads(h["result"])
+    job.error = _loads(h["error"]) if h["error"] else None
+    job.attempt = int(h["attempt"])
+    job.attempts = _loads(h["attempts"]) if h["attempts"] else None
+    job.not_before = _float(h["nb"])
     return job
 
 
@@ -100,7 +101,7 @@ class RedisJobRecords:
         self.max_records = max_records
         self._link = link
         self.live: weakref.WeakValueDictionary[str, Job] = weakref.WeakValueDictionary()
-        self.logged: Callable[[list[Any]], Any] = lambda pile: None  # told each pile hash `finish` read back
+        self.logged: Callable[[bytes], Any] = lambda pile: None  # told each pile hash `finish` read back
 
     def add(self, job: Job) -> None:
         self._link.later("add", job.id, *_fields(job), then=lambda seq: setattr(job, "seq", int(seq)))
@@ -112,7 +113,7 @@ class RedisJobRecords:
             h = link.client.hgetall(f"{link.prefix}:job:{job_id}")
         if not h or h.get(b"listed") != b"1":
             return None
-        return decode_job(h, self.live)  # type: ignore[return-value]
+        return decode_job(strs(h), self.live)  # type: ignore[return-value]
 
     def finish(self, job: Job, status: str, result: Any, error: dict[str, str] | None, at: float) -> str | None:
         """As the port says; a pile's member is also logged in its pile's result log in the same script, so
@@ -159,7 +160,7 @@ class RedisJobRecords:
                 if not h or h.get(b"listed") != b"1":
                     continue
                 if (status is None or text(h[b"status"]) == status) and (owner is None or _owner(h) == owner):
-                    found.append(decode_job(h, self.live))  # type: ignore[arg-type]
+                    found.append(decode_job(strs(h), self.live))  # type: ignore[arg-type]
                     if len(found) == limit:
                         break
             top = f"({int(ids[-1][1])}"
@@ -247,7 +248,7 @@ class RedisJobQueue:
             return None
         if not reply[2]:
             return None
-        return decode_job(_pairs(reply[2]), self._records.live)  # type: ignore[return-value]
+        return decode_job(orjson.loads(reply[2]), self._records.live)  # type: ignore[return-value]
 
     def take_leased(self, replica: str, token: str, lease_ms: int, at: float) -> tuple[Job | None, bool]:
         """The next job with lease `token` of the pool's cluster-wide slots (held by `replica`, `lease_ms` long),
@@ -263,7 +264,7 @@ class RedisJobQueue:
             return None, False
         if not reply[2]:
             return None, True
-        return decode_job(_pairs(reply[2]), self._records.live), True  # type: ignore[return-value]
+        return decode_job(orjson.loads(reply[2]), self._records.live), True  # type: ignore[return-value]
 
     def discard(self, job: Job) -> None:
         self._counts(self._link.run("discard", self.pool, job.id))

@@ -99,7 +99,7 @@ class Link:
             return
         ops = orjson.dumps([[name, *[_text(arg) for arg in args]] for name, args, _ in batch])
         with self.guard():
-            replies, pools = self._coalescer.call(self._scripts["enqueue"], (self.prefix, ops))
+            replies, pools = orjson.loads(self._coalescer.call(self._scripts["enqueue"], (self.prefix, ops)))
         counts = {_text(pool): [queued, delayed, None, version] for pool, queued, delayed, version in pools}
         last = {args[0]: i for i, (name, args, _) in enumerate(batch) if name == "push"}
         for i, ((name, args, then), reply) in enumerate(zip(batch, replies, strict=True)):

@@ -10,8 +10,10 @@ from __future__ import annotations
 import weakref
 from typing import Any
 
+import orjson
+
 from ..records import COMPLETION, TERMINAL, Evicted, Job, Pile
-from .jobs import RedisJobRecords, _float, _num, _pairs, decode_job, text
+from .jobs import RedisJobRecords, _float, _num, decode_job, strs, text
 from .link import Link
 
 __all__ = ["RedisPileRecords", "RedisResultLogs", "Span"]
@@ -34,18 +36,18 @@ class Span:
         return f"Span({self.n})"
 
 
-def decode_pile(h: dict[bytes, bytes], live: weakref.WeakValueDictionary) -> Pile:
+def decode_pile(h: dict[str, str], live: weakref.WeakValueDictionary) -> Pile:
     """The pile of hash `h`: its one object in `live` (refreshed in place) or a new one."""
-    pile_id = text(h[b"id"])
+    pile_id = h["id"]
     pile = live.get(pile_id)
     if pile is None:
-        pile = live[pile_id] = Pile(pile_id, text(h[b"owner"]) or None)
-    elif int(h[b"done"]) < len(pile.log) or int(h[b"n"]) < len(pile.jobs) or (pile.closed and h[b"closed"] != b"1"):
+        pile = live[pile_id] = Pile(pile_id, h["owner"] or None)
+    elif int(h["done"]) < len(pile.log) or int(h["n"]) < len(pile.jobs) or (pile.closed and h["closed"] != "1"):
         return pile  # a read answered before a change this process has since made: never move a pile back
-    pile.closed = h[b"closed"] == b"1"
-    pile.finished_at, pile.active_at = _float(h[b"finished"]), float(h[b"active"])
-    pile.jobs, pile.log = Span(int(h[b"n"])), Span(int(h[b"done"]))  # type: ignore[assignment]
-    pile.counts = {status: int(h[status.encode()]) for status in TERMINAL}
+    pile.closed = h["closed"] == "1"
+    pile.finished_at, pile.active_at = _float(h["finished"]), float(h["active"])
+    pile.jobs, pile.log = Span(int(h["n"])), Span(int(h["done"]))  # type: ignore[assignment]
+    pile.counts = {status: int(h[status]) for status in TERMINAL}
     return pile
 
 
@@ -71,15 +73,15 @@ class RedisPileRecords:
         pile.jobs, pile.log = Span(0), Span(0)  # type: ignore[assignment]
         self.live[pile.id] = pile
 
-    def seen(self, flat: list[Any]) -> None:
-        """A pile's hash (flat) a script read back: refresh its record here."""
-        decode_pile(_pairs(flat), self.live)
+    def seen(self, packed: bytes) -> None:
+        """A pile's hash (JSON) a script read back: refresh its record here."""
+        decode_pile(orjson.loads(packed), self.live)
 
     def get(self, pile_id: str) -> Pile | None:
         link = self._link
         with link.guard():
             h = link.client.hgetall(f"{link.prefix}:pile:{pile_id}")
-        return decode_pile(h, self.live) if h else None
+        return decode_pile(strs(h), self.live) if h else None
 
     def add_job(self, pile: Pile, job: Job) -> int:
         def added(index: Any) -> None:
@@ -91,7 +93,7 @@ class RedisPileRecords:
         return job.pile_index  # inside `RedisStore.batch()`: -1 until the batch is sent
 
     def close(self, pile: Pile, at: float) -> None:
-        decode_pile(_pairs(self._link.run("close", pile.id, _num(at))), self.live)
+        decode_pile(orjson.loads(self._link.run("close", pile.id, _num(at))), self.live)
 
     def open_piles(self) -> list[Pile]:
         link, p = self._link, self._link.prefix
@@ -101,7 +103,7 @@ class RedisPileRecords:
             for pile_id in ids:
                 pipe.hgetall(f"{p}:pile:{pile_id}")
             hashes = pipe.execute()
-        return [decode_pile(h, self.live) for h in hashes if h]
+        return [decode_pile(strs(h), self.live) for h in hashes if h]
 
     def expire(self, horizon: float) -> None:
         for pile_id in self._link.run("expire_piles", _num(horizon)):
@@ -123,7 +125,7 @@ class RedisResultLogs:
         if not reply:  # the pile expired meanwhile: nothing reads it any more
             return -1
         job.position = int(reply[0])
-        decode_pile(_pairs(reply[1]), self._piles.live)
+        decode_pile(orjson.loads(reply[1]), self._piles.live)
         return job.position
 
     def read(
@@ -136,5 +138,5 @@ class RedisResultLogs:
             return [], start, True
         end, closed, size, hashes = reply
         live = self._jobs.live
-        records = [decode_job(_pairs(h), live) for h in hashes]
+        records = [decode_job(orjson.loads(h), live) for h in hashes]
         return records, int(end), closed == b"1" and int(end) >= int(size)
