@@ -67,11 +67,11 @@ class LocalCluster:
 class Slots(Protocol):
     """What a ClusterLane asks of the cluster: leases on the pool's cluster-wide slots, and hints."""
 
-    def acquire(self, pool: str) -> str | None: ...  # a lease token, or None: the pool is full cluster-wide
+    def token(self) -> str: ...  # a new lease token, unique across the cluster and restarts
 
     def take(self, pool: str, token: str, queue: Any, at: float) -> tuple[Job | None, bool]: ...
-    # the next job with the lease `token` (kept if the size allows): (job, True); (None, True) none queued
-    # (the lease released); (None, False) the lease is not held
+    # the next job with the lease `token` (kept if the size allows; a new token is granted one if fewer than
+    # the size are held): (job, True); (None, True) none queued (the lease released); (None, False) not held
 
     def release(self, pool: str, token: str) -> None: ...  # the attempt ended: free its slot (once)
 
@@ -111,19 +111,23 @@ class ClusterNotifier(Notifier):
 
 
 class ClusterLane(Lane):
-    """A lane whose pool's size is cluster-wide: its dispatcher takes a lease before it spawns a slot; each
-    job a slot takes is bound to its lease; the slot keeps the lease for its next job while no more than the
-    size are held (else it takes a new one, or stops) and releases it once, when it leaves. The local
-    GreenPool follows the cluster-wide size (the most this replica could run)."""
+    """A lane whose pool's size is cluster-wide: a slot's first take is granted a lease with its job (one
+    script: the slots the dispatcher spawns in one pass share one round trip), or finds the pool full
+    cluster-wide, and the dispatcher then spawns one slot at a time (a probe) after ROOM_POLL_S or a hint
+    that a slot was freed, until a probe gets a lease. Each job a slot takes is bound to its lease; the slot
+    keeps the lease for its next job while no more than the size are held (else it takes a new one, or
+    stops) and releases it once, when it leaves. The local GreenPool follows the cluster-wide size (the
+    most this replica could run)."""
 
     def __init__(self, *args: Any, cluster: Slots) -> None:
         self._cluster = cluster
-        self._grants: list[str] = []  # leases the dispatcher took for slots on their way
         self._tokens: dict[str, str] = {}  # job id → its lease token, from take to run
         self._carried: dict[Any, str] = {}  # slot → the lease of its last job, until its next take or its end
         self.attempts: dict[str, int] = {}  # job id → the attempt running here
         self._hinted = False  # another replica pushed onto the (shared) queue since the dispatcher looked
         self._dry = False  # a take found nothing although `queued` said so (places reserved, not yet pushed)
+        self._full = False  # a slot's new lease was refused: the pool is full cluster-wide (or Redis is down)
+        self._probing = False  # since then: one slot at a time, until one is granted a lease
         super().__init__(*args)
         if hasattr(self.queue, "wake"):  # a shared store's queue: a refresh that finds more jobs wakes us
             self.queue.wake = self.hinted
@@ -157,11 +161,6 @@ class ClusterLane(Lane):
             return False
         return Lane.kill(self, job_id)
 
-    def hold(self) -> None:
-        super().hold()
-        while self._grants:  # leases taken for slots that will take no job now
-            self._cluster.release(self.name, self._grants.pop())
-
     def tick(self) -> None:
         """Release the delayed jobs that are due (whoever pushed them: a replica that died cannot)."""
         queued = self.queue.queued
@@ -171,24 +170,24 @@ class ClusterLane(Lane):
         self.delayed(following)
 
     def _dispatch(self) -> None:
-        """As Lane's, and with a lease on one of the pool's cluster-wide slots for each slot it spawns."""
-        pool, parked, queue, cluster = self.pool, self._dispatcher, self.queue, self._cluster
+        """As Lane's, and it waits while the pool is full cluster-wide (see the class)."""
+        pool, parked, queue = self.pool, self._dispatcher, self.queue
         while True:
             if (queue.queued <= self._starting or self._dry) and not self._hinted:
                 parked.park(RECHECK_S)  # woken by a submission here, or a hint from another replica
-                self._dry = False
+                self._dry = self._full = False  # a refusal seen before this wait is stale: probe at once
                 continue
-            full = pool.running() >= pool.size
-            token = None if full else cluster.acquire(self.name)
-            if token is None:  # full here, or cluster-wide: woken by a slot freed here or anywhere, or a resize
-                self._pool_full = True
+            here = pool.running() >= pool.size
+            if here or self._full or (self._probing and self._starting):
+                # Full here, or cluster-wide, or a probe on its way: woken by a slot freed here or anywhere,
+                # a resize, or the probe's outcome.
+                self._full, self._pool_full = False, True
                 try:
-                    parked.park(None if full else ROOM_POLL_S)
+                    parked.park(None if here else ROOM_POLL_S)
                 finally:
                     self._pool_full = False
                 continue
             self._hinted = False
-            self._grants.append(token)
             pool.spawn(self._slot)
             self._starting += 1
 
@@ -202,16 +201,20 @@ class ClusterLane(Lane):
 
     def _take(self) -> Job | None:
         """The next job, with a lease: the one this slot carries from its last job while the pool's size allows
-        it, else one the dispatcher took for it, else a new one; kept, taken and bound in one step."""
+        it, else a new one; granted (or kept), taken and bound in one step."""
+        cluster = self._cluster
         token = self._carried.pop(getcurrent(), None)
         if token is not None:
-            job, leased = self._cluster.take(self.name, token, self.queue, self._clock())
+            job, leased = cluster.take(self.name, token, self.queue, self._clock())
             if job is not None or leased:  # else not kept (the size shrank, or it lapsed): a new one
                 return self._took(job, token, leased)
-        token = self._grants.pop() if self._grants else self._cluster.acquire(self.name)
-        if token is None:
-            return None
-        job, leased = self._cluster.take(self.name, token, self.queue, self._clock())
+        token = cluster.token()
+        job, leased = cluster.take(self.name, token, self.queue, self._clock())
+        if not leased:  # full cluster-wide: the dispatcher waits, then probes
+            self._full = self._probing = True
+        elif self._probing:  # a probe got a lease: the dispatcher spawns for the rest again
+            self._probing = False
+            self._dispatcher.wake_one()
         return self._took(job, token, leased)
 
     def _took(self, job: Job | None, token: str, leased: bool) -> Job | None:

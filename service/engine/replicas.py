@@ -124,17 +124,19 @@ class RedisCluster:
             log.warning(what, extra={**extra, "error_message": str(exc) or repr(exc)})
 
     # -- leases (ClusterLane's Slots) -----------------------------------------------------------
-    def acquire(self, pool: str) -> str | None:
-        token = next(self._tokens)
+    def token(self) -> str:
+        return next(self._tokens)
+
+    def _grant(self, pool: str, token: str) -> bool:
+        """A lease for the new `token` on one of `pool`'s slots, if fewer than the size are held."""
         try:
             granted = self.state.acquire(pool, token)
         except Exception as exc:  # Redis down, or no size yet: no slot now; the lane asks again
             self._trouble("lease not acquired", exc, pool=pool)
-            return None
-        if not granted:
-            return None
-        self._held[token] = (pool, None)
-        return token
+            return False
+        if granted:
+            self._held[token] = (pool, None)
+        return granted
 
     def take(self, pool: str, token: str, queue: Any, at: float) -> tuple[Job | None, bool]:
         """The next job of `queue` with lease `token`: on the Redis store one script (keep or grant, take,
@@ -154,7 +156,7 @@ class RedisCluster:
         return job, leased
 
     def _take_apart(self, pool: str, token: str, queue: Any, at: float) -> tuple[Job | None, bool]:
-        if not self._keep(pool, token):
+        if not (self._keep(pool, token) if token in self._held else self._grant(pool, token)):
             return None, False
         try:
             job = queue.take(at)

@@ -147,8 +147,8 @@ def test_a_job_taken_by_a_replica_that_died_before_binding_its_lease_ends_worker
     for thread in a.cluster.threads():  # a dies...
         thread.kill()
     job = a.submit("sleep", {"seconds": 30})
-    token = a.cluster.acquire("default")  # ...after its slot got a lease and took the job, before binding them
-    assert token is not None and a.store.queue("default").take(time.time()) is job
+    token = a.cluster.token()  # ...after its slot got a lease and took the job, before binding them
+    assert a.cluster.state.acquire("default", token) and a.store.queue("default").take(time.time()) is job
     until(lambda: job.status != RUNNING, timeout=5)
     assert job.status == "failed" and job.error["type"] == "WorkerLost"
 

@@ -102,6 +102,17 @@ def test_replicas_taking_from_one_queue_never_take_a_job_twice(replicas: tuple[R
     assert (a.queue("default").queued, b.queue("default").queued) == (0, 0)
 
 
+def test_a_leased_take_tells_a_job_no_job_and_no_lease_apart(replicas: tuple[RedisStore, RedisStore]) -> None:
+    a, b = replicas
+    a.sizes.set("default", 1)
+    (job,) = queued_jobs(a, 1)
+    qa, qb = a.queue("default"), b.queue("default")
+    assert qa.take_leased("A", "t1", 10_000, 1_700_000_200.0) == (job, True)  # granted with its job
+    assert qb.take_leased("B", "u1", 10_000, 1_700_000_200.0) == (None, False)  # the one slot is held
+    assert qa.take_leased("A", "t1", 10_000, 1_700_000_201.0) == (None, True)  # kept, but nothing queued
+    assert qb.take_leased("B", "u1", 10_000, 1_700_000_201.0) == (None, True)  # so the slot was freed
+
+
 def test_what_one_replica_writes_the_other_reads(replicas: tuple[RedisStore, RedisStore]) -> None:
     a, b = replicas
     pile = Pile("p1", created_at=1_700_000_000.0)

@@ -184,22 +184,22 @@ local base = P .. ':pool:' .. pool
 local KEYS = {base .. ':leases', base .. ':owners', base .. ':lapsed', P .. ':limits'}
 """ + _REAP_EXPIRED + """
 local bound = base .. ':bound'
-local function released(drop)
+local function released(drop, leased)  -- leased: 1 the lease was held (no job: released now), 0 not held
   if drop then
     redis.call('ZREM', KEYS[1], token)
     redis.call('HDEL', KEYS[2], token)
     redis.call('HDEL', bound, token)
   end
   local c = counts(P, pool)
-  c[5] = 0
+  c[5] = leased
   return c
 end
 local size = tonumber(redis.call('HGET', KEYS[4], pool) or '0')
 local held = redis.call('ZCARD', KEYS[1])
 if redis.call('ZSCORE', KEYS[1], token) then
-  if held > size then return released(true) end
+  if held > size then return released(true, 0) end
 elseif redis.call('HEXISTS', KEYS[3], token) == 1 or held >= size then
-  return released(false)
+  return released(false, 0)
 else
   redis.call('HSET', KEYS[2], token, ARGV[3])
 end
@@ -207,7 +207,7 @@ redis.call('ZADD', KEYS[1], now + tonumber(ARGV[5]), token)
 local q = P .. ':q:' .. pool
 while true do
   local id = redis.call('LPOP', q .. ':ready')
-  if not id then return released(true) end
+  if not id then return released(true, 1) end
   local k = P .. ':job:' .. id
   if redis.call('HGET', k, 'status') == 'queued' then  -- else it ended while queued (discarded)
     redis.call('HSET', k, 'status', 'running', 'started', ARGV[6])
