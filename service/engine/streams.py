@@ -36,9 +36,9 @@ def follow(notifier: Notifier, piles: PileRecords, results: ResultLogs, pile: Pi
             position = end
             if len(jobs) == limit:  # more may be ready now
                 continue
-            changed.wait(heartbeat)  # returns at once if results arrived while the batch was written
-            if piles.get(pile.id) is None:  # the pile expired: nothing more will come
+            if not jobs and piles.get(pile.id) is None:  # nothing new: it may have expired (then nothing will come)
                 return
+            changed.wait(heartbeat)  # returns at once if results arrived while the batch was written
             if not changed.ready():
                 yield []
     finally:
