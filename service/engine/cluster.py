@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from pool_core import getcurrent
+from pool_core import getcurrent, spawn
 
 from ..storage import Job
 from .notifier import Notifier
@@ -123,12 +123,15 @@ class ClusterLane(Lane):
         self._cluster = cluster
         self._tokens: dict[str, str] = {}  # job id → its lease token, from take to run
         self._carried: dict[Any, str] = {}  # slot → the lease of its last job, until its next take or its end
+        self._ending: dict[Any, str] = {}  # slot → the lease of the job it runs, until it ends it
+        self._ahead: dict[Any, tuple[Any, str]] = {}  # slot → (the green thread taking its next job, lease)
         self.attempts: dict[str, int] = {}  # job id → the attempt running here
         self._hinted = False  # another replica pushed onto the (shared) queue since the dispatcher looked
         self._dry = False  # a take found nothing although `queued` said so (places reserved, not yet pushed)
         self._full = False  # a slot's new lease was refused: the pool is full cluster-wide (or Redis is down)
         self._probing = False  # since then: one slot at a time, until one is granted a lease
         super().__init__(*args)
+        self._end_job, self._end = self._end, self._end_and_take
         if hasattr(self.queue, "wake"):  # a shared store's queue: a refresh that finds more jobs wakes us
             self.queue.wake = self.hinted
 
@@ -180,10 +183,10 @@ class ClusterLane(Lane):
             here = pool.running() >= pool.size
             if here or self._full or (self._probing and self._starting):
                 # Full here, or cluster-wide, or a probe on its way: woken by a slot freed here or anywhere,
-                # a resize, or the probe's outcome.
+                # a resize, or the probe's outcome; and it looks again after ROOM_POLL_S whatever happened.
                 self._full, self._pool_full = False, True
                 try:
-                    parked.park(None if here else ROOM_POLL_S)
+                    parked.park(ROOM_POLL_S)
                 finally:
                     self._pool_full = False
                 continue
@@ -191,20 +194,44 @@ class ClusterLane(Lane):
             pool.spawn(self._slot)
             self._starting += 1
 
-    def _slot(self) -> None:
-        try:
-            super()._slot()
-        finally:  # the lease this slot carried from its last job, if any
-            token = self._carried.pop(getcurrent(), None)
-            if token is not None:
-                self._cluster.release(self.name, token)
+    def _leaving(self) -> None:
+        """Release the lease this slot carried from its last job, if any; a take started ahead (the slot
+        raised) is waited for and its lease released: a job it took is left to the reaper (WorkerLost)."""
+        current = getcurrent()
+        token = self._carried.pop(current, None)
+        if current in self._ahead:
+            ahead, token = self._ahead.pop(current)
+            ahead.wait()
+        if token is not None:
+            self._cluster.release(self.name, token)
+
+    def _end_and_take(self, job: Job, status: str, *args: Any, **kwargs: Any) -> bool:
+        """End `job` (the engine's `end`); when it is the slot running it that ends it and the slot goes on,
+        its next take starts first, in a green thread of its own, so that the job's finish and the next take
+        share one round trip (the take runs right after the finish, in the same pipeline)."""
+        current = getcurrent()
+        if current in self._ending and not self._holding and Lane._going_on(self):
+            token = self._ending.pop(current)
+            self._ahead[current] = (spawn(self._cluster.take, self.name, token, self.queue, self._clock()), token)
+        return self._end_job(job, status, *args, **kwargs)
+
+    def _next(self) -> Job | None:
+        """As Lane's, but a take started ahead is always seen through (it may have taken a job)."""
+        return self._take() if getcurrent() in self._ahead else super()._next()
+
+    def _going_on(self) -> bool:
+        return getcurrent() in self._ahead or super()._going_on()
 
     def _take(self) -> Job | None:
         """The next job, with a lease: the one this slot carries from its last job while the pool's size allows
         it, else a new one; granted (or kept), taken and bound in one step."""
-        cluster = self._cluster
-        token = self._carried.pop(getcurrent(), None)
-        if token is not None:
+        cluster, current = self._cluster, getcurrent()
+        if current in self._ahead:  # started as its last job ended
+            ahead, token = self._ahead.pop(current)
+            job, leased = ahead.wait()
+            if job is not None or leased:
+                return self._took(job, token, leased)
+        elif (token := self._carried.pop(current, None)) is not None:
             job, leased = cluster.take(self.name, token, self.queue, self._clock())
             if job is not None or leased:  # else not kept (the size shrank, or it lapsed): a new one
                 return self._took(job, token, leased)
@@ -228,9 +255,11 @@ class ClusterLane(Lane):
     def _run(self, job: Job, thread: Any) -> None:
         token, attempt = self._tokens.pop(job.id), job.attempt
         self.attempts[job.id] = attempt
+        self._ending[thread] = token
         try:
             super()._run(job, thread)
         finally:
             if self.attempts.get(job.id) == attempt:
                 del self.attempts[job.id]
-            self._carried[thread] = token  # released when the slot leaves, or kept for its next job
+            if self._ending.pop(thread, None) is not None:  # no take started ahead: the slot carries the lease
+                self._carried[thread] = token  # released when the slot leaves, or kept for its next job

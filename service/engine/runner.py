@@ -148,22 +148,35 @@ class Lane:
         """One pool slot: run queued jobs back to back, in FIFO order, while more are queued than slots on
         their way to them and the pool is not over its size; yield after `_TURN` s of instant jobs."""
         self._starting -= 1
-        hub, pool, queue = get_hub(), self.pool, self.queue
+        hub, queue = get_hub(), self.queue
         thread = getcurrent()
         turn, turn_started = hub.pass_started, _monotonic()
         try:
-            while not self._holding and (job := self._take()) is not None:
+            while (job := self._next()) is not None:
                 self._run(job, thread)
                 if hub.pass_started != turn:  # the job parked: this slot's turn began when it resumed
                     turn, turn_started = hub.pass_started, _monotonic()
                 elif _monotonic() - turn_started > _TURN:
                     hub.yield_now()
                     turn, turn_started = hub.pass_started, _monotonic()
-                if queue.queued <= self._starting or pool.free() < 0:
+                if not self._going_on():
                     return
         finally:  # leaving frees a slot: the dispatcher may be waiting for one, or have jobs with no slot
+            self._leaving()  # what may park comes first: the wake-up below must find this slot gone
             if self._pool_full or queue.queued > self._starting:
                 self._dispatcher.wake_one()
+
+    def _leaving(self) -> None:
+        """A slot is about to leave the pool: nothing to do here (a cluster lane frees its lease)."""
+
+    def _next(self) -> Job | None:
+        """The slot's next job: none once the lane holds, else `_take`'s."""
+        return None if self._holding else self._take()
+
+    def _going_on(self) -> bool:
+        """After a job: does its slot go on? While more are queued than slots on their way, and the pool is
+        not over its size."""
+        return self.queue.queued > self._starting and self.pool.free() >= 0
 
     def _take(self) -> Job | None:
         """The job at the head of the queue, marked running (None: none queued); a cluster's lane also takes

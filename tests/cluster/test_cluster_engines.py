@@ -62,6 +62,30 @@ def test_two_replicas_never_run_more_than_the_cluster_wide_size(replicas):
     until(lambda: a.cluster.state.held("default") == 0, timeout=1.0)  # every lease released once its job ended
 
 
+def test_a_replica_whose_pool_was_full_runs_the_next_jobs_after_its_slots_have_left(replicas):
+    # Its dispatcher (told of a push elsewhere) waited for a free slot while the slots, leaving, still released
+    # their leases: the wake-ups they gave found none gone, and later submissions (which wake an idle
+    # dispatcher only) never ran.
+    probe = Probe()
+    (a,) = replicas(1, probe.registry, pool_size=2)
+    release = a.cluster.release
+
+    def slow_release(pool: str, token: str) -> None:  # a slow Redis: the release parks for a while
+        sleep(0.05)
+        release(pool, token)
+
+    a.cluster.release = slow_release
+    lane = a.runner.lanes["default"]
+    for rounds in range(3):
+        jobs = [a.submit("probe", {"seconds": 0.05}) for _ in range(4)]  # two waves of two, that end together
+        until(lambda: probe.now == 2)
+        lane.hinted()  # another replica pushed meanwhile (whose job the two slots may take as well)
+        for job in jobs:
+            assert a.wait(job, 5), f"round {rounds}: {[j.status for j in jobs]}"
+        until(lambda: a.stats()["running"] == 0, timeout=2.0)
+    assert probe.peak == 2
+
+
 def test_a_resize_on_one_replica_is_in_effect_on_the_other_within_a_second(replicas):
     probe = Probe()
     a, b = replicas(2, probe.registry, pool_size=2)
