@@ -135,6 +135,14 @@ class ClusterLane(Lane):
         if hasattr(self.queue, "wake"):  # a shared store's queue: a refresh that finds more jobs wakes us
             self.queue.wake = self.hinted
 
+    def stats(self) -> dict[str, int]:
+        """As Lane's, but `running` (and `free`) count the jobs running here, not the slots: a slot on its
+        way to a lease (one the cluster may refuse) runs nothing."""
+        stats = super().stats()
+        stats["running"] = running = len(self.running) + self.held
+        stats["free"] = stats["size"] - running
+        return stats
+
     def pushed(self) -> None:
         super().pushed()
         self._cluster.hint("pushed", self.name)

@@ -62,6 +62,19 @@ def test_two_replicas_never_run_more_than_the_cluster_wide_size(replicas):
     until(lambda: a.cluster.state.held("default") == 0, timeout=1.0)  # every lease released once its job ended
 
 
+def test_replicas_report_the_jobs_they_run_not_the_slots_that_ask_for_a_lease(replicas):
+    probe = Probe()
+    a, b = replicas(2, probe.registry, pool_size=2)
+    jobs = [(a if i % 2 else b).submit("probe", {"seconds": 30}) for i in range(3)]  # 2 run, 1 queued
+    until(lambda: probe.now == 2)
+    deadline = time.monotonic() + 1.5  # meanwhile the replicas' dispatchers probe for a slot: refused
+    while time.monotonic() < deadline:
+        assert a.stats()["running"] + b.stats()["running"] == 2
+        sleep(0.01)
+    for job in jobs:
+        a.cancel(job.id)
+
+
 def test_a_replica_whose_pool_was_full_runs_the_next_jobs_after_its_slots_have_left(replicas):
     # Its dispatcher (told of a push elsewhere) waited for a free slot while the slots, leaving, still released
     # their leases: the wake-ups they gave found none gone, and later submissions (which wake an idle
