@@ -4,9 +4,10 @@ Starts `service.app:app` under gunicorn with one GreenWorker on a free loopback 
 `--jobs` echo jobs in one `POST /v1/piles`, then reads `GET /v1/piles/{id}/results` (NDJSON) to the end.
 Reports the time from the create request to the last record (end to end: accept, run, stream) and the
 time of the stream alone, as results per second; medians over `--reps` runs. Target: >= 20,000 results/s.
-The server's store is its default, SQLite (a fresh file in a temporary directory), or `--store memory`.
+The server's store is its default, SQLite (a fresh file in a temporary directory), `--store memory`, or
+`--store redis` (one replica on a redis-server the script starts, as bench_celery.py does).
 
-    .venv/bin/python benchmarks/bench_stream.py [--jobs 100000] [--reps 3] [--store sqlite|memory]
+    .venv/bin/python benchmarks/bench_stream.py [--jobs 100000] [--reps 3] [--store sqlite|memory|redis]
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from pathlib import Path
 import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from bench_celery import RedisProcess  # noqa: E402
 from serverkit import start_server  # noqa: E402
 
 TARGET = 20_000
@@ -54,7 +56,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=100_000)
     parser.add_argument("--reps", type=int, default=3)
-    parser.add_argument("--store", choices=("sqlite", "memory"), default="sqlite")
+    parser.add_argument("--store", choices=("sqlite", "memory", "redis"), default="sqlite")
     args = parser.parse_args()
     env = {
         "GREENPOOL_POOL_SIZE": "1000",
@@ -65,14 +67,19 @@ def main() -> int:
         "GREENPOOL_LOG_LEVEL": "warning",
     }
     with tempfile.TemporaryDirectory() as tmp:
+        redis = RedisProcess(Path(tmp)) if args.store == "redis" else None
         if args.store == "sqlite":
             env["GREENPOOL_STORE"] = f"sqlite:{tmp}/greenpool.db"
+        elif redis is not None:
+            env["GREENPOOL_STORE"] = f"{redis.url}/0"
         server = start_server(Path(tmp), env=env)
         try:
             run_once(server.url, min(args.jobs, 2_000))  # warm-up
             runs = [run_once(server.url, args.jobs) for _ in range(args.reps)]
         finally:
             server.stop()
+            if redis is not None:
+                redis.stop()
     total = statistics.median(r[0] for r in runs)
     stream = statistics.median(r[1] for r in runs)
     rate = args.jobs / total
