@@ -46,6 +46,21 @@ local function push(P, pool, id, not_before)
     redis.call('DECR', q .. ':n')
   end
 end
+-- take_head(P, pool, at): the head of the pool's ready list, marked running at `at` → its id and key, or
+-- nil if none is queued (an id whose job ended while queued, i.e. was discarded, is dropped on the way)
+local function take_head(P, pool, at)
+  local q = P .. ':q:' .. pool
+  while true do
+    local id = redis.call('LPOP', q .. ':ready')
+    if not id then return nil end
+    local k = P .. ':job:' .. id
+    if redis.call('HGET', k, 'status') == 'queued' then
+      redis.call('HSET', k, 'status', 'running', 'started', at)
+      redis.call('DECR', q .. ':n')
+      return id, k
+    end
+  end
+end
 -- log_result(P, pile, id, status, at): the ended job at the end of its pile's result log → {position, the
 -- pile's hash (JSON)}, or false if the pile has expired; a job logged already keeps its position
 local function log_result(P, pile, id, status, at)
@@ -160,19 +175,10 @@ return c
 """,
     # ARGV: P, pool, at → {queued, delayed, the taken job's hash (JSON) or false, version}
     "take": _HELPERS + """
-local P, q = ARGV[1], ARGV[1] .. ':q:' .. ARGV[2]
-while true do
-  local id = redis.call('LPOP', q .. ':ready')
-  if not id then return counts(P, ARGV[2]) end
-  local k = P .. ':job:' .. id
-  if redis.call('HGET', k, 'status') == 'queued' then  -- else it ended while queued (discarded)
-    redis.call('HSET', k, 'status', 'running', 'started', ARGV[3])
-    redis.call('DECR', q .. ':n')
-    local c = counts(P, ARGV[2])
-    c[3] = hash(k)
-    return c
-  end
-end
+local id, k = take_head(ARGV[1], ARGV[2], ARGV[3])
+local c = counts(ARGV[1], ARGV[2])
+if id then c[3] = hash(k) end
+return c
 """,
     # ARGV: P, pool, replica, token, lease ms, at → {queued, delayed, the taken job's hash (JSON) or false,
     # version, 1 the lease is held / 0 not}. A cluster slot's next job in one step (leases.py's keys): the lease
@@ -204,20 +210,12 @@ else
   redis.call('HSET', KEYS[2], token, ARGV[3])
 end
 redis.call('ZADD', KEYS[1], now + tonumber(ARGV[5]), token)
-local q = P .. ':q:' .. pool
-while true do
-  local id = redis.call('LPOP', q .. ':ready')
-  if not id then return released(true, 1) end
-  local k = P .. ':job:' .. id
-  if redis.call('HGET', k, 'status') == 'queued' then  -- else it ended while queued (discarded)
-    redis.call('HSET', k, 'status', 'running', 'started', ARGV[6])
-    redis.call('DECR', q .. ':n')
-    redis.call('HSET', bound, token, id .. ' ' .. redis.call('HGET', k, 'attempt'))
-    local c = counts(P, pool)
-    c[3], c[5] = hash(k), 1
-    return c
-  end
-end
+local id, k = take_head(P, pool, ARGV[6])
+if not id then return released(true, 1) end
+redis.call('HSET', bound, token, id .. ' ' .. redis.call('HGET', k, 'attempt'))
+local c = counts(P, pool)
+c[3], c[5] = hash(k), 1
+return c
 """,
     # ARGV: P, a JSON list of calls ["add", id, field, value…] | ["add_job", pile, job, submitted_at] |
     # ["push", pool, id, not_before] (all strings), run in order as the scripts of those names would →
